@@ -1,0 +1,105 @@
+"""Closed-loop load generator: N connections, each sends a line and waits for its ack before the next.
+
+One thread drives every connection through ``selectors`` so the generator itself stays cheap.
+Prints one JSON object: acks counted in the measuring window, its length, and ack latencies.
+
+    python bench/load.py --port P [--clients 200] [--warmup 1] [--duration 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import selectors
+import socket
+import statistics
+import time
+
+ACK = b"Mensaje recibido:"
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """The exact ``q`` quantile (nearest rank) of already sorted values."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, round(q * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+def run(host: str, port: int, clients: int, warmup: float, duration: float, size: int) -> dict[str, object]:
+    """Drive the load and measure."""
+    sel = selectors.DefaultSelector()
+    conns: list[socket.socket] = []
+    state: dict[int, list[object]] = {}
+    pad = "x" * max(0, size - 16)
+    try:
+        for i in range(clients):
+            s = socket.create_connection((host, port), timeout=10)
+            s.setblocking(False)
+            conns.append(s)
+            state[s.fileno()] = [s, b"", 0.0, 0]  # socket, buffer, sent at, sequence
+        t0 = time.monotonic()
+        start, end = t0 + warmup, t0 + warmup + duration
+        latencies: list[float] = []
+        acks = 0
+        for s in conns:
+            st = state[s.fileno()]
+            st[2] = time.monotonic()
+            s.sendall(f"{s.fileno()} 0 {pad}\n".encode())
+            sel.register(s, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            for key, _ in sel.select(timeout=end - now):
+                s = key.fileobj  # type: ignore[assignment]
+                st = state[s.fileno()]
+                try:
+                    data = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    raise SystemExit(f"server closed connection {s.fileno()}")
+                buf = st[1] + data  # type: ignore[operator]
+                *lines, st[1] = buf.split(b"\n")
+                for line in lines:
+                    if not line.startswith(ACK):
+                        continue
+                    t = time.monotonic()
+                    if start <= t < end:
+                        acks += 1
+                        latencies.append(t - st[2])  # type: ignore[operator]
+                    st[3] += 1  # type: ignore[operator]
+                    st[2] = t
+                    s.sendall(f"{s.fileno()} {st[3]} {pad}\n".encode())
+        latencies.sort()
+        return {
+            "clients": clients,
+            "acks": acks,
+            "seconds": duration,
+            "acks_per_s": acks / duration,
+            "p50_ms": percentile(latencies, 0.50) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
+            "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+        }
+    finally:
+        sel.close()
+        for s in conns:
+            s.close()
+
+
+def main() -> None:
+    """Command line."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--clients", type=int, default=200)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--size", type=int, default=64, help="bytes per message")
+    a = ap.parse_args()
+    print(json.dumps(run(a.host, a.port, a.clients, a.warmup, a.duration, a.size)))
+
+
+if __name__ == "__main__":
+    main()
