@@ -1,6 +1,6 @@
 """The ceiling: a threaded loopback server that answers every line like the chat server, with no database.
 
-    python bench/echo_server.py --port 0
+python bench/echo_server.py --port 0
 """
 
 from __future__ import annotations

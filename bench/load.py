@@ -33,7 +33,7 @@ def run(host: str, port: int, clients: int, warmup: float, duration: float, size
     state: dict[int, list[object]] = {}
     pad = "x" * max(0, size - 16)
     try:
-        for i in range(clients):
+        for _ in range(clients):
             s = socket.create_connection((host, port), timeout=10)
             s.setblocking(False)
             conns.append(s)

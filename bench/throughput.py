@@ -49,7 +49,16 @@ def measure(cmd: list[str], clients: int, duration: float) -> dict[str, float]:
         proc, port = start(cmd, Path(tmp))
         try:
             out = subprocess.run(
-                [PY, str(HERE / "load.py"), "--port", str(port), "--clients", str(clients), "--duration", str(duration)],
+                [
+                    PY,
+                    str(HERE / "load.py"),
+                    "--port",
+                    str(port),
+                    "--clients",
+                    str(clients),
+                    "--duration",
+                    str(duration),
+                ],
                 capture_output=True,
                 text=True,
                 timeout=duration + 120,
