@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from chat import protocol as p
-from chat.store import NewMessage, Outcome, Rejected, Store, Stored, StoreError, Writer
+from chat.store import NewMessage, Outcome, Store, Stored, StoreError, Writer
 
 log = logging.getLogger("chat.server")
 
@@ -232,7 +232,6 @@ class Session:
         cfg = server.config
         reset = False
         try:
-            self.post(p.encode_hello(self.name, cfg.max_line))
             if not server.writer.call(partial(server.join, self), timeout=cfg.ack_wait):
                 self._final = p.encode_error(p.E_BUSY, "server overloaded, try again later")
                 return
@@ -369,16 +368,22 @@ class ChatServer:
                 admitted = len(self._sessions) < self.config.max_clients
                 if admitted:
                     self._sessions.add(session)
-            if admitted:
-                session.start()
-            else:
+            if not admitted:
                 self._refuse(conn, f"server full ({self.config.max_clients} clients); try again later")
+                continue
+            try:
+                session.start()
+            except RuntimeError as exc:  # the system will not give us more threads
+                log.warning("cannot serve %s: %s", session.name, exc)
+                session.outbox.close(discard=True)
+                self.forget(session)
+                self._refuse(conn, "server out of resources; try again later", p.E_BUSY)
 
     @staticmethod
-    def _refuse(conn: socket.socket, detail: str) -> None:
+    def _refuse(conn: socket.socket, detail: str, code: str = p.E_FULL) -> None:
         try:
             conn.settimeout(1.0)
-            conn.sendall(p.encode_error(p.E_FULL, detail))
+            conn.sendall(p.encode_error(code, detail))
             conn.shutdown(socket.SHUT_WR)
         except OSError:
             pass
@@ -386,15 +391,20 @@ class ChatServer:
             conn.close()
 
     def join(self, session: Session, store: Store) -> None:
-        """On the writer thread: replay history to a new client and add it to the relay."""
+        """On the writer thread: add a new client to the relay, greet it, replay history.
+
+        Greeting from here means that once a client reads HELLO, every message committed after
+        that is relayed to it: nothing falls between joining and the first relay.
+        """
+        with self._lock:
+            self._members.append(session)
+        session.post(p.encode_hello(session.name, self.config.max_line))
         if self.config.history:
             rows = store.recent(self.config.history)
             if rows:
                 session.post(
                     b"".join(p.encode_relay(r.id, r.fecha_envio, r.remitente, r.contenido, history=True) for r in rows)
                 )
-        with self._lock:
-            self._members.append(session)
 
     def leave(self, session: Session) -> None:
         """Stop relaying to a session."""
@@ -408,34 +418,36 @@ class ChatServer:
             self._sessions.discard(session)
 
     def publish(self, results: Sequence[tuple[object, NewMessage, Outcome]]) -> None:
-        """On the writer thread, after a commit: ack each message, then relay new rows in log order."""
+        """On the writer thread, after a commit: relay new rows in log order, then answer each sender.
+
+        Relaying first means that when a sender reads its ack, the message is already on its way
+        to every other member: a member that leaves after that still receives it.
+        """
         relays: list[tuple[Session, bytes]] = []
+        for tag, message, outcome in results:
+            if isinstance(outcome, Stored) and not outcome.duplicate:
+                line = p.encode_relay(outcome.id, outcome.fecha_envio, message.remitente, outcome.contenido)
+                relays.append((tag, line))  # type: ignore[arg-type]
+        if relays and self.config.relay:
+            with self._lock:
+                members = list(self._members)
+            origins = {s for s, _ in relays}
+            everything = b"".join(line for _, line in relays)
+            for member in members:
+                if member in origins:
+                    data = b"".join(line for s, line in relays if s is not member)
+                    if data:
+                        member.post(data)
+                else:
+                    member.post(everything)
         for tag, message, outcome in results:
             session = tag
             assert isinstance(session, Session)
             if isinstance(outcome, Stored):
                 session.post(p.encode_ack(outcome.id, outcome.fecha_envio, message.id_cliente, outcome.duplicate))
-                if not outcome.duplicate:
-                    relays.append(
-                        (session, p.encode_relay(outcome.id, outcome.fecha_envio, message.remitente, outcome.contenido))
-                    )
             else:
-                assert isinstance(outcome, Rejected)
                 session.post(p.encode_error(outcome.code, outcome.reason, message.id_cliente))
             session.settled()
-        if not relays or not self.config.relay:
-            return
-        with self._lock:
-            members = list(self._members)
-        origins = {s for s, _ in relays}
-        everything = b"".join(line for _, line in relays)
-        for member in members:
-            if member in origins:
-                data = b"".join(line for s, line in relays if s is not member)
-                if data:
-                    member.post(data)
-            else:
-                member.post(everything)
 
     @property
     def client_count(self) -> int:

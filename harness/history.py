@@ -1,0 +1,117 @@
+"""The operation log of a run: invoke / ok / fail / info records with monotonic timestamps.
+
+Modelled on Jepsen's history: every client operation is an ``invoke`` followed by ``ok`` (it
+happened, e.g. acknowledged), ``fail`` (it definitely did not happen) or ``info`` (unknown: sent,
+then the connection broke). Other events (connection closes, relays received, audits, faults,
+server lifecycle) are ``info`` records. Records are appended from many threads and streamed to
+``history.jsonl`` as they happen, so a killed run still leaves its history behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+TYPES = (INVOKE, OK, FAIL, INFO)
+
+
+@dataclass
+class Record:
+    """One line of the history."""
+
+    index: int
+    time: float
+    type: str
+    f: str
+    client: int = -1
+    conn: int = -1
+    value: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One JSON line."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> Record:
+        """Parse one JSON line; raise ValueError on malformed input."""
+        data = json.loads(line)
+        if not isinstance(data, dict) or data.get("type") not in TYPES:
+            raise ValueError(f"not a history record: {line[:80]!r}")
+        return cls(**data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A field of the value."""
+        return self.value.get(key, default)
+
+
+class History:
+    """Thread-safe, append-only list of records, optionally streamed to a JSONL file."""
+
+    def __init__(self, path: Path | None = None, start: float | None = None) -> None:
+        """Start a history whose clock reads 0 now (or at ``start``, a ``time.monotonic()`` value)."""
+        self.start = time.monotonic() if start is None else start
+        self.records: list[Record] = []
+        self._lock = threading.Lock()
+        self.path = path
+        self._out: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+
+    def now(self) -> float:
+        """Seconds since the history started."""
+        return time.monotonic() - self.start
+
+    def add(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> Record:
+        """Append a record stamped now; return it."""
+        with self._lock:
+            rec = Record(len(self.records), round(self.now(), 6), type, f, client, conn, value)
+            self.records.append(rec)
+            if self._out is not None:
+                self._out.write(rec.to_json() + "\n")
+            return rec
+
+    def flush(self) -> None:
+        """Push buffered lines to the file."""
+        with self._lock:
+            if self._out is not None:
+                self._out.flush()
+
+    def close(self) -> None:
+        """Flush and close the file (the records stay in memory)."""
+        with self._lock:
+            if self._out is not None:
+                self._out.close()
+                self._out = None
+
+    def __iter__(self) -> Iterator[Record]:
+        with self._lock:
+            return iter(list(self.records))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.records)
+
+
+def load(path: Path) -> list[Record]:
+    """Read a ``history.jsonl`` file; raise ValueError naming the bad line."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Record.from_json(line))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: {exc}") from exc
+    return out
+
+
+def write(records: Iterable[Record], path: Path) -> None:
+    """Write records as JSONL (used by tests that fabricate histories)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(rec.to_json() + "\n")

@@ -1,0 +1,34 @@
+"""Exec a server so that it dies with the harness: ``python -m harness.launch PARENT_PID -- CMD ...``.
+
+On Linux it sets the parent-death signal to SIGKILL (prctl), which survives exec, so even a
+SIGKILLed harness leaves no orphan server behind. Elsewhere it just execs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def main(argv: list[str]) -> None:
+    """Arm the parent-death signal, then replace this process with the command."""
+    if len(argv) < 3 or argv[1] != "--":
+        sys.exit("usage: python -m harness.launch PARENT_PID -- COMMAND [ARG ...]")
+    parent, cmd = int(argv[0]), argv[2:]
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the harness died before we armed the signal
+            sys.exit(1)
+    try:
+        os.execvp(cmd[0], cmd)
+    except OSError as exc:
+        sys.exit(f"harness.launch: cannot run {cmd[0]!r}: {exc.strerror}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,223 @@
+"""A run drawn up front: which clients, doing which operations, with which delays.
+
+A Plan is plain data with a JSON round trip, so a failing run can be replayed from its file.
+Timing is part of the plan (explicit pauses, start offsets, Locust-style pacing), so nothing
+drawn depends on how fast the run goes, which is what lets Hypothesis shrink a failure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+#: Operation kinds a simulated client performs, in plan order.
+SEND = "send"  # send one message (a unique token is prepended); wait for its ack unless pipelined
+PAUSE = "pause"  # wait ``seconds`` while still reading what the server sends
+CLOSE = "close"  # polite close (FIN), after waiting for outstanding acks
+RESET = "reset"  # abrupt close (RST), outstanding acks unknown
+HALF_RESET = "half_reset"  # send half of a message, then RST: it must never be stored
+EXIT = "exit"  # send the exit word; the server ends the session
+RECONNECT = "reconnect"  # close politely, connect again (chat: resend what is unacknowledged)
+KINDS = (SEND, PAUSE, CLOSE, RESET, HALF_RESET, EXIT, RECONNECT)
+
+
+@dataclass
+class Op:
+    """One client operation."""
+
+    kind: str
+    text: str = ""
+    seconds: float = 0.0
+    pipelined: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Only the fields that matter for this kind."""
+        d: dict[str, Any] = {"kind": self.kind}
+        if self.kind in (SEND, HALF_RESET):
+            d["text"] = self.text
+        if self.kind == PAUSE:
+            d["seconds"] = self.seconds
+        if self.pipelined:
+            d["pipelined"] = True
+        return d
+
+
+@dataclass
+class ClientPlan:
+    """What one simulated client does: connect after ``start`` seconds, then run ``ops``."""
+
+    ops: list[Op]
+    start: float = 0.0
+    pacing: float = 0.0  # Locust's constant_pacing: at least this many seconds between send starts
+
+
+@dataclass
+class Plan:
+    """A whole run: its clients, the seed for run-time randomness, and (later) a fault schedule."""
+
+    clients: list[ClientPlan]
+    seed: int = 0
+    name: str = "random"
+    faults: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "version": 1,
+            "name": self.name,
+            "seed": self.seed,
+            "faults": self.faults,
+            "clients": [
+                {"start": c.start, "pacing": c.pacing, "ops": [op.to_dict() for op in c.ops]} for c in self.clients
+            ],
+        }
+
+    def to_json(self) -> str:
+        """Indented JSON."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        """Rebuild a plan; raise ValueError on malformed data."""
+        try:
+            clients = []
+            for c in data["clients"]:
+                ops = []
+                for o in c["ops"]:
+                    if o["kind"] not in KINDS:
+                        raise ValueError(f"unknown operation kind {o['kind']!r}")
+                    ops.append(Op(o["kind"], o.get("text", ""), float(o.get("seconds", 0.0)), bool(o.get("pipelined"))))
+                clients.append(ClientPlan(ops, float(c.get("start", 0.0)), float(c.get("pacing", 0.0))))
+            return cls(clients, int(data.get("seed", 0)), str(data.get("name", "random")), list(data.get("faults", [])))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a plan: {exc!r}") from exc
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        """Read a plan file (the ``plan.json`` of a run, or a replay file)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read plan {path}: {exc}") from exc
+        if isinstance(data, dict) and "plan" in data and "clients" not in data:
+            data = data["plan"]  # a replay file wraps the plan
+        return cls.from_dict(data)
+
+    def save(self, path: Path) -> None:
+        """Write the plan as JSON."""
+        path.write_text(self.to_json(), encoding="utf-8")
+
+    @property
+    def sends(self) -> int:
+        """How many messages the plan sends (half-sent ones included)."""
+        return sum(op.kind in (SEND, HALF_RESET) for c in self.clients for op in c.ops)
+
+    def size(self) -> int:
+        """A size to compare plans by: clients, operations, and text (per 100 bytes)."""
+        ops = sum(len(c.ops) for c in self.clients)
+        text = sum(len(op.text.encode()) for c in self.clients for op in c.ops)
+        return len(self.clients) + ops + text // 100
+
+
+# ---------------------------------------------------------------------------
+# Hypothesis strategies
+# ---------------------------------------------------------------------------
+
+#: Texts people really send to chat servers, and that break naive ones.
+TRICKY = [
+    "hola",
+    "it's",
+    '"quoted"',
+    "'; DROP TABLE mensajes; --",
+    "¿Qué tal? ñandú",
+    "😀👍🏽",
+    "tab\there",
+    "/not a command",
+    "  spaced  ",
+    "%s %d {0}",
+    "\\N back\\slash",
+]
+
+
+def fit_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 without splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def texts(max_bytes: int, ack_safe: bool = False) -> st.SearchStrategy[str]:
+    """Message bodies: unicode, quotes, and sizes near ``max_bytes`` with multibyte characters at the edge."""
+    alphabet = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
+    plain = st.text(alphabet, max_size=40)
+    near_max = st.builds(
+        lambda n, ch: ch * (n // len(ch.encode())) + "x" * (n % len(ch.encode())),
+        st.integers(max(0, max_bytes - 8), max_bytes),
+        st.sampled_from(["x", "é", "€", "😀"]),
+    )
+    body = st.one_of(st.sampled_from(TRICKY), plain, near_max).map(lambda t: fit_utf8(t, max_bytes))
+    if ack_safe:
+        body = body.filter(lambda t: "recibido" not in t.lower())
+    return body
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Bounds for drawn plans."""
+
+    max_clients: int = 8
+    max_ops: int = 8
+    max_text: int = 200  # bytes of a message body (the token comes on top)
+    pipelining: bool = True
+    disconnects: bool = True
+    exit_word: bool = True
+    ack_safe: bool = False
+    max_start: float = 0.3
+    max_pause: float = 0.2
+
+
+def _ms(x: float) -> float:
+    return round(x, 3)
+
+
+@st.composite
+def client_plans(draw: st.DrawFn, shape: Shape) -> ClientPlan:
+    """One client's plan."""
+    body = texts(shape.max_text, shape.ack_safe)
+    send = st.builds(Op, kind=st.just(SEND), text=body, pipelined=st.booleans() if shape.pipelining else st.just(False))
+    pause = st.builds(Op, kind=st.just(PAUSE), seconds=st.floats(0, shape.max_pause).map(_ms))
+    choices = [send, send, send, pause]
+    if shape.disconnects:
+        choices += [st.sampled_from([Op(CLOSE), Op(RESET), Op(RECONNECT)]), st.builds(Op, kind=st.just(HALF_RESET), text=body)]
+    if shape.exit_word:
+        choices.append(st.just(Op(EXIT)))
+    ops = draw(st.lists(st.one_of(choices), min_size=1, max_size=shape.max_ops))
+    wait = draw(st.sampled_from(["none", "constant", "between", "pacing"]))
+    pacing = 0.0
+    if wait == "pacing":
+        pacing = draw(st.floats(0, shape.max_pause).map(_ms))
+    elif wait != "none":
+        spaced = []
+        constant = draw(st.floats(0, shape.max_pause).map(_ms))
+        for op in ops:
+            spaced.append(op)
+            if op.kind == SEND:
+                gap = constant if wait == "constant" else draw(st.floats(0, shape.max_pause).map(_ms))
+                spaced.append(Op(PAUSE, seconds=gap))
+        ops = spaced
+    start = draw(st.floats(0, shape.max_start).map(_ms))
+    return ClientPlan(ops, start, pacing)
+
+
+@st.composite
+def plans(draw: st.DrawFn, shape: Shape = Shape()) -> Plan:  # noqa: B008 - a frozen default is safe
+    """Whole plans within ``shape``."""
+    n = draw(st.integers(1, shape.max_clients))
+    clients = draw(st.lists(client_plans(shape), min_size=n, max_size=n))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return Plan(clients, seed)

@@ -1,0 +1,433 @@
+"""A server under test: how to start it, know it is ready, stop it, and where its log is.
+
+A target is described by a TOML file (see the README for two complete examples) or by the
+built-in name ``reference`` (``python -m chat.server``). ``ServerRun`` starts one instance in its
+own process group, with stdout and stderr captured to files, and always cleans up: the process
+group is killed at stop, at interpreter exit, on SIGTERM to the harness, and — through the
+``harness.launch`` wrapper, which sets the parent-death signal — even if the harness is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PROTOCOLS = ("chat", "pfo1")
+STOPS = ("sigterm", "sigint", "stdin-newline", "kill")
+FRAMINGS = ("raw", "newline", "length64")
+RELAYS = ("others", "all", "none")
+
+
+class TargetError(Exception):
+    """A target file is invalid or a server could not be started; the message says why."""
+
+
+@dataclass(frozen=True)
+class LogMapping:
+    """Where and how to read the server's message log."""
+
+    path: str = "{db}"
+    table: str = "mensajes"
+    id: str = "id"
+    content: str = "contenido"
+    ts: str | None = None
+
+
+@dataclass(frozen=True)
+class Pfo1Options:
+    """How to talk to a server that speaks the raw assignment protocol."""
+
+    ack: str = "Mensaje recibido"
+    exit_word: str = "éxito"
+    framing: str = "raw"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything the harness needs to know about a server under test."""
+
+    name: str
+    command: tuple[str, ...]
+    cwd: Path | None = None
+    copy_cwd: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+    host: str = "127.0.0.1"
+    port: int = 0
+    protocol: str = "chat"
+    ready: str = "listen"
+    start_timeout: float = 15.0
+    stop: str = "sigterm"
+    stop_timeout: float = 5.0
+    relay: str = "others"
+    max_line: int = 4096
+    normalize: str = "exact"
+    log: LogMapping = field(default_factory=LogMapping)
+    pfo1: Pfo1Options = field(default_factory=Pfo1Options)
+    source: str = "built-in"
+
+    @property
+    def fixed_port(self) -> bool:
+        """Whether the server always listens on the same port (tests must not run it twice at once)."""
+        return self.port != 0
+
+    @property
+    def relays(self) -> bool:
+        """Whether the server forwards messages to other clients."""
+        return self.relay != "none"
+
+    def with_args(self, *args: str) -> Target:
+        """The same target with extra command-line arguments (for scenarios that tune the reference)."""
+        return replace(self, command=(*self.command, *args))
+
+
+def reference(extra: tuple[str, ...] = ()) -> Target:
+    """The built-in target: this project's ``chat.server``."""
+    return Target(
+        name="reference",
+        command=(
+            "{python}", "-m", "chat.server", "--host", "{host}", "--port", "{port}", "--db", "{db}",
+            "--max-clients", "10000", *extra,
+        ),
+        log=LogMapping(ts="fecha_envio"),
+    )
+
+
+_TOP_KEYS = {
+    "name", "command", "cwd", "copy_cwd", "env", "host", "port", "protocol", "ready", "start_timeout", "stop",
+    "stop_timeout", "relay", "max_line", "normalize", "log", "pfo1",
+}
+
+
+def _expect(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = data[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise TargetError(f"{where}: '{key}' must be a {names}, not {value!r}")
+    return value
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
+    if value not in allowed:
+        raise TargetError(f"{where}: '{key}' must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> Target:
+    """Build a Target from parsed TOML; ``base`` resolves a relative ``cwd``."""
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise TargetError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("name", "command"):
+        if key not in data:
+            raise TargetError(f"{where}: '{key}' is required")
+    kw: dict[str, Any] = {"name": _expect(data, "name", str, where), "source": where}
+    command = _expect(data, "command", list, where)
+    if not command or not all(isinstance(c, str) for c in command):
+        raise TargetError(f"{where}: 'command' must be a non-empty list of strings")
+    kw["command"] = tuple(command)
+    if "cwd" in data:
+        cwd = Path(_expect(data, "cwd", str, where))
+        kw["cwd"] = cwd if cwd.is_absolute() or base is None else (base / cwd).resolve()
+    if "env" in data:
+        env = _expect(data, "env", dict, where)
+        kw["env"] = tuple((str(k), str(v)) for k, v in env.items())
+    for key, kind in (("copy_cwd", bool), ("host", str), ("port", int), ("ready", str), ("max_line", int)):
+        if key in data:
+            kw[key] = _expect(data, key, kind, where)
+    for key in ("start_timeout", "stop_timeout"):
+        if key in data:
+            kw[key] = _expect(data, key, float, where)
+    for key, allowed in (("protocol", PROTOCOLS), ("stop", STOPS), ("relay", RELAYS), ("normalize", ("exact", "strip"))):
+        if key in data:
+            kw[key] = _choice(_expect(data, key, str, where), allowed, key, where)
+    protocol = kw.get("protocol", "chat")
+    if protocol == "pfo1":
+        kw.setdefault("relay", "none")
+        kw.setdefault("normalize", "strip")
+    if not (0 <= kw.get("port", 0) <= 65535):
+        raise TargetError(f"{where}: 'port' must be between 0 and 65535")
+    ready = kw.get("ready", "listen")
+    if ready != "listen" and not ready.startswith("line:"):
+        raise TargetError(f"{where}: 'ready' must be \"listen\" or \"line:REGEX\", not {ready!r}")
+    if "log" in data:
+        log = _expect(data, "log", dict, where)
+        bad = set(log) - {"path", "table", "id", "content", "ts"}
+        if bad:
+            raise TargetError(f"{where}: unknown key(s) in [log]: {', '.join(sorted(bad))}")
+        for key, value in log.items():
+            if not isinstance(value, str) or not value:
+                raise TargetError(f"{where}: [log] '{key}' must be a non-empty string")
+            if key in ("table", "id", "content", "ts") and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+                raise TargetError(f"{where}: [log] '{key}' must be a plain SQL identifier, not {value!r}")
+        kw["log"] = LogMapping(**log)
+    elif protocol == "chat":
+        kw["log"] = LogMapping(ts="fecha_envio")
+    if "pfo1" in data:
+        opts = _expect(data, "pfo1", dict, where)
+        bad = set(opts) - {"ack", "exit_word", "framing"}
+        if bad:
+            raise TargetError(f"{where}: unknown key(s) in [pfo1]: {', '.join(sorted(bad))}")
+        if "framing" in opts:
+            _choice(opts["framing"], FRAMINGS, "framing", where + " [pfo1]")
+        try:
+            re.compile(opts.get("ack", Pfo1Options.ack))
+        except re.error as exc:
+            raise TargetError(f"{where}: [pfo1] 'ack' is not a valid regex: {exc}") from exc
+        kw["pfo1"] = Pfo1Options(**opts)
+    return Target(**kw)
+
+
+def load_target(spec: str | Path) -> Target:
+    """``reference`` or the path of a TOML target file."""
+    if str(spec) == "reference":
+        return reference()
+    path = Path(spec)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TargetError(f"cannot read target file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_target(data, str(path), path.resolve().parent)
+
+
+# ---------------------------------------------------------------------------
+# Running a server
+# ---------------------------------------------------------------------------
+
+_live: set[subprocess.Popen[bytes]] = set()
+_live_lock = threading.Lock()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(5)
+
+
+def kill_all() -> None:
+    """Kill every server this process started and has not stopped yet."""
+    with _live_lock:
+        procs = list(_live)
+        _live.clear()
+    for proc in procs:
+        _kill_group(proc)
+
+
+atexit.register(kill_all)
+
+
+def install_sigterm_cleanup() -> None:
+    """Make SIGTERM to the harness kill its servers and exit (call from the main thread)."""
+
+    def on_term(signum: int, frame: object) -> None:
+        kill_all()
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free now on ``host``."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether something accepts TCP connections at ``host:port`` now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class StopResult:
+    """How a server ended."""
+
+    method: str
+    exit_code: int | None
+    seconds: float
+    forced: bool
+
+
+class ServerRun:
+    """One running instance of a target, in ``workdir``."""
+
+    def __init__(self, target: Target, workdir: Path, port: int | None = None) -> None:
+        """Prepare (not start) an instance; ``port`` overrides the target's when it picks its own."""
+        self.target = target
+        self.workdir = workdir
+        self.host = target.host
+        self.port = port if port is not None else target.port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stdout_path = workdir / "server.stdout"
+        self.stderr_path = workdir / "server.stderr"
+        self.stop_result: StopResult | None = None
+        self.started_at = 0.0
+        workdir.mkdir(parents=True, exist_ok=True)
+        if target.copy_cwd and target.cwd is not None:
+            shutil.copytree(target.cwd, workdir / "app", dirs_exist_ok=True)
+            self.appdir = workdir / "app"
+        else:
+            self.appdir = target.cwd if target.cwd is not None else workdir
+
+    @property
+    def db_path(self) -> Path:
+        """The server's database file."""
+        return Path(self.expand(self.target.log.path))
+
+    def expand(self, text: str) -> str:
+        """Substitute {host} {port} {db} {workdir} {python} in ``text``."""
+        values = {
+            "host": self.host,
+            "port": str(self.port),
+            "workdir": str(self.appdir),
+            "python": sys.executable,
+        }
+        values["db"] = str(self.workdir / "chat.db")
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+    def start(self) -> ServerRun:
+        """Start the server and wait until it is ready; raise TargetError with its stderr if it is not."""
+        if self.port == 0:
+            self.port = free_port(self.host)
+        cmd = [self.expand(c) for c in self.target.command]
+        env = {**os.environ, **dict(self.target.env)}
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        launcher = [sys.executable, "-m", "harness.launch", str(os.getpid()), "--"]
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            try:
+                self.proc = subprocess.Popen(
+                    launcher + cmd, cwd=self.appdir, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise TargetError(f"{self.target.name}: cannot run {cmd[0]!r}: {exc.strerror}") from exc
+        with _live_lock:
+            _live.add(self.proc)
+        self.started_at = time.monotonic()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + self.target.start_timeout
+        line = re.compile(self.target.ready[5:]) if self.target.ready.startswith("line:") else None
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise TargetError(f"{self.target.name} exited with code {code} before it was ready: {self.stderr_tail()}")
+            if line is not None:
+                if line.search(self.stdout_path.read_text(errors="replace")):
+                    return
+            elif can_connect(self.host, self.port, timeout=0.2):
+                return
+            if time.monotonic() > deadline:
+                raise TargetError(f"{self.target.name} not ready within {self.target.start_timeout:g} s: {self.stderr_tail()}")
+            time.sleep(0.02)
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, method: str | None = None) -> StopResult:
+        """Stop by ``method`` (default: the target's); SIGKILL the group after ``stop_timeout``."""
+        assert self.proc is not None
+        method = method or self.target.stop
+        t0 = time.monotonic()
+        forced = False
+        if self.proc.poll() is None:
+            try:
+                if method == "sigterm":
+                    self.proc.send_signal(signal.SIGTERM)
+                elif method == "sigint":
+                    self.proc.send_signal(signal.SIGINT)
+                elif method == "stdin-newline":
+                    assert self.proc.stdin is not None
+                    self.proc.stdin.write(b"\n")
+                    self.proc.stdin.flush()
+                else:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            except (OSError, ValueError):
+                pass  # it died meanwhile
+            try:
+                self.proc.wait(self.target.stop_timeout)
+            except subprocess.TimeoutExpired:
+                forced = True
+        self.kill()
+        self.stop_result = StopResult(method, self.proc.returncode, time.monotonic() - t0, forced)
+        return self.stop_result
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group and reap it (idempotent)."""
+        if self.proc is None:
+            return
+        _kill_group(self.proc)
+        with _live_lock:
+            _live.discard(self.proc)
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def threads(self) -> int | None:
+        """The server process's thread count now (None if unknown)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def fds(self) -> int | None:
+        """How many file descriptors the server has open now (None if unknown)."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return None
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        """The last lines the server wrote to stderr, on one line."""
+        try:
+            text = self.stderr_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no stderr)"
+        return " | ".join(text[-lines:]) or "(stderr empty)"
