@@ -1,0 +1,439 @@
+"""Simulated clients: execute a Plan with real threads and sockets, recording everything in the history.
+
+One thread per simulated client; every socket operation has a timeout. Each message carries a
+unique token ``[RUN.CLIENT.SEQ]`` at the start of its text, so every stored row maps back to
+exactly one send. With a wire that has message ids (``chat``) the token doubles as the id and a
+reconnecting client resends what is unacknowledged; without ids (``pfo1``) a token is never sent
+twice, so any second row is the server's doing.
+
+History records written here (``f`` field):
+``connect`` invoke/ok/fail; ``send`` invoke, then ok (acked), fail (refused) or info (unknown);
+``conn-end`` info with why the connection ended, when it joined (``hello``) and began to end
+(``end``), and the relays it received; ``server-error`` info for errors not tied to a message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.audit import Auditor
+from harness.history import FAIL, INFO, INVOKE, OK, History
+from harness.plan import CLOSE, EXIT, HALF_RESET, PAUSE, RECONNECT, RESET, SEND, ClientPlan, Op, Plan
+from harness.wire import ACK, BYE, ERROR, HELLO, RELAY, Wire
+
+RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}: close() sends RST
+#: Errors that answer one line (in order); the message they answer was not stored.
+LINE_ERRORS = frozenset({"too-long", "bad-utf8", "bad-char", "empty", "bad-command", "bad-id"})
+
+
+def token_text(run_id: str, client: int, seq: int, body: str) -> tuple[str, str]:
+    """The token and the full text of a message."""
+    token = f"{run_id}.{client}.{seq}"
+    return token, f"[{token}] {body}" if body else f"[{token}]"
+
+
+@dataclass
+class Options:
+    """Timeouts and limits for simulated clients."""
+
+    connect_timeout: float = 5.0
+    ack_timeout: float = 10.0
+    io_timeout: float = 10.0
+    close_timeout: float = 5.0
+    poll: float = 0.2
+
+
+@dataclass
+class Context:
+    """What every simulated client of a run shares."""
+
+    host: str
+    port: int
+    wire: Wire
+    history: History
+    run_id: str
+    options: Options = field(default_factory=Options)
+    auditor: Auditor | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    t0: float = 0.0
+    _conns: itertools.count[int] = field(default_factory=itertools.count)
+
+    def next_conn(self) -> int:
+        """A run-wide connection number."""
+        return next(self._conns)
+
+
+class Broken(Exception):
+    """The connection ended (reset, closed by the server, timed out)."""
+
+
+class SimClient:
+    """One simulated client executing its part of a plan."""
+
+    def __init__(self, index: int, plan: ClientPlan, ctx: Context) -> None:
+        """Prepare client ``index``; ``run`` executes it (on the calling thread)."""
+        self.index = index
+        self.plan = plan
+        self.ctx = ctx
+        self.h = ctx.history
+        self.wire = ctx.wire
+        self.seq = 0
+        self.sock: socket.socket | None = None
+        self.conn = -1
+        self.decoder = self.wire.decoder()
+        self.hello_at: float | None = None
+        self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent on this connection, no answer yet
+        self.unacked: OrderedDict[str, str] = OrderedDict()  # ids wire: not acked, resent on reconnect
+        self.relays: list[list[Any]] = []
+        self.ended = False  # the server ended the session (BYE or EOF)
+        self.eof_at: float | None = None
+        self.last_error = ""
+        self.last_send = -1e9
+
+    # -- plan execution ----------------------------------------------------------
+
+    def run(self) -> None:
+        """Execute the plan, then close politely."""
+        try:
+            if self.ctx.stop.wait(max(0.0, self.ctx.t0 + self.plan.start - time.monotonic())):
+                return
+            for op in self.plan.ops:
+                if self.ctx.stop.is_set():
+                    break
+                self.step(op)
+            if self.sock is not None:
+                self.close("close")
+        except Exception as exc:  # a harness bug must not hide as a server anomaly
+            self.h.add(INFO, "client-error", self.index, self.conn, error=repr(exc))
+        finally:
+            if self.sock is not None:
+                self._drop("harness-error")
+
+    def step(self, op: Op) -> None:
+        """Perform one operation; a connection that breaks on the way is recorded and dropped."""
+        try:
+            self._step(op)
+        except Broken as exc:
+            if self.sock is not None:
+                self._drop(str(exc))
+
+    def _step(self, op: Op) -> None:
+        if op.kind == PAUSE:
+            self.pump_until(time.monotonic() + op.seconds)
+            return
+        if op.kind == SEND:
+            self.send(op)
+        elif op.kind == HALF_RESET:
+            self.half_reset(op)
+        elif op.kind == CLOSE:
+            if self.sock is not None:
+                self.close("close")
+        elif op.kind == RESET:
+            if self.sock is not None:
+                self.reset("reset")
+        elif op.kind == EXIT:
+            self.exit()
+        elif op.kind == RECONNECT:
+            if self.sock is not None:
+                self.close("reconnect")
+            self.connect()
+
+    # -- connections ---------------------------------------------------------------
+
+    def connect(self) -> bool:
+        """Open a connection (and resend unacknowledged messages when the wire has ids)."""
+        self.conn = self.ctx.next_conn()
+        self.h.add(INVOKE, "connect", self.index, self.conn)
+        opts = self.ctx.options
+        try:
+            sock = socket.create_connection((self.ctx.host, self.ctx.port), timeout=opts.connect_timeout)
+        except OSError as exc:
+            self.h.add(FAIL, "connect", self.index, self.conn, error=_why(exc))
+            return False
+        sock.settimeout(opts.poll)
+        self.sock = sock
+        self.decoder = self.wire.decoder()
+        self.outstanding.clear()
+        self.relays = []
+        self.ended = False
+        self.eof_at = None
+        self.hello_at = None
+        port = sock.getsockname()[1]
+        if self.wire.greeting:
+            try:
+                self.pump_until(time.monotonic() + opts.ack_timeout, lambda: self.hello_at is not None)
+            except Broken:
+                pass
+            if self.hello_at is None:
+                why = f"no greeting ({self.last_error})" if self.last_error else "no greeting"
+                self.h.add(FAIL, "connect", self.index, self.conn, error=why, port=port)
+                if self.sock is not None:
+                    self._drop("no greeting")
+                return False
+        else:
+            self.hello_at = self.h.now()
+        self.h.add(OK, "connect", self.index, self.conn, port=port)
+        if self.wire.ids and self.unacked:
+            for token, text in list(self.unacked.items()):
+                if not self._transmit(token, text, resend=True):
+                    break
+        return True
+
+    def _ensure(self) -> bool:
+        if self.sock is None or self.ended:
+            if self.sock is not None:
+                self._drop("ended by server")
+            return self.connect()
+        return True
+
+    def _end_record(self, reason: str, end_at: float) -> None:
+        self.h.add(
+            INFO, "conn-end", self.index, self.conn, reason=reason, hello=self.hello_at, end=end_at,
+            relays=self.relays,
+        )
+
+    def _drop(self, reason: str) -> None:
+        """The connection is gone: what is outstanding becomes unknown."""
+        end_at = self.eof_at if self.eof_at is not None else self.h.now()
+        for token in self.outstanding:
+            self.h.add(INFO, "send", self.index, self.conn, token=token, error=reason)
+        self.outstanding.clear()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._end_record(reason, end_at)
+
+    def close(self, reason: str) -> None:
+        """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
+        assert self.sock is not None
+        opts = self.ctx.options
+        try:
+            self.pump_until(time.monotonic() + opts.ack_timeout, lambda: not self.outstanding)
+            if self.ended:
+                self._drop("closed by the server")
+                return
+            end_at = self.h.now()
+            self.sock.shutdown(socket.SHUT_WR)
+            self.pump_until(time.monotonic() + opts.close_timeout, lambda: self.ended)
+        except (Broken, OSError) as exc:
+            self._drop(f"broken during close: {_why(exc)}")
+            return
+        if not self._server_closed():
+            self._drop("server did not close within the close timeout")
+            return
+        self.sock.close()
+        self.sock = None
+        self._end_record(reason, end_at)
+
+    def _server_closed(self) -> bool:
+        return self.ended
+
+    def reset(self, reason: str) -> None:
+        """Abrupt close with RST."""
+        assert self.sock is not None
+        end_at = self.h.now()
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
+        except OSError:
+            pass
+        for token in self.outstanding:
+            self.h.add(INFO, "send", self.index, self.conn, token=token, error="reset by client")
+        self.outstanding.clear()
+        self.sock.close()
+        self.sock = None
+        self._end_record(reason, end_at)
+
+    def exit(self) -> None:
+        """Send the exit word; the server should end the session."""
+        if not self._ensure():
+            return
+        assert self.sock is not None
+        opts = self.ctx.options
+        try:
+            self.pump_until(time.monotonic() + opts.ack_timeout, lambda: not self.outstanding)
+            end_at = self.h.now()
+            self.h.add(INFO, "exit", self.index, self.conn)
+            self._sendall(self.wire.exit_bytes())
+            self.pump_until(time.monotonic() + opts.close_timeout, lambda: self.ended)
+        except (Broken, OSError) as exc:
+            self._drop(f"broken during exit: {_why(exc)}")
+            return
+        if self._server_closed():
+            self.sock.close()
+            self.sock = None
+            self._end_record("exit", end_at)
+        else:
+            self.h.add(INFO, "exit-ignored", self.index, self.conn)
+            self.close("close")
+
+    # -- messages ----------------------------------------------------------------------
+
+    def _next_token(self, body: str) -> tuple[str, str]:
+        self.seq += 1
+        return token_text(self.ctx.run_id, self.index, self.seq, body)
+
+    def send(self, op: Op) -> None:
+        """Send one message; wait for its answer unless pipelined (or the wire cannot pipeline)."""
+        if self.plan.pacing:
+            self.pump_until(self.last_send + self.plan.pacing)
+        if not self._ensure():
+            return
+        self.last_send = time.monotonic()
+        token, text = self._next_token(op.text)
+        if self.wire.ids:
+            self.unacked[token] = text
+        if not self._transmit(token, text):
+            return
+        if not op.pipelined or not self.wire.pipelining:
+            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: token not in self.outstanding)
+            if token in self.outstanding:
+                self.outstanding.pop(token)
+                self.h.add(INFO, "send", self.index, self.conn, token=token, error="no answer within the ack timeout")
+                self._drop("no answer within the ack timeout")
+
+    def _transmit(self, token: str, text: str, resend: bool = False) -> bool:
+        data = self.wire.encode(text, token if self.wire.ids else None)
+        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, resend=resend)
+        self.outstanding[token] = text
+        try:
+            self._sendall(data)
+        except OSError as exc:
+            self._drop(f"send failed: {_why(exc)}")
+            return False
+        return True
+
+    def half_reset(self, op: Op) -> None:
+        """Send the first half of a message's bytes, then RST: it must never be stored."""
+        if not self._ensure():
+            return
+        token, text = self._next_token(op.text)
+        data = self.wire.encode(text, token if self.wire.ids else None)
+        half = data[: max(1, len(data) // 2)]
+        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, partial=len(half))
+        try:
+            self._sendall(half)
+        except OSError as exc:
+            self._drop(f"send failed: {_why(exc)}")
+        self.h.add(INFO, "send", self.index, self.conn, token=token, error="half sent, then reset", partial=len(half))
+        if self.sock is not None:
+            self.reset("half-reset")
+
+    def _sendall(self, data: bytes) -> None:
+        assert self.sock is not None
+        self.sock.settimeout(self.ctx.options.io_timeout)
+        try:
+            self.sock.sendall(data)
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.ctx.options.poll)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def pump_until(self, deadline: float, done: Any = None) -> None:
+        """Read and handle replies until ``done()`` or the deadline; raise Broken if the connection breaks."""
+        while not (done is not None and done()):
+            now = time.monotonic()
+            if now >= deadline or self.ctx.stop.is_set():
+                return
+            if self.sock is None or self.ended:
+                if done is not None and self.sock is not None:
+                    raise Broken("connection ended by the server")
+                self.ctx.stop.wait(deadline - now)
+                return
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                raise Broken(_why(exc)) from exc
+            if not data:
+                self.ended = True
+                self.eof_at = self.h.now()
+                self._settle_outstanding("connection closed by the server")
+                continue
+            for reply in self.decoder.feed(data):
+                self.handle(reply)
+
+    def _settle_outstanding(self, reason: str) -> None:
+        for token in self.outstanding:
+            self.h.add(INFO, "send", self.index, self.conn, token=token, error=reason)
+        self.outstanding.clear()
+
+    def handle(self, reply: Any) -> None:
+        """Record one server reply."""
+        kind = reply.kind
+        if kind == ACK:
+            token = reply.cid if self.wire.ids else next(iter(self.outstanding), None)
+            if token is None or token not in self.outstanding:
+                self.h.add(INFO, "stray-ack", self.index, self.conn, line=reply.line[:200], token=token)
+                if token is not None and token in self.unacked:  # an ack for an earlier connection's send
+                    self.unacked.pop(token)
+                return
+            self.outstanding.pop(token)
+            self.unacked.pop(token, None)
+            self.h.add(OK, "send", self.index, self.conn, token=token, row=reply.row, ts=reply.ts, dup=reply.dup)
+            if self.ctx.auditor is not None:
+                self.ctx.auditor.acked(token, reply.row, self.index, self.conn)
+        elif kind == RELAY:
+            if not reply.dup:  # HIST replays are not relays
+                text = reply.text or ""
+                self.relays.append([reply.row, zlib.crc32(text.encode("utf-8")), _token_of(text)])
+        elif kind == ERROR:
+            self.last_error = f"{reply.code} {reply.text}".strip()
+            token = reply.cid
+            if token is None and reply.code in LINE_ERRORS:
+                token = next(iter(self.outstanding), None)
+            if token is not None and token in self.outstanding:
+                self.outstanding.pop(token)
+                self.unacked.pop(token, None)
+                self.h.add(FAIL, "send", self.index, self.conn, token=token, code=reply.code, error=reply.text)
+            else:
+                self.h.add(INFO, "server-error", self.index, self.conn, code=reply.code, error=reply.text)
+        elif kind == HELLO:
+            self.hello_at = self.h.now()
+        elif kind == BYE:
+            self.ended = True
+
+
+def _token_of(text: str) -> str | None:
+    if text.startswith("["):
+        end = text.find("]")
+        if end > 0:
+            return text[1:end]
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def execute(plan: Plan, ctx: Context, timeout: float | None = None) -> list[int]:
+    """Run every client of ``plan`` on its own thread; return the indexes of clients still running at the timeout."""
+    ctx.t0 = time.monotonic()
+    clients = [SimClient(i, c, ctx) for i, c in enumerate(plan.clients)]
+    threads = [threading.Thread(target=c.run, name=f"sim-{c.index}", daemon=True) for c in clients]
+    for t in threads:
+        t.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    stuck = []
+    for i, t in enumerate(threads):
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        t.join(left)
+        if t.is_alive():
+            stuck.append(i)
+    if stuck:
+        ctx.stop.set()
+        for i in stuck:
+            threads[i].join(ctx.options.io_timeout + 1)
+    return stuck

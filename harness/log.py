@@ -1,0 +1,110 @@
+"""Read a target's SQLite message log through its mapping (path, table, id, content, timestamp).
+
+The checker never asks the server what it stored: it reads the file. Reads use a fresh
+connection in autocommit mode, so every query sees the latest committed state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.target import LogMapping
+
+
+class LogError(Exception):
+    """The log cannot be read; the message says why."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One stored message."""
+
+    id: int
+    content: str | None
+    ts: str | None = None
+
+
+class LogReader:
+    """Queries against one log file."""
+
+    def __init__(self, path: Path, mapping: LogMapping, timeout: float = 5.0) -> None:
+        """Prepare to read ``path`` with ``mapping`` (the file may not exist yet)."""
+        self.path = path
+        self.m = mapping
+        self.timeout = timeout
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise LogError(f"no database at {self.path}")
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA query_only = 1")
+            return conn
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot open {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple[object, ...]]:
+        conn = self._connect()
+        try:
+            return conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise LogError(f"cannot read table {self.m.table!r} of {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+
+    def max_id(self) -> int:
+        """The largest id in the log (0 when empty or when the table does not exist yet)."""
+        if not self.path.exists():
+            return 0
+        try:
+            rows = self._query(f"SELECT MAX({self.m.id}) FROM {self.m.table}")
+        except LogError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        value = rows[0][0]
+        return int(value) if isinstance(value, int) else 0
+
+    def rows_after(self, after: int) -> list[Row]:
+        """Every row with an id above ``after``, by id."""
+        if not self.path.exists():
+            return []
+        ts = self.m.ts or "NULL"
+        try:
+            rows = self._query(
+                f"SELECT {self.m.id}, {self.m.content}, {ts} FROM {self.m.table} WHERE {self.m.id} > ? ORDER BY {self.m.id}",
+                (after,),
+            )
+        except LogError as exc:
+            if "no such table" in str(exc) and after == 0:
+                return []
+            raise
+        return [Row(int(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]  # type: ignore[call-overload]
+
+    def visible_ids(self, ids: list[int]) -> set[int]:
+        """Which of ``ids`` are committed now."""
+        found: set[int] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(int(r[0]) for r in self._query(f"SELECT {self.m.id} FROM {self.m.table} WHERE {self.m.id} IN ({marks})", chunk))  # type: ignore[call-overload]
+        return found
+
+    def contains(self, needle: str, after: int) -> bool:
+        """Whether a row above ``after`` contains ``needle`` now."""
+        rows = self._query(
+            f"SELECT 1 FROM {self.m.table} WHERE {self.m.id} > ? AND instr({self.m.content}, ?) > 0 LIMIT 1",
+            (after, needle),
+        )
+        return bool(rows)
+
+    def integrity(self) -> str:
+        """``PRAGMA integrity_check`` (``ok`` when the file is sound)."""
+        try:
+            rows = self._query("PRAGMA integrity_check")
+        except LogError as exc:
+            return str(exc)
+        return "; ".join(str(r[0]) for r in rows)

@@ -1,0 +1,219 @@
+"""Run one plan against a live target: plan -> clients -> history -> checker.
+
+The plan is written to the run directory before anything runs, so even a hard kill leaves
+``plan.json`` (replayable) and the ``history.jsonl`` streamed so far.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import wire as wires
+from harness.audit import Auditor
+from harness.checker import CheckResult, check
+from harness.clients import Context, Options, SimClient, execute
+from harness.history import FAIL, INFO, INVOKE, OK, History, Record
+from harness.log import LogError, LogReader, Row
+from harness.plan import SEND, ClientPlan, Op, Plan
+from harness.target import ServerRun, StopResult, Target
+
+
+@dataclass
+class RunConfig:
+    """How a run is observed."""
+
+    options: Options = field(default_factory=Options)
+    audit: bool = True
+    probe: bool = True
+    resources: bool = True
+    resource_wait: float = 5.0
+    threads_slack: int = 0
+    fds_slack: int = 0
+    client_timeout: float | None = 300.0
+    progress: Callable[[History], None] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced."""
+
+    rundir: Path
+    plan: Plan
+    result: CheckResult
+    records: list[Record]
+    rows: list[Row]
+    run_id: str
+    seconds: float
+    server_pid: int | None = None
+    stop: StopResult | None = None
+
+
+class LiveServer:
+    """A target instance that is (re)started on demand and reused across runs."""
+
+    def __init__(self, target: Target, workroot: Path) -> None:
+        """Run instances of ``target`` in directories under ``workroot``."""
+        self.target = target
+        self.workroot = workroot
+        self.run: ServerRun | None = None
+        self.starts = 0
+
+    def ensure(self) -> ServerRun:
+        """A live instance: the current one, or a new one if it died."""
+        if self.run is None or not self.run.alive:
+            if self.run is not None:
+                self.run.kill()
+            self.starts += 1
+            self.run = ServerRun(self.target, self.workroot / f"server-{self.starts}").start()
+        return self.run
+
+    def close(self) -> StopResult | None:
+        """Stop the instance (the target's stop method)."""
+        if self.run is None:
+            return None
+        try:
+            return self.run.stop()
+        finally:
+            self.run.kill()
+
+
+def settle(sample: Callable[[], int | None], timeout: float = 1.0) -> int | None:
+    """A reading that stays the same for three samples in a row (or the last one at the timeout)."""
+    deadline = time.monotonic() + timeout
+    last, same = sample(), 0
+    while same < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = sample()
+        same = same + 1 if now == last else 0
+        last = now
+    return last
+
+
+def wait_back(sample: Callable[[], int | None], baseline: int | None, slack: int, timeout: float) -> int | None:
+    """Poll until the reading is back to ``baseline + slack`` (or the timeout); return the last reading."""
+    deadline = time.monotonic() + timeout
+    value = sample()
+    while baseline is not None and value is not None and value > baseline + slack and time.monotonic() < deadline:
+        time.sleep(0.05)
+        value = sample()
+    return value
+
+
+def new_run_id() -> str:
+    """A short random id that prefixes every token of a run."""
+    return secrets.token_hex(3)
+
+
+class _Progress(threading.Thread):
+    """Calls the progress callback and flushes the history twice a second while clients run."""
+
+    def __init__(self, history: History, callback: Callable[[History], None] | None) -> None:
+        super().__init__(name="progress", daemon=True)
+        self.history, self.callback = history, callback
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.5):
+            self.history.flush()
+            if self.callback is not None:
+                self.callback(self.history)
+
+
+def run_plan(
+    target: Target, plan: Plan, rundir: Path, server: LiveServer | None = None, config: RunConfig | None = None
+) -> RunOutcome:
+    """Execute ``plan`` against ``target`` (a reused ``server`` or a fresh one) and check the result."""
+    config = config or RunConfig()
+    rundir.mkdir(parents=True, exist_ok=True)
+    plan.save(rundir / "plan.json")
+    own = server is None
+    live = server or LiveServer(target, rundir)
+    started = time.monotonic()
+    history = History(rundir / "history.jsonl")
+    run_id = new_run_id()
+    srv: ServerRun | None = None
+    stop: StopResult | None = None
+    try:
+        srv = live.ensure()
+        reader = LogReader(srv.db_path, target.log)
+        try:
+            baseline = reader.max_id()
+        except LogError as exc:
+            history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
+            baseline = 0
+        threads0 = settle(srv.threads) if config.resources else None
+        fds0 = settle(srv.fds) if config.resources else None
+        history.add(
+            INFO, "run", run_id=run_id, target=target.name, protocol=target.protocol, relay=target.relay,
+            normalize=target.normalize, baseline_id=baseline, db=str(srv.db_path), host=srv.host, port=srv.port,
+            pid=srv.pid, clients=len(plan.clients), plan=plan.name, seed=plan.seed,
+        )
+        wire = wires.for_target(target)
+        auditor = Auditor(reader, history, baseline).start() if config.audit else None
+        ctx = Context(srv.host, srv.port, wire, history, run_id, config.options, auditor)
+        progress = _Progress(history, config.progress)
+        progress.start()
+        try:
+            stuck = execute(plan, ctx, config.client_timeout)
+        finally:
+            progress.done.set()
+            progress.join(2)
+        if stuck:
+            history.add(INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s")
+        if auditor is not None:
+            auditor.stop()
+        if not srv.alive:
+            history.add(INFO, "server", event="crashed", exit_code=srv.proc.poll() if srv.proc else None, stderr=srv.stderr_tail())
+        else:
+            if config.probe:
+                probe(ctx, len(plan.clients))
+            if config.resources:
+                after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
+                after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
+                history.add(
+                    INFO, "resources", threads_before=threads0, threads_after=after_t, fds_before=fds0, fds_after=after_f,
+                    threads_slack=config.threads_slack, fds_slack=config.fds_slack, waited=config.resource_wait,
+                )
+        if own:
+            stop = live.close()
+            if stop is not None:
+                history.add(INFO, "server", event="stopped", method=stop.method, exit_code=stop.exit_code, seconds=round(stop.seconds, 3), forced=stop.forced)
+        log_error = None
+        try:
+            rows = reader.rows_after(baseline)
+        except LogError as exc:
+            rows, log_error = [], str(exc)
+    finally:
+        if own:
+            live.close()
+        history.close()
+    result = check(history.records, rows, log_error)
+    return RunOutcome(rundir, plan, result, list(history.records), rows, run_id, time.monotonic() - started, srv.pid if srv else None, stop)
+
+
+def probe(ctx: Context, index: int) -> bool:
+    """Liveness: a fresh client connects, sends one message and must get an answer."""
+    h = ctx.history
+    h.add(INVOKE, "probe", index)
+    client = SimClient(index, ClientPlan([Op(SEND, "probe")]), ctx)
+    ctx.t0 = time.monotonic()
+    client.run()
+    sends = [r for r in h.records if r.f == "send" and r.client == index]
+    if any(r.type == OK for r in sends):
+        h.add(OK, "probe", index)
+        return True
+    connects = [r for r in h.records if r.f == "connect" and r.client == index and r.type == FAIL]
+    why = connects[-1].get("error") if connects else next((r.get("error") for r in sends if r.type != INVOKE), "no answer")
+    h.add(FAIL, "probe", index, error=why)
+    return False
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a run's working files (server directories), keeping the run's own records."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Named scenarios, registered by name (see ``scenarios.registry``)."""
