@@ -119,6 +119,8 @@ class ChatClient:
         """Connect (with retries) and resend whatever is still unacknowledged."""
         sock = connect(self.host, self.port, self.retries, self.say)
         sock.settimeout(5.0)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._sock = sock
             self._lost.clear()

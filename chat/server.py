@@ -363,6 +363,8 @@ class ChatServer:
                 self.stopping.wait(0.1)  # e.g. out of file descriptors: let sessions end
                 continue
             conn.settimeout(tick)
+            with contextlib.suppress(OSError):  # answers are small and must not wait for Nagle
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = Session(self, conn, addr)
             with self._lock:
                 admitted = len(self._sessions) < self.config.max_clients

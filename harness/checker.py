@@ -512,3 +512,25 @@ def check(records: Iterable[Record], rows: Iterable[Row], log_error: str | None 
     """Check one run."""
     return Checker(list(records), list(rows), log_error).check()
 
+
+
+STATUS_RANK = {"n/a": 0, "pass": 1, "unknown": 2, "fail": 3}
+
+
+def merge(results: Sequence[CheckResult]) -> CheckResult:
+    """One result for several runs: counts summed, anomalies joined, each invariant at its worst."""
+    counts = Counts()
+    anomalies: list[Anomaly] = []
+    notes: list[str] = []
+    statuses: dict[int, str] = {}
+    for r in results:
+        for name in vars(counts):
+            setattr(counts, name, getattr(counts, name) + getattr(r.counts, name))
+        anomalies.extend(r.anomalies)
+        notes.extend(n for n in r.notes if n not in notes)
+        for k, v in r.invariants.items():
+            if STATUS_RANK[v] >= STATUS_RANK[statuses.get(k, "n/a")]:
+                statuses[k] = v
+    verdicts = [r.valid for r in results]
+    valid: bool | None = False if False in verdicts else (None if None in verdicts or not verdicts else True)
+    return CheckResult(valid, anomalies, counts, statuses, notes)

@@ -14,6 +14,7 @@ History records written here (``f`` field):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import threading
@@ -158,6 +159,8 @@ class SimClient:
             self.h.add(FAIL, "connect", self.index, self.conn, error=_why(exc))
             return False
         sock.settimeout(opts.poll)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.decoder = self.wire.decoder()
         self.outstanding.clear()

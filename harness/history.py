@@ -59,7 +59,7 @@ class History:
         self.records: list[Record] = []
         self._lock = threading.Lock()
         self.path = path
-        self._out: IO[str] | None = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._out: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
 
     def now(self) -> float:
         """Seconds since the history started."""

@@ -8,7 +8,7 @@ drawn depends on how fast the run goes, which is what lets Hypothesis shrink a f
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,7 @@ class Shape:
     max_text: int = 200  # bytes of a message body (the token comes on top)
     pipelining: bool = True
     disconnects: bool = True
+    half_messages: bool = True  # half a message then RST (only meaningful with framing)
     exit_word: bool = True
     ack_safe: bool = False
     max_start: float = 0.3
@@ -193,7 +194,9 @@ def client_plans(draw: st.DrawFn, shape: Shape) -> ClientPlan:
     pause = st.builds(Op, kind=st.just(PAUSE), seconds=st.floats(0, shape.max_pause).map(_ms))
     choices = [send, send, send, pause]
     if shape.disconnects:
-        choices += [st.sampled_from([Op(CLOSE), Op(RESET), Op(RECONNECT)]), st.builds(Op, kind=st.just(HALF_RESET), text=body)]
+        choices.append(st.sampled_from([Op(CLOSE), Op(RESET), Op(RECONNECT)]))
+    if shape.half_messages:
+        choices.append(st.builds(Op, kind=st.just(HALF_RESET), text=body))
     if shape.exit_word:
         choices.append(st.just(Op(EXIT)))
     ops = draw(st.lists(st.one_of(choices), min_size=1, max_size=shape.max_ops))
@@ -215,7 +218,7 @@ def client_plans(draw: st.DrawFn, shape: Shape) -> ClientPlan:
 
 
 @st.composite
-def plans(draw: st.DrawFn, shape: Shape = Shape()) -> Plan:  # noqa: B008 - a frozen default is safe
+def plans(draw: st.DrawFn, shape: Shape = Shape()) -> Plan:
     """Whole plans within ``shape``."""
     n = draw(st.integers(1, shape.max_clients))
     clients = draw(st.lists(client_plans(shape), min_size=n, max_size=n))

@@ -1,0 +1,214 @@
+"""``chat-harness``: run scenarios, replay a plan, re-check a stored run, list scenarios.
+
+Exit codes: 0 valid, 1 invalid (an invariant was broken), 2 unknown or harness error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import history as hist
+from harness import report
+from harness.checker import check
+from harness.history import History
+from harness.log import LogError, LogReader
+from harness.plan import Plan
+from harness.runner import RunConfig, run_plan
+from harness.scenario import ScenarioContext, ScenarioResult
+from harness.target import Target, TargetError, install_sigterm_cleanup, kill_all, load_target
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+
+
+class Progress:
+    """A live status line on a terminal (stderr); silent otherwise or with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        """Show progress unless ``quiet`` or stderr is not a terminal."""
+        self.live = not quiet and sys.stderr.isatty()
+        self.quiet = quiet
+        self.started = time.monotonic()
+        self.scenario = ""
+
+    def say(self, text: str) -> None:
+        """Replace the status line."""
+        if self.live:
+            line = f"[{time.monotonic() - self.started:6.1f}s] {self.scenario} {text}"
+            sys.stderr.write("\r\x1b[2K" + line[:150])
+            sys.stderr.flush()
+
+    def history(self, h: History) -> None:
+        """Status from a running history."""
+        sends = oks = 0
+        for r in h.records[-20000:]:
+            if r.f == "send":
+                sends += r.type == hist.INVOKE
+                oks += r.type == hist.OK
+        self.say(f"sends {sends} acked {oks}")
+
+    def line(self, text: str) -> None:
+        """A permanent line (also when not on a terminal, unless quiet)."""
+        if self.live:
+            sys.stderr.write("\r\x1b[2K")
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+
+def exit_code(valid: bool | None) -> int:
+    """The process exit code for a verdict."""
+    return {True: EXIT_VALID, False: EXIT_INVALID, None: EXIT_UNKNOWN}[valid]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print the scenarios with their descriptions."""
+    from scenarios.registry import load
+
+    registry = load()
+    width = max(len(n) for n in registry)
+    for name, scenario in sorted(registry.items()):
+        print(f"{name:<{width}}  {scenario.description}")
+    return EXIT_VALID
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run named scenarios (default: random) and write a report."""
+    from scenarios.registry import load
+
+    registry = load()
+    names: list[str] = list(registry) if args.all else (args.scenarios or ["random"])
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        print(f"chat-harness: unknown scenario(s): {', '.join(unknown)} (see chat-harness list)", file=sys.stderr)
+        return EXIT_UNKNOWN
+    target = load_target(args.target)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    run_id = report.new_run_id()
+    report_dir = Path(args.report_dir)
+    out_dir = report_dir / run_id
+    progress = Progress(args.quiet)
+    config = RunConfig(progress=progress.history)
+    progress.line(f"chat-harness: run {run_id}, target {target.name}, seed {seed}, scenarios {', '.join(names)}")
+    results: list[ScenarioResult] = []
+    t0 = time.monotonic()
+    for name in names:
+        scenario = registry[name]
+        progress.scenario = name
+        why = scenario.not_applicable(target)
+        if why:
+            results.append(ScenarioResult(name, scenario.description, None, applicable=False, reason=why))
+            progress.line(f"  {name:<20} not applicable: {why}")
+            continue
+        ctx = ScenarioContext(
+            target, out_dir / name, seed, args.clients, args.duration, config, say=progress.say
+        )
+        try:
+            result = scenario.run(ctx)
+        except TargetError as exc:
+            result = ScenarioResult(name, scenario.description, None, reason=str(exc))
+        results.append(result)
+        progress.line(f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
+                      + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}"))
+    data = report.build(run_id, target, seed, results, time.monotonic() - t0)
+    path = report.write(report_dir, run_id, data)
+    progress.line(f"verdict: {data['verdict']}; report: {path}")
+    return {"valid": EXIT_VALID, "invalid": EXIT_INVALID}.get(data["verdict"], EXIT_UNKNOWN)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-execute a plan file K times against the target."""
+    plan = Plan.load(Path(args.plan))
+    target = load_target(args.target)
+    progress = Progress(args.quiet)
+    base = Path(args.report_dir) / report.new_run_id()
+    failed = 0
+    valid: bool | None = True
+    for k in range(args.times):
+        outcome = run_plan(target, plan, base / f"replay-{k}", config=RunConfig(progress=progress.history))
+        progress.line(f"replay {k + 1}/{args.times}: {outcome.result.summary()}")
+        for a in outcome.result.anomalies[:5]:
+            progress.line(f"    {a.kind} (invariant {a.invariant}): {a.message}")
+        if outcome.result.valid is False:
+            failed += 1
+            valid = False
+        elif outcome.result.valid is None and valid is True:
+            valid = None
+    progress.line(f"reproduced {failed}/{args.times}; runs in {base}")
+    return exit_code(valid)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Re-check a stored history against the log it names, without running anything."""
+    records = hist.load(Path(args.history))
+    target = load_target(args.target)
+    run = next((r for r in records if r.f == "run"), None)
+    if run is None:
+        print(f"chat-harness: {args.history} has no run record", file=sys.stderr)
+        return EXIT_UNKNOWN
+    db = Path(args.db or run.get("db"))
+    log_error = None
+    try:
+        rows = LogReader(db, target.log).rows_after(int(run.get("baseline_id", 0)))
+    except LogError as exc:
+        rows, log_error = [], str(exc)
+    result = check(records, rows, log_error)
+    print(result.summary())
+    for a in result.anomalies[:20]:
+        print(f"  {a.kind} (invariant {a.invariant}): {a.message}")
+    return exit_code(result.valid)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    ap = argparse.ArgumentParser(prog="chat-harness", description="Property-based concurrency tests for chat servers.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--target", default="reference", help="a target TOML file, or 'reference' (default)")
+        p.add_argument("--report-dir", default="reports", help="where run directories go (default %(default)s)")
+        p.add_argument("--quiet", action="store_true", help="no progress line (for CI)")
+
+    run = sub.add_parser("run", help="run scenarios and write a report")
+    run.add_argument("scenarios", nargs="*", help="scenario names (default: random); see 'list'")
+    run.add_argument("--all", action="store_true", help="run every scenario")
+    run.add_argument("--seed", type=int, help="seed for plans and faults (default: random, printed)")
+    run.add_argument("--clients", type=int, help="simulated clients (scenario default otherwise)")
+    run.add_argument("--duration", type=float, help="seconds of search or load per scenario")
+    common(run)
+    run.set_defaults(func=cmd_run)
+
+    replay = sub.add_parser("replay", help="re-execute a plan file")
+    replay.add_argument("plan", help="a plan.json (from a run directory)")
+    replay.add_argument("--times", type=int, default=1, help="how many times (default %(default)s)")
+    common(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    chk = sub.add_parser("check", help="re-check a stored history.jsonl against its log")
+    chk.add_argument("history", help="a history.jsonl")
+    chk.add_argument("--target", default="reference", help="target file giving the log mapping")
+    chk.add_argument("--db", help="the log file, if it moved since the run")
+    chk.set_defaults(func=cmd_check)
+
+    lst = sub.add_parser("list", help="list the scenarios")
+    lst.set_defaults(func=cmd_list)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``chat-harness`` and ``python -m harness``."""
+    args = build_parser().parse_args(argv)
+    install_sigterm_cleanup()
+    try:
+        return int(args.func(args))
+    except (TargetError, ValueError, OSError) as exc:
+        print(f"chat-harness: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        print("chat-harness: interrupted", file=sys.stderr)
+        return EXIT_UNKNOWN
+    finally:
+        kill_all()
