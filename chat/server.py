@@ -180,6 +180,8 @@ class Outbox:
 class Session:
     """One connected client: its socket, its outbox, its reader and sender threads."""
 
+    RECV_SIZE = 65536
+
     def __init__(self, server: ChatServer, sock: socket.socket, addr: tuple[str, int]) -> None:
         """Wrap an accepted connection; ``start`` launches its threads."""
         self.server = server
@@ -239,7 +241,7 @@ class Session:
             last = time.monotonic()
             while True:
                 try:
-                    data = self.sock.recv(65536)
+                    data = self.sock.recv(self.RECV_SIZE)
                 except TimeoutError:
                     if time.monotonic() - last >= cfg.idle_timeout:
                         self._final = p.encode_error(p.E_IDLE, f"idle for {cfg.idle_timeout:g} s; disconnecting")

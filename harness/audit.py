@@ -86,7 +86,14 @@ class Auditor:
         checked = self.history.now()
         for token, row, acked_at, client, conn in batch:
             self.history.add(
-                INFO, "audit", client, conn, token=token, row=row, visible=row in visible, acked_at=acked_at,
+                INFO,
+                "audit",
+                client,
+                conn,
+                token=token,
+                row=row,
+                visible=row in visible,
+                acked_at=acked_at,
                 checked_at=checked,
             )
 

@@ -92,9 +92,7 @@ class CheckResult:
         return {
             "valid": self.valid,
             "counts": asdict(self.counts),
-            "invariants": {
-                str(k): {"name": INVARIANTS[k], "status": v} for k, v in sorted(self.invariants.items())
-            },
+            "invariants": {str(k): {"name": INVARIANTS[k], "status": v} for k, v in sorted(self.invariants.items())},
             "anomalies": [a.to_dict() for a in self.anomalies],
             "notes": self.notes,
         }
@@ -219,28 +217,44 @@ class Checker:
                 kind, why = "phantom", f"row {row.id} matches no message any client sent"
                 exit_words = {"éxito", "exito", "/quit"}
                 if content.strip().casefold() in exit_words:
-                    kind, why = "exit-word-stored", f"row {row.id} stores the exit word {content.strip()!r} as a message"
+                    kind, why = (
+                        "exit-word-stored",
+                        f"row {row.id} stores the exit word {content.strip()!r} as a message",
+                    )
                 elif phantoms_examined < 50:
                     phantoms_examined += 1
                     source = next((m for m in self.messages.values() if m.text and content.strip() in m.text), None)
                     if source is not None:
                         kind = "partial-row"
                         why = f"row {row.id} holds a fragment of message {source.token} (its text was split)"
-                        self.add(kind, 3, why, token=source.token, client=source.client, history=source.evidence(), rows=[_row(row)])
+                        self.add(
+                            kind,
+                            3,
+                            why,
+                            token=source.token,
+                            client=source.client,
+                            history=source.evidence(),
+                            rows=[_row(row)],
+                        )
                         continue
                 self.add(kind, 3, why, rows=[_row(row)])
                 continue
             distinct = list(dict.fromkeys(tokens))
             if len(distinct) > 1:
                 self.add(
-                    "merged", 3, f"row {row.id} holds {len(distinct)} messages run together ({', '.join(distinct[:4])})",
-                    token=distinct[0], rows=[_row(row)],
+                    "merged",
+                    3,
+                    f"row {row.id} holds {len(distinct)} messages run together ({', '.join(distinct[:4])})",
+                    token=distinct[0],
+                    rows=[_row(row)],
                     history=[i for t in distinct[:3] if t in self.messages for i in self.messages[t].evidence()[:2]],
                 )
             for t in distinct:
                 self.rows_by_token[t].append(row)
             if distinct[0] not in self.messages:
-                self.add("phantom", 3, f"row {row.id} carries token {distinct[0]} that no client sent", rows=[_row(row)])
+                self.add(
+                    "phantom", 3, f"row {row.id} carries token {distinct[0]} that no client sent", rows=[_row(row)]
+                )
 
     def _check_messages(self) -> Counts:
         c = Counts(rows=len(self.rows))
@@ -255,27 +269,49 @@ class Checker:
             ev = m.evidence()
             if m.acked and not rows:
                 c.lost += 1
-                self.add("lost", 1, f"message {m.token} was acknowledged but is not in the log", token=m.token, client=m.client, history=ev)
+                self.add(
+                    "lost",
+                    1,
+                    f"message {m.token} was acknowledged but is not in the log",
+                    token=m.token,
+                    client=m.client,
+                    history=ev,
+                )
             if len(rows) > 1:
                 c.duplicated += 1
                 self.add(
-                    "duplicate", 2, f"message {m.token} is stored {len(rows)} times", token=m.token, client=m.client,
-                    history=ev, rows=[_row(r) for r in rows[:MAX_EVIDENCE]],
+                    "duplicate",
+                    2,
+                    f"message {m.token} is stored {len(rows)} times",
+                    token=m.token,
+                    client=m.client,
+                    history=ev,
+                    rows=[_row(r) for r in rows[:MAX_EVIDENCE]],
                 )
             if not rows:
                 continue
             row = rows[0]
             if m.partial:
                 self.add(
-                    "partial-row", 3, f"half of message {m.token} was sent before a reset, yet row {row.id} stores it",
-                    token=m.token, client=m.client, history=ev, rows=[_row(row)],
+                    "partial-row",
+                    3,
+                    f"half of message {m.token} was sent before a reset, yet row {row.id} stores it",
+                    token=m.token,
+                    client=m.client,
+                    history=ev,
+                    rows=[_row(row)],
                 )
                 continue
             if m.failed:
                 codes = ", ".join(str(f.get("code")) for f in m.fails)
                 self.add(
-                    "error-but-stored", 6, f"the server refused message {m.token} ({codes}) but row {row.id} stores it",
-                    token=m.token, client=m.client, history=ev, rows=[_row(row)],
+                    "error-but-stored",
+                    6,
+                    f"the server refused message {m.token} ({codes}) but row {row.id} stores it",
+                    token=m.token,
+                    client=m.client,
+                    history=ev,
+                    rows=[_row(row)],
                 )
             for r in rows:
                 self._check_content(m, r, ev)
@@ -288,26 +324,46 @@ class Checker:
         if stored == sent or len(set(self.token_re.findall(stored))) > 1:
             return  # equal, or a merged row (reported as such)
         if sent.startswith(stored):
-            kind, why = "partial-row", f"row {row.id} holds only the first {len(stored)} of {len(sent)} characters of {m.token}"
+            kind, why = (
+                "partial-row",
+                f"row {row.id} holds only the first {len(stored)} of {len(sent)} characters of {m.token}",
+            )
+            invariant = 3
+        elif stored.startswith(sent):
+            kind = "merged"
+            extra = len(stored) - len(sent)
+            why = f"row {row.id} holds {m.token} followed by {extra} more characters (another message run in)"
             invariant = 3
         else:
             kind, why = "corrupted", f"row {row.id} differs from what was sent as {m.token}"
             invariant = 4
-        self.add(kind, invariant, why, token=m.token, client=m.client, history=ev, rows=[_row(row), {"sent": sent[:300]}])
+        self.add(
+            kind, invariant, why, token=m.token, client=m.client, history=ev, rows=[_row(row), {"sent": sent[:300]}]
+        )
 
     def _check_acks(self, m: Message, row: Row, ev: list[int]) -> None:
         for ok in m.oks:
             acked_row = ok.get("row")
             if acked_row is not None and acked_row != row.id:
                 self.add(
-                    "ack-mismatch", 6, f"the ack of {m.token} names row {acked_row}, but it is stored as row {row.id}",
-                    token=m.token, client=m.client, history=[ok.index, *ev[:3]], rows=[_row(row)],
+                    "ack-mismatch",
+                    6,
+                    f"the ack of {m.token} names row {acked_row}, but it is stored as row {row.id}",
+                    token=m.token,
+                    client=m.client,
+                    history=[ok.index, *ev[:3]],
+                    rows=[_row(row)],
                 )
             ts = ok.get("ts")
             if ts is not None and row.ts is not None and ts != row.ts:
                 self.add(
-                    "ack-mismatch", 6, f"the ack of {m.token} says {ts}, row {row.id} says {row.ts}",
-                    token=m.token, client=m.client, history=[ok.index], rows=[_row(row)],
+                    "ack-mismatch",
+                    6,
+                    f"the ack of {m.token} says {ts}, row {row.id} says {row.ts}",
+                    token=m.token,
+                    client=m.client,
+                    history=[ok.index],
+                    rows=[_row(row)],
                 )
 
     # -- invariant 5 -------------------------------------------------------------------
@@ -326,10 +382,13 @@ class Checker:
                 rid = rows[0].id
                 if rid < last_id and last_rec is not None:
                     self.add(
-                        "reordered", 5,
+                        "reordered",
+                        5,
                         f"on connection {conn}, {rec.get('token')} (row {rid}) was sent after "
                         f"{last_rec.get('token')} (row {last_id}) but stored before it",
-                        token=rec.get("token"), client=rec.client, history=[last_rec.index, rec.index],
+                        token=rec.get("token"),
+                        client=rec.client,
+                        history=[last_rec.index, rec.index],
                         rows=[_row(rows[0]), _row(self.row_by_id[last_id])],
                     )
                 if rid > last_id:
@@ -344,10 +403,13 @@ class Checker:
                 m = self.messages.get(token)
                 stored = self.rows_by_token.get(token, [])
                 self.add(
-                    "ack-before-commit", 6,
+                    "ack-before-commit",
+                    6,
                     f"{token} was acknowledged at {rec.get('acked_at'):.3f} s but its row was not in the log at "
                     f"{rec.get('checked_at'):.3f} s",
-                    token=token, client=rec.client, history=([*m.evidence()[:3], rec.index] if m else [rec.index]),
+                    token=token,
+                    client=rec.client,
+                    history=([*m.evidence()[:3], rec.index] if m else [rec.index]),
                     rows=[_row(r) for r in stored[:1]],
                 )
             elif rec.f == "audit-error":
@@ -358,9 +420,7 @@ class Checker:
     def _check_delivery(self) -> str:
         if self.relay == "none":
             return "n/a"
-        stored_once = {
-            t: rows[0] for t, rows in self.rows_by_token.items() if len(rows) == 1 and t in self.messages
-        }
+        stored_once = {t: rows[0] for t, rows in self.rows_by_token.items() if len(rows) == 1 and t in self.messages}
         crc = {r.id: zlib.crc32((r.content or "").encode("utf-8")) for r in self.rows}
         baseline = int(self.settings.get("baseline_id", 0))
         judged = 0
@@ -374,18 +434,55 @@ class Checker:
                 if row_id <= baseline:
                     continue
                 if row_id in seen:
-                    self.add("duplicate-relay", 7, f"connection {rec.conn} received row {row_id} twice", client=rec.client, history=[rec.index])
+                    self.add(
+                        "duplicate-relay",
+                        7,
+                        f"connection {rec.conn} received row {row_id} twice",
+                        client=rec.client,
+                        history=[rec.index],
+                    )
                 if row_id < last:
-                    self.add("relay-order", 7, f"connection {rec.conn} received row {row_id} after row {last}", client=rec.client, history=[rec.index])
+                    self.add(
+                        "relay-order",
+                        7,
+                        f"connection {rec.conn} received row {row_id} after row {last}",
+                        client=rec.client,
+                        history=[rec.index],
+                    )
                 seen.add(row_id)
                 last = max(last, row_id)
                 if row_id not in crc:
-                    self.add("phantom-relay", 7, f"connection {rec.conn} received row {row_id}, which is not in the log", client=rec.client, history=[rec.index])
+                    self.add(
+                        "phantom-relay",
+                        7,
+                        f"connection {rec.conn} received row {row_id}, which is not in the log",
+                        client=rec.client,
+                        history=[rec.index],
+                    )
                 elif checksum != crc[row_id]:
                     row = self.row_by_id[row_id]
-                    self.add("relay-mismatch", 7, f"connection {rec.conn} received row {row_id} with other text than stored", client=rec.client, history=[rec.index], rows=[_row(row)])
-                if self.relay == "others" and token is not None and token in self.messages and self.messages[token].client == rec.client:
-                    self.add("relay-to-sender", 7, f"connection {rec.conn} received its own message {token}", token=token, client=rec.client, history=[rec.index])
+                    self.add(
+                        "relay-mismatch",
+                        7,
+                        f"connection {rec.conn} received row {row_id} with other text than stored",
+                        client=rec.client,
+                        history=[rec.index],
+                        rows=[_row(row)],
+                    )
+                if (
+                    self.relay == "others"
+                    and token is not None
+                    and token in self.messages
+                    and self.messages[token].client == rec.client
+                ):
+                    self.add(
+                        "relay-to-sender",
+                        7,
+                        f"connection {rec.conn} received its own message {token}",
+                        token=token,
+                        client=rec.client,
+                        history=[rec.index],
+                    )
             hello, end = rec.get("hello"), rec.get("end")
             if rec.get("reason") not in POLITE_ENDS or hello is None or end is None:
                 continue
@@ -402,10 +499,14 @@ class Checker:
             if missed:
                 token, row, m = missed[0]
                 self.add(
-                    "missed-relay", 7,
-                    f"connection {rec.conn} (client {rec.client}) was connected from {hello:.3f} s to {end:.3f} s but did "
+                    "missed-relay",
+                    7,
+                    f"connection {rec.conn} (client {rec.client}) was connected from {hello:.3f} s to {end:.3f} s "
+                    "but did "
                     f"not receive {len(missed)} message(s) committed meanwhile, e.g. {token} (row {row.id})",
-                    token=token, client=rec.client, history=[rec.index, *m.evidence()[:2]],
+                    token=token,
+                    client=rec.client,
+                    history=[rec.index, *m.evidence()[:2]],
                     rows=[_row(r) for _, r, _ in missed[:MAX_EVIDENCE]],
                 )
         return "pass" if judged else "unknown"
@@ -418,12 +519,17 @@ class Checker:
             if rec.f == "probe" and rec.type in (OK, FAIL):
                 status = "pass" if status in ("n/a", "pass") and rec.type == OK else "fail"
                 if rec.type == FAIL:
-                    self.add("not-live", 8, f"a fresh probe client was not served: {rec.get('error')}", history=[rec.index])
+                    self.add(
+                        "not-live", 8, f"a fresh probe client was not served: {rec.get('error')}", history=[rec.index]
+                    )
             elif rec.f == "server" and rec.get("event") == "crashed":
                 status = "fail"
                 self.add(
-                    "server-crashed", 8, f"the server process died during the run (exit code {rec.get('exit_code')}): "
-                    f"{rec.get('stderr', '')}", history=[rec.index],
+                    "server-crashed",
+                    8,
+                    f"the server process died during the run (exit code {rec.get('exit_code')}): "
+                    f"{rec.get('stderr', '')}",
+                    history=[rec.index],
                 )
         return status
 
@@ -467,8 +573,10 @@ class Checker:
                 elif after > before + slack:
                     status = "fail"
                     self.add(
-                        "resource-leak", 10,
-                        f"server {what}: {before} before the clients, still {after} {rec.get('waited', 0):g} s after they left",
+                        "resource-leak",
+                        10,
+                        f"server {what}: {before} before the clients, "
+                        f"still {after} {rec.get('waited', 0):g} s after they left",
                         history=[rec.index],
                     )
         return status
@@ -476,16 +584,20 @@ class Checker:
     # -- all together ------------------------------------------------------------------------
 
     def check(self) -> CheckResult:
-        """Run every invariant."""
+        """Run every invariant (those that need the log only when it could be read)."""
         self._index_messages()
+        statuses = {k: "pass" for k in range(1, 7)}
         if self.log_error:
             self.notes.append(f"log unreadable: {self.log_error}")
-        self._check_rows()
-        counts = self._check_messages()
-        self._check_order()
+            counts = Counts(sent=len(self.messages), acked=sum(m.acked for m in self.messages.values()))
+            for k in (1, 2, 3, 4, 5, 7):
+                statuses[k] = "unknown"
+        else:
+            self._check_rows()
+            counts = self._check_messages()
+            self._check_order()
+            statuses[7] = self._check_delivery()
         self._check_audits()
-        statuses = {k: "pass" for k in range(1, 7)}
-        statuses[7] = self._check_delivery()
         statuses[8] = self._check_liveness()
         statuses[9] = self._check_shutdown()
         statuses[10] = self._check_resources()
@@ -494,24 +606,20 @@ class Checker:
         harness_errors = [r for r in self.records if r.f in ("client-error", "harness-error")]
         for r in harness_errors[:3]:
             self.notes.append(f"harness error: {r.get('error')}")
-        if self.log_error:
-            for k in range(1, 7):
-                statuses[k] = "unknown"
+        if not self.settings:
+            self.notes.append("the history has no run record")
         if self.anomalies:
             valid: bool | None = False
         elif self.log_error or harness_errors or not self.settings:
             valid = None
         else:
             valid = True
-        if not self.settings:
-            self.notes.append("the history has no run record")
         return CheckResult(valid, self.anomalies, counts, statuses, self.notes)
 
 
 def check(records: Iterable[Record], rows: Iterable[Row], log_error: str | None = None) -> CheckResult:
     """Check one run."""
     return Checker(list(records), list(rows), log_error).check()
-
 
 
 STATUS_RANK = {"n/a": 0, "pass": 1, "unknown": 2, "fail": 3}

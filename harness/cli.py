@@ -20,7 +20,7 @@ from harness.log import LogError, LogReader
 from harness.plan import Plan
 from harness.runner import RunConfig, run_plan
 from harness.scenario import ScenarioContext, ScenarioResult
-from harness.target import Target, TargetError, install_sigterm_cleanup, kill_all, load_target
+from harness.target import TargetError, install_sigterm_cleanup, kill_all, load_target
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 
@@ -103,16 +103,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             results.append(ScenarioResult(name, scenario.description, None, applicable=False, reason=why))
             progress.line(f"  {name:<20} not applicable: {why}")
             continue
-        ctx = ScenarioContext(
-            target, out_dir / name, seed, args.clients, args.duration, config, say=progress.say
-        )
+        ctx = ScenarioContext(target, out_dir / name, seed, args.clients, args.duration, config, say=progress.say)
         try:
             result = scenario.run(ctx)
         except TargetError as exc:
             result = ScenarioResult(name, scenario.description, None, reason=str(exc))
         results.append(result)
-        progress.line(f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
-                      + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}"))
+        progress.line(
+            f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
+            + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}")
+        )
     data = report.build(run_id, target, seed, results, time.monotonic() - t0)
     path = report.write(report_dir, run_id, data)
     progress.line(f"verdict: {data['verdict']}; report: {path}")

@@ -105,10 +105,18 @@ class SimClient:
         try:
             if self.ctx.stop.wait(max(0.0, self.ctx.t0 + self.plan.start - time.monotonic())):
                 return
-            for op in self.plan.ops:
-                if self.ctx.stop.is_set():
-                    break
-                self.step(op)
+            ops, i = self.plan.ops, 0
+            while i < len(ops) and not self.ctx.stop.is_set():
+                j = i + 1
+                if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining:
+                    # Back-to-back sends go out in one write, as a buffering client's would, so
+                    # the server sees them together every time (framing defects reproduce).
+                    while j < len(ops) and ops[j].kind == SEND and ops[j].pipelined:
+                        j += 1
+                    if j < len(ops) and ops[j].kind == SEND:
+                        j += 1
+                self.step(*ops[i:j])
+                i = j
             if self.sock is not None:
                 self.close("close")
         except Exception as exc:  # a harness bug must not hide as a server anomaly
@@ -117,10 +125,13 @@ class SimClient:
             if self.sock is not None:
                 self._drop("harness-error")
 
-    def step(self, op: Op) -> None:
-        """Perform one operation; a connection that breaks on the way is recorded and dropped."""
+    def step(self, op: Op, *more: Op) -> None:
+        """Perform one operation (or several sends in one write); a connection that breaks is recorded and dropped."""
         try:
-            self._step(op)
+            if op.kind == SEND:
+                self.send(op, *more)
+            else:
+                self._step(op)
         except Broken as exc:
             if self.sock is not None:
                 self._drop(str(exc))
@@ -128,9 +139,6 @@ class SimClient:
     def _step(self, op: Op) -> None:
         if op.kind == PAUSE:
             self.pump_until(time.monotonic() + op.seconds)
-            return
-        if op.kind == SEND:
-            self.send(op)
         elif op.kind == HALF_RESET:
             self.half_reset(op)
         elif op.kind == CLOSE:
@@ -170,10 +178,8 @@ class SimClient:
         self.hello_at = None
         port = sock.getsockname()[1]
         if self.wire.greeting:
-            try:
+            with contextlib.suppress(Broken):
                 self.pump_until(time.monotonic() + opts.ack_timeout, lambda: self.hello_at is not None)
-            except Broken:
-                pass
             if self.hello_at is None:
                 why = f"no greeting ({self.last_error})" if self.last_error else "no greeting"
                 self.h.add(FAIL, "connect", self.index, self.conn, error=why, port=port)
@@ -184,9 +190,7 @@ class SimClient:
             self.hello_at = self.h.now()
         self.h.add(OK, "connect", self.index, self.conn, port=port)
         if self.wire.ids and self.unacked:
-            for token, text in list(self.unacked.items()):
-                if not self._transmit(token, text, resend=True):
-                    break
+            self._transmit(list(self.unacked.items()), resend=True)
         return True
 
     def _ensure(self) -> bool:
@@ -198,7 +202,13 @@ class SimClient:
 
     def _end_record(self, reason: str, end_at: float) -> None:
         self.h.add(
-            INFO, "conn-end", self.index, self.conn, reason=reason, hello=self.hello_at, end=end_at,
+            INFO,
+            "conn-end",
+            self.index,
+            self.conn,
+            reason=reason,
+            hello=self.hello_at,
+            end=end_at,
             relays=self.relays,
         )
 
@@ -242,10 +252,8 @@ class SimClient:
         """Abrupt close with RST."""
         assert self.sock is not None
         end_at = self.h.now()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
-        except OSError:
-            pass
         for token in self.outstanding:
             self.h.add(INFO, "send", self.index, self.conn, token=token, error="reset by client")
         self.outstanding.clear()
@@ -282,29 +290,29 @@ class SimClient:
         self.seq += 1
         return token_text(self.ctx.run_id, self.index, self.seq, body)
 
-    def send(self, op: Op) -> None:
-        """Send one message; wait for its answer unless pipelined (or the wire cannot pipeline)."""
+    def send(self, *ops: Op) -> None:
+        """Send messages in one write; wait for the last one's answer unless it is pipelined."""
         if self.plan.pacing:
             self.pump_until(self.last_send + self.plan.pacing)
         if not self._ensure():
             return
         self.last_send = time.monotonic()
-        token, text = self._next_token(op.text)
+        batch = [self._next_token(op.text) for op in ops]
         if self.wire.ids:
-            self.unacked[token] = text
-        if not self._transmit(token, text):
+            self.unacked.update(batch)
+        if not self._transmit(batch):
             return
-        if not op.pipelined or not self.wire.pipelining:
+        if not ops[-1].pipelined or not self.wire.pipelining:
+            token = batch[-1][0]
             self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: token not in self.outstanding)
             if token in self.outstanding:
-                self.outstanding.pop(token)
-                self.h.add(INFO, "send", self.index, self.conn, token=token, error="no answer within the ack timeout")
                 self._drop("no answer within the ack timeout")
 
-    def _transmit(self, token: str, text: str, resend: bool = False) -> bool:
-        data = self.wire.encode(text, token if self.wire.ids else None)
-        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, resend=resend)
-        self.outstanding[token] = text
+    def _transmit(self, batch: list[tuple[str, str]], resend: bool = False) -> bool:
+        data = b"".join(self.wire.encode(text, token if self.wire.ids else None) for token, text in batch)
+        for token, text in batch:
+            self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, resend=resend)
+            self.outstanding[token] = text
         try:
             self._sendall(data)
         except OSError as exc:

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.target import LogMapping
 
@@ -46,7 +47,7 @@ class LogReader:
         except sqlite3.Error as exc:
             raise LogError(f"cannot open {self.path}: {exc}") from exc
 
-    def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
         conn = self._connect()
         try:
             return conn.execute(sql, tuple(params)).fetchall()
@@ -75,14 +76,15 @@ class LogReader:
         ts = self.m.ts or "NULL"
         try:
             rows = self._query(
-                f"SELECT {self.m.id}, {self.m.content}, {ts} FROM {self.m.table} WHERE {self.m.id} > ? ORDER BY {self.m.id}",
+                f"SELECT {self.m.id}, {self.m.content}, {ts} FROM {self.m.table}"
+                f" WHERE {self.m.id} > ? ORDER BY {self.m.id}",
                 (after,),
             )
         except LogError as exc:
             if "no such table" in str(exc) and after == 0:
                 return []
             raise
-        return [Row(int(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]  # type: ignore[call-overload]
+        return [Row(int(r[0]), None if r[1] is None else str(r[1]), None if r[2] is None else str(r[2])) for r in rows]
 
     def visible_ids(self, ids: list[int]) -> set[int]:
         """Which of ``ids`` are committed now."""
@@ -90,7 +92,10 @@ class LogReader:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(int(r[0]) for r in self._query(f"SELECT {self.m.id} FROM {self.m.table} WHERE {self.m.id} IN ({marks})", chunk))  # type: ignore[call-overload]
+            found.update(
+                int(r[0])
+                for r in self._query(f"SELECT {self.m.id} FROM {self.m.table} WHERE {self.m.id} IN ({marks})", chunk)
+            )
         return found
 
     def contains(self, needle: str, after: int) -> bool:

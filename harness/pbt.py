@@ -29,7 +29,6 @@ from harness.plan import Plan, Shape, plans
 from harness.runner import LiveServer, RunConfig, RunOutcome, run_plan
 from harness.target import Target
 
-
 BATCH = 10
 
 
@@ -110,7 +109,7 @@ def search(
             out.first_failure = outcome
             out.first_failure_after = time.monotonic() - started
             _replace_dir(outcome.rundir, rundir / "first-failure")
-        if not failures or plan.size() < min(f.plan.size() for f in failures):
+        if not failures or plan.sort_key() < min(f.plan.sort_key() for f in failures):
             _replace_dir(outcome.rundir, rundir / "minimal")
         failures.append(outcome)
         raise PlanFailed(outcome.result.summary())
@@ -142,7 +141,7 @@ def search(
     finally:
         try:
             if failures:
-                minimal = min(failures, key=lambda f: f.plan.size())
+                minimal = min(failures, key=lambda f: f.plan.sort_key())
                 out.minimal = minimal
                 out.reruns = reruns
                 for k in range(reruns):
@@ -168,7 +167,9 @@ class LiveTarget:
 
     def check(self, plan: Plan) -> RunOutcome:
         """Run ``plan``; raise AssertionError (with the anomalies) unless the run is valid."""
-        outcome = run_plan(self.target, plan, self.workdir / f"example-{next(self._n)}", server=self.live, config=self.config)
+        outcome = run_plan(
+            self.target, plan, self.workdir / f"example-{next(self._n)}", server=self.live, config=self.config
+        )
         if outcome.result.valid is not True:
             lines = [outcome.result.summary()] + [f"  {a.kind}: {a.message}" for a in outcome.result.anomalies[:10]]
             lines.append(f"  replay: chat-harness replay {outcome.rundir / 'plan.json'} --target {self.target.source}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.history import INVOKE, OK, Record
+from harness.plan import Plan
 from harness.scenario import ScenarioResult
 from harness.target import Target
 
@@ -92,6 +93,11 @@ def replay_command(plan: Path, target: Target) -> str:
     return f"chat-harness replay {plan} --target {target.source if target.source != 'built-in' else 'reference'}"
 
 
+def plan_size(plan: Plan) -> dict[str, int]:
+    """Clients, operations and text bytes of a plan."""
+    return {"clients": len(plan.clients), "operations": plan.size() - len(plan.clients), "text_bytes": plan.text_bytes}
+
+
 def scenario_entry(sr: ScenarioResult, target: Target) -> dict[str, Any]:
     """One scenario of the report."""
     entry: dict[str, Any] = {
@@ -119,8 +125,8 @@ def scenario_entry(sr: ScenarioResult, target: Target) -> dict[str, Any]:
             "examples": s.examples,
             "seconds": round(s.seconds, 3),
             "first_failure_after_s": None if s.first_failure_after is None else round(s.first_failure_after, 3),
-            "first_failure_plan_size": s.first_failure.plan.size() if s.first_failure else None,
-            "minimal_plan_size": s.minimal.plan.size() if s.minimal else None,
+            "first_failure_plan": plan_size(s.first_failure.plan) if s.first_failure else None,
+            "minimal_plan": plan_size(s.minimal.plan) if s.minimal else None,
             "reproduced": f"{s.reproduced}/{s.reruns}" if s.reruns else None,
         }
     if sr.replay:

@@ -83,12 +83,12 @@ class LiveServer:
             self.run.kill()
 
 
-def settle(sample: Callable[[], int | None], timeout: float = 1.0) -> int | None:
-    """A reading that stays the same for three samples in a row (or the last one at the timeout)."""
+def settle(sample: Callable[[], tuple[int | None, int | None]], timeout: float = 1.0) -> tuple[int | None, int | None]:
+    """A reading that stays the same for four samples in a row, 20 ms apart (or the last one at the timeout)."""
     deadline = time.monotonic() + timeout
     last, same = sample(), 0
-    while same < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while same < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
         now = sample()
         same = same + 1 if now == last else 0
         last = now
@@ -147,13 +147,25 @@ def run_plan(
         except LogError as exc:
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
             baseline = 0
-        threads0 = settle(srv.threads) if config.resources else None
-        fds0 = settle(srv.fds) if config.resources else None
+        threads0, fds0 = settle(lambda: (srv.threads(), srv.fds())) if config.resources else (None, None)
         history.add(
-            INFO, "run", run_id=run_id, target=target.name, protocol=target.protocol, relay=target.relay,
-            normalize=target.normalize, baseline_id=baseline, db=str(srv.db_path), host=srv.host, port=srv.port,
-            pid=srv.pid, clients=len(plan.clients), plan=plan.name, seed=plan.seed,
+            INFO,
+            "run",
+            run_id=run_id,
+            target=target.name,
+            protocol=target.protocol,
+            relay=target.relay,
+            normalize=target.normalize,
+            baseline_id=baseline,
+            db=str(srv.db_path),
+            host=srv.host,
+            port=srv.port,
+            pid=srv.pid,
+            clients=len(plan.clients),
+            plan=plan.name,
+            seed=plan.seed,
         )
+        history.flush()
         wire = wires.for_target(target)
         auditor = Auditor(reader, history, baseline).start() if config.audit else None
         ctx = Context(srv.host, srv.port, wire, history, run_id, config.options, auditor)
@@ -165,11 +177,19 @@ def run_plan(
             progress.done.set()
             progress.join(2)
         if stuck:
-            history.add(INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s")
+            history.add(
+                INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s"
+            )
         if auditor is not None:
             auditor.stop()
         if not srv.alive:
-            history.add(INFO, "server", event="crashed", exit_code=srv.proc.poll() if srv.proc else None, stderr=srv.stderr_tail())
+            history.add(
+                INFO,
+                "server",
+                event="crashed",
+                exit_code=srv.proc.poll() if srv.proc else None,
+                stderr=srv.stderr_tail(),
+            )
         else:
             if config.probe:
                 probe(ctx, len(plan.clients))
@@ -177,13 +197,28 @@ def run_plan(
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
                 history.add(
-                    INFO, "resources", threads_before=threads0, threads_after=after_t, fds_before=fds0, fds_after=after_f,
-                    threads_slack=config.threads_slack, fds_slack=config.fds_slack, waited=config.resource_wait,
+                    INFO,
+                    "resources",
+                    threads_before=threads0,
+                    threads_after=after_t,
+                    fds_before=fds0,
+                    fds_after=after_f,
+                    threads_slack=config.threads_slack,
+                    fds_slack=config.fds_slack,
+                    waited=config.resource_wait,
                 )
         if own:
             stop = live.close()
             if stop is not None:
-                history.add(INFO, "server", event="stopped", method=stop.method, exit_code=stop.exit_code, seconds=round(stop.seconds, 3), forced=stop.forced)
+                history.add(
+                    INFO,
+                    "server",
+                    event="stopped",
+                    method=stop.method,
+                    exit_code=stop.exit_code,
+                    seconds=round(stop.seconds, 3),
+                    forced=stop.forced,
+                )
         log_error = None
         try:
             rows = reader.rows_after(baseline)
@@ -194,7 +229,17 @@ def run_plan(
             live.close()
         history.close()
     result = check(history.records, rows, log_error)
-    return RunOutcome(rundir, plan, result, list(history.records), rows, run_id, time.monotonic() - started, srv.pid if srv else None, stop)
+    return RunOutcome(
+        rundir,
+        plan,
+        result,
+        list(history.records),
+        rows,
+        run_id,
+        time.monotonic() - started,
+        srv.pid if srv else None,
+        stop,
+    )
 
 
 def probe(ctx: Context, index: int) -> bool:
@@ -209,7 +254,11 @@ def probe(ctx: Context, index: int) -> bool:
         h.add(OK, "probe", index)
         return True
     connects = [r for r in h.records if r.f == "connect" and r.client == index and r.type == FAIL]
-    why = connects[-1].get("error") if connects else next((r.get("error") for r in sends if r.type != INVOKE), "no answer")
+    why = (
+        connects[-1].get("error")
+        if connects
+        else next((r.get("error") for r in sends if r.type != INVOKE), "no answer")
+    )
     h.add(FAIL, "probe", index, error=why)
     return False
 

@@ -102,16 +102,41 @@ def reference(extra: tuple[str, ...] = ()) -> Target:
     return Target(
         name="reference",
         command=(
-            "{python}", "-m", "chat.server", "--host", "{host}", "--port", "{port}", "--db", "{db}",
-            "--max-clients", "10000", *extra,
+            "{python}",
+            "-m",
+            "chat.server",
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--db",
+            "{db}",
+            "--max-clients",
+            "10000",
+            *extra,
         ),
         log=LogMapping(ts="fecha_envio"),
     )
 
 
 _TOP_KEYS = {
-    "name", "command", "cwd", "copy_cwd", "env", "host", "port", "protocol", "ready", "start_timeout", "stop",
-    "stop_timeout", "relay", "max_line", "normalize", "log", "pfo1",
+    "name",
+    "command",
+    "cwd",
+    "copy_cwd",
+    "env",
+    "host",
+    "port",
+    "protocol",
+    "ready",
+    "start_timeout",
+    "stop",
+    "stop_timeout",
+    "relay",
+    "max_line",
+    "normalize",
+    "log",
+    "pfo1",
 }
 
 
@@ -156,7 +181,12 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
     for key in ("start_timeout", "stop_timeout"):
         if key in data:
             kw[key] = _expect(data, key, float, where)
-    for key, allowed in (("protocol", PROTOCOLS), ("stop", STOPS), ("relay", RELAYS), ("normalize", ("exact", "strip"))):
+    for key, allowed in (
+        ("protocol", PROTOCOLS),
+        ("stop", STOPS),
+        ("relay", RELAYS),
+        ("normalize", ("exact", "strip")),
+    ):
         if key in data:
             kw[key] = _choice(_expect(data, key, str, where), allowed, key, where)
     protocol = kw.get("protocol", "chat")
@@ -167,7 +197,7 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
         raise TargetError(f"{where}: 'port' must be between 0 and 65535")
     ready = kw.get("ready", "listen")
     if ready != "listen" and not ready.startswith("line:"):
-        raise TargetError(f"{where}: 'ready' must be \"listen\" or \"line:REGEX\", not {ready!r}")
+        raise TargetError(f'{where}: \'ready\' must be "listen" or "line:REGEX", not {ready!r}')
     if "log" in data:
         log = _expect(data, "log", dict, where)
         bad = set(log) - {"path", "table", "id", "content", "ts"}
@@ -281,7 +311,7 @@ class ServerRun:
     def __init__(self, target: Target, workdir: Path, port: int | None = None) -> None:
         """Prepare (not start) an instance; ``port`` overrides the target's when it picks its own."""
         self.target = target
-        self.workdir = workdir
+        self.workdir = workdir.resolve()
         self.host = target.host
         self.port = port if port is not None else target.port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -289,12 +319,12 @@ class ServerRun:
         self.stderr_path = workdir / "server.stderr"
         self.stop_result: StopResult | None = None
         self.started_at = 0.0
-        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         if target.copy_cwd and target.cwd is not None:
-            shutil.copytree(target.cwd, workdir / "app", dirs_exist_ok=True)
-            self.appdir = workdir / "app"
+            shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True)
+            self.appdir = self.workdir / "app"
         else:
-            self.appdir = target.cwd if target.cwd is not None else workdir
+            self.appdir = target.cwd if target.cwd is not None else self.workdir
 
     @property
     def db_path(self) -> Path:
@@ -325,7 +355,12 @@ class ServerRun:
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             try:
                 self.proc = subprocess.Popen(
-                    launcher + cmd, cwd=self.appdir, env=env, stdin=subprocess.PIPE, stdout=out, stderr=err,
+                    launcher + cmd,
+                    cwd=self.appdir,
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=err,
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -347,15 +382,30 @@ class ServerRun:
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise TargetError(f"{self.target.name} exited with code {code} before it was ready: {self.stderr_tail()}")
+                raise TargetError(
+                    f"{self.target.name} exited with code {code} before it was ready: {self.stderr_tail()}"
+                )
             if line is not None:
                 if line.search(self.stdout_path.read_text(errors="replace")):
                     return
-            elif can_connect(self.host, self.port, timeout=0.2):
+            elif self._answers():
                 return
             if time.monotonic() > deadline:
-                raise TargetError(f"{self.target.name} not ready within {self.target.start_timeout:g} s: {self.stderr_tail()}")
+                raise TargetError(
+                    f"{self.target.name} not ready within {self.target.start_timeout:g} s: {self.stderr_tail()}"
+                )
             time.sleep(0.02)
+
+    def _answers(self) -> bool:
+        """Whether the server accepts a connection (and, speaking ``chat``, greets it: it is serving)."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2) as s:
+                if self.target.protocol == "chat":
+                    s.settimeout(max(0.2, self.target.start_timeout / 3))
+                    return bool(s.recv(64))
+                return True
+        except OSError:
+            return False
 
     @property
     def pid(self) -> int:

@@ -31,13 +31,25 @@ class Random:
             ctx.say(f"random: example {i + 1} done")
 
         found = search(
-            ctx.target, ctx.rundir, shape, ctx.seed, max_examples=1000, budget=budget,
-            shrink_budget=max(60.0, 2 * budget), config=ctx.config, on_example=progress,
+            ctx.target,
+            ctx.rundir,
+            shape,
+            ctx.seed,
+            max_examples=1000,
+            budget=budget,
+            shrink_budget=max(60.0, 2 * budget),
+            config=ctx.config,
+            on_example=progress,
         )
         runs = [found.minimal] if found.minimal else found.runs
         result = ScenarioResult(
-            self.name, self.description, found.valid, search=found, seconds=time.monotonic() - t0,
-            check=merge([r.result for r in runs]) if runs else None, runs=runs,
+            self.name,
+            self.description,
+            found.valid,
+            search=found,
+            seconds=time.monotonic() - t0,
+            check=merge([r.result for r in runs]) if runs else None,
+            runs=runs,
         )
         if found.minimal is not None:
             result.replay = str(ctx.rundir / "minimal" / "plan.json")

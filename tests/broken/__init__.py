@@ -1,0 +1,1 @@
+"""Deliberately broken variants of the reference server, used to prove the harness catches them."""

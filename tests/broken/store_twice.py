@@ -1,0 +1,22 @@
+"""Defect: every fourth message is inserted a second time (a retry loop that does not check)."""
+
+import sys
+
+from chat import server, store
+
+_insert_many = store.Store.insert_many
+
+
+def insert_many(self: store.Store, items: list[store.NewMessage]) -> list[store.Outcome]:
+    out = _insert_many(self, items)
+    for m, o in zip(items, out, strict=False):
+        if isinstance(o, store.Stored) and not o.duplicate and o.id % 4 == 0:
+            self.conn.execute(
+                "INSERT INTO mensajes (contenido, fecha_envio, ip_cliente) VALUES (?, ?, ?)",
+                (m.contenido, o.fecha_envio, m.ip_cliente),
+            )
+    return out
+
+
+store.Store.insert_many = insert_many  # type: ignore[method-assign]
+sys.exit(server.main())

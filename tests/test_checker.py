@@ -1,0 +1,298 @@
+"""The checker against fabricated histories and real SQLite files: every anomaly kind is caught, clean runs pass."""
+
+from __future__ import annotations
+
+import sqlite3
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.checker import check, merge
+from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
+from harness.log import LogReader, Row
+from harness.target import LogMapping
+
+RUN = "abc123"
+
+
+class Fab:
+    """Fabricates a history and a log the way a run would produce them."""
+
+    def __init__(self, tmp: Path, relay: str = "others") -> None:
+        self.h = History(start=0.0)
+        self.db = tmp / "log.db"
+        self.conn = sqlite3.connect(self.db, isolation_level=None)
+        self.conn.execute(
+            "CREATE TABLE mensajes (id INTEGER PRIMARY KEY AUTOINCREMENT, contenido TEXT, fecha_envio TEXT)"
+        )
+        self.h.add(INFO, "run", run_id=RUN, relay=relay, normalize="exact", baseline_id=0, db=str(self.db))
+        self.t = 0.0
+
+    def tick(self) -> float:
+        self.t += 0.01
+        return self.t
+
+    def rec(self, type: str, f: str, client: int, conn: int, **value: Any) -> int:
+        rec = self.h.add(type, f, client, conn, **value)
+        rec.time = self.tick()
+        return rec.index
+
+    def store(self, content: str | None, ts: str = "T") -> int:
+        cur = self.conn.execute("INSERT INTO mensajes (contenido, fecha_envio) VALUES (?, ?)", (content, ts))
+        return int(cur.lastrowid or 0)
+
+    def message(self, client: int, seq: int, body: str = "hola") -> tuple[str, str]:
+        token = f"{RUN}.{client}.{seq}"
+        return token, f"[{token}] {body}"
+
+    def sent_acked_stored(self, client: int, seq: int, conn: int | None = None, body: str = "hola") -> tuple[str, int]:
+        conn = client if conn is None else conn
+        token, text = self.message(client, seq, body)
+        self.rec(INVOKE, "send", client, conn, token=token, text=text)
+        row = self.store(text)
+        self.rec(OK, "send", client, conn, token=token, row=row, ts="T")
+        return token, row
+
+    def connected(self, client: int, conn: int) -> None:
+        self.rec(INVOKE, "connect", client, conn)
+        self.rec(OK, "connect", client, conn)
+
+    def ended(self, client: int, conn: int, hello: float, relays: list[list[Any]], reason: str = "close") -> None:
+        self.rec(INFO, "conn-end", client, conn, reason=reason, hello=hello, end=self.tick(), relays=relays)
+
+    def relay_of(self, row: int) -> list[Any]:
+        content = self.conn.execute("SELECT contenido FROM mensajes WHERE id = ?", (row,)).fetchone()[0]
+        return [row, zlib.crc32(content.encode()), content[1 : content.index("]")]]
+
+    def result(self):  # type: ignore[no-untyped-def]
+        rows = LogReader(self.db, LogMapping(ts="fecha_envio")).rows_after(0)
+        return check(self.h.records, rows)
+
+
+def kinds(result) -> set[str]:  # type: ignore[no-untyped-def]
+    return {a.kind for a in result.anomalies}
+
+
+@pytest.fixture
+def fab(tmp_path: Path) -> Fab:
+    return Fab(tmp_path)
+
+
+def test_a_clean_run_passes_with_relays_and_an_indeterminate_message(fab: Fab) -> None:
+    fab.connected(0, 0)
+    fab.connected(1, 1)
+    hello = fab.t
+    _, r1 = fab.sent_acked_stored(0, 1)
+    _, r2 = fab.sent_acked_stored(0, 2)
+    token, text = fab.message(0, 3)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(INFO, "send", 0, 0, token=token, error="reset")
+    fab.ended(1, 1, hello, [fab.relay_of(r1), fab.relay_of(r2)])
+    result = fab.result()
+    assert result.valid is True, result.summary()
+    c = result.counts
+    assert (c.sent, c.acked, c.stored, c.lost, c.indeterminate) == (3, 2, 2, 0, 1)
+    assert result.invariants[7] == "pass"
+
+
+def test_lost_ack(fab: Fab) -> None:
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(OK, "send", 0, 0, token=token, row=1)
+    result = fab.result()
+    assert result.valid is False and kinds(result) == {"lost"}
+    [a] = result.anomalies
+    assert a.invariant == 1 and a.token == token and a.history  # evidence: the history lines
+
+
+def test_duplicate(fab: Fab) -> None:
+    _token, row = fab.sent_acked_stored(0, 1)
+    fab.store(fab.message(0, 1)[1])
+    result = fab.result()
+    assert kinds(result) == {"duplicate"} and result.counts.duplicated == 1
+    assert [r["id"] for r in result.anomalies[0].rows] == [row, row + 1]
+
+
+def test_an_indeterminate_message_stored_once_is_fine_but_twice_is_not(fab: Fab) -> None:
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(INFO, "send", 0, 0, token=token, error="reset")
+    fab.store(text)
+    assert fab.result().valid is True
+    fab.store(text)
+    assert kinds(fab.result()) == {"duplicate"}
+
+
+def test_phantom_empty_and_exit_word_rows(fab: Fab) -> None:
+    fab.sent_acked_stored(0, 1)
+    fab.store("nobody sent this")
+    fab.store("")
+    fab.store(None)
+    fab.store("éxito")
+    fab.store(f"[{RUN}.9.9] a token no one used")
+    result = fab.result()
+    assert kinds(result) == {"phantom", "empty-row", "exit-word-stored"}
+    assert sum(a.kind == "empty-row" for a in result.anomalies) == 2
+    assert sum(a.kind == "phantom" for a in result.anomalies) == 2
+    assert all(a.invariant == 3 for a in result.anomalies)
+
+
+def test_partial_rows_truncated_split_and_half_sent(fab: Fab) -> None:
+    token, text = fab.message(0, 1, body="a long message that gets cut")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(OK, "send", 0, 0, token=token, row=1)
+    fab.store(text[:20])  # truncated
+    fab.store(text[20:])  # the rest, stored as a row of its own
+    half_token, half_text = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=half_token, text=half_text, partial=5)
+    fab.rec(INFO, "send", 0, 0, token=half_token, error="half sent, then reset")
+    fab.store(half_text)
+    result = fab.result()
+    partial = [a for a in result.anomalies if a.kind == "partial-row"]
+    assert len(partial) == 3, result.anomalies
+    assert {a.token for a in partial} == {token, half_token}
+
+
+def test_merged_rows_are_reported_as_framing(fab: Fab) -> None:
+    t1, x1 = fab.message(0, 1)
+    t2, x2 = fab.message(0, 2)
+    for t, x in ((t1, x1), (t2, x2)):
+        fab.rec(INVOKE, "send", 0, 0, token=t, text=x)
+    fab.store(x1 + x2)
+    result = fab.result()
+    assert "merged" in kinds(result)
+
+
+def test_corrupted_content(fab: Fab) -> None:
+    token, text = fab.message(0, 1, body="ñandú")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(OK, "send", 0, 0, token=token, row=1, ts="T")
+    fab.store(text.replace("ñ", "n"))
+    result = fab.result()
+    assert kinds(result) == {"corrupted"} and result.anomalies[0].invariant == 4
+
+
+def test_reordering_on_one_connection(fab: Fab) -> None:
+    t1, x1 = fab.message(0, 1)
+    t2, x2 = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=t1, text=x1)
+    fab.rec(INVOKE, "send", 0, 0, token=t2, text=x2)
+    fab.store(x2)
+    fab.store(x1)
+    result = fab.result()
+    assert kinds(result) == {"reordered"} and result.anomalies[0].invariant == 5
+
+
+def test_ack_before_commit_and_mismatched_acks(fab: Fab) -> None:
+    token, row = fab.sent_acked_stored(0, 1)
+    fab.rec(INFO, "audit", 0, 0, token=token, row=row, visible=False, acked_at=0.5, checked_at=0.501)
+    t2, x2 = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=t2, text=x2)
+    stored = fab.store(x2, ts="T2")
+    fab.rec(OK, "send", 0, 0, token=t2, row=stored + 10, ts="T3")
+    result = fab.result()
+    assert kinds(result) == {"ack-before-commit", "ack-mismatch"}
+    assert all(a.invariant == 6 for a in result.anomalies)
+    assert sum(a.kind == "ack-mismatch" for a in result.anomalies) == 2  # the row id and the timestamp
+
+
+def test_refused_but_stored(fab: Fab) -> None:
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(FAIL, "send", 0, 0, token=token, code="store")
+    fab.store(text)
+    assert kinds(fab.result()) == {"error-but-stored"}
+
+
+def test_delivery_missed_duplicated_out_of_order_and_echoed(fab: Fab) -> None:
+    fab.connected(1, 1)
+    hello = fab.t
+    _, r1 = fab.sent_acked_stored(0, 1)
+    _, r2 = fab.sent_acked_stored(0, 2)
+    _t3, r3 = fab.sent_acked_stored(1, 1, conn=1)
+    fab.ended(1, 1, hello, [fab.relay_of(r2), fab.relay_of(r2), fab.relay_of(r1), fab.relay_of(r3), [99, 0, None]])
+    result = fab.result()
+    assert {"duplicate-relay", "relay-order", "relay-to-sender", "phantom-relay"} <= kinds(result)
+    missed = [a for a in result.anomalies if a.kind == "missed-relay"]
+    assert missed == []  # r1 and r2 arrived (late or twice)
+    # a member that received nothing misses both
+    fab.connected(2, 2)
+    hello2 = fab.t
+    _, r4 = fab.sent_acked_stored(0, 3)
+    fab.ended(2, 2, hello2, [])
+    result = fab.result()
+    [m] = [a for a in result.anomalies if a.kind == "missed-relay" and a.client == 2]
+    assert m.invariant == 7 and m.rows[0]["id"] == r4
+
+
+def test_delivery_is_not_judged_for_connections_that_broke_or_messages_outside_their_window(fab: Fab) -> None:
+    _, _r0 = fab.sent_acked_stored(0, 1)  # before the member joined
+    fab.connected(1, 1)
+    hello = fab.t
+    fab.ended(1, 1, hello, [], reason="reset")  # broken: not judged
+    fab.connected(2, 2)
+    hello2 = fab.t
+    fab.ended(2, 2, hello2, [])
+    _, _r1 = fab.sent_acked_stored(0, 2)  # after it left
+    assert fab.result().valid is True
+
+
+def test_liveness_crash_shutdown_and_resources(fab: Fab) -> None:
+    fab.rec(INVOKE, "probe", 5, -1)
+    fab.rec(FAIL, "probe", 5, -1, error="connection refused")
+    fab.rec(INFO, "server", -1, -1, event="crashed", exit_code=-9, stderr="Traceback ...")
+    fab.rec(INFO, "resources", -1, -1, threads_before=3, threads_after=7, fds_before=10, fds_after=10, waited=5.0)
+    fab.rec(
+        INFO,
+        "shutdown",
+        -1,
+        -1,
+        method="sigterm",
+        exit_code=1,
+        seconds=3.5,
+        deadline=2.0,
+        integrity="ok",
+        traceback="Traceback (most recent call last)",
+        rebind=False,
+        forced=False,
+        timeout=5,
+    )
+    result = fab.result()
+    assert kinds(result) == {"not-live", "server-crashed", "resource-leak", "unclean-shutdown"}
+    assert result.invariants[8] == result.invariants[9] == result.invariants[10] == "fail"
+    assert sum(a.kind == "unclean-shutdown" for a in result.anomalies) == 4
+
+
+def test_an_unreadable_log_makes_the_verdict_unknown(fab: Fab) -> None:
+    fab.sent_acked_stored(0, 1)
+    result = check(fab.h.records, [], log_error="no database at /nowhere")
+    assert result.valid is None and result.anomalies == []  # no claim of loss without the log
+    assert result.invariants[1] == "unknown" and result.counts.acked == 1
+    fab.rec(INVOKE, "probe", 5, -1)
+    fab.rec(FAIL, "probe", 5, -1, error="connection refused")
+    result = check(fab.h.records, [], log_error="no database at /nowhere")
+    assert result.valid is False and kinds(result) == {"not-live"}
+
+
+def test_history_round_trips_through_jsonl_and_bad_lines_are_named(fab: Fab, tmp_path: Path) -> None:
+    fab.sent_acked_stored(0, 1, body="¿qué? 'quotes' \"double\"")
+    path = tmp_path / "history.jsonl"
+    write(fab.h.records, path)
+    again = load(path)
+    assert [r.to_json() for r in again] == [r.to_json() for r in fab.h.records]
+    rows = LogReader(fab.db, LogMapping()).rows_after(0)
+    assert check(again, rows).valid is True
+    path.write_text(path.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match=r"history.jsonl:\d+"):
+        load(path)
+
+
+def test_merge_keeps_the_worst(fab: Fab) -> None:
+    fab.sent_acked_stored(0, 1)
+    good = fab.result()
+    bad = check(fab.h.records, [Row(1, "x")])
+    merged = merge([good, bad])
+    assert merged.valid is False and merged.counts.sent == 2
+    assert merged.invariants[3] == "fail"

@@ -1,0 +1,104 @@
+"""Plans (JSON round trip, strategies within their shape) and wire profiles (decoding, framing)."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.plan import HALF_RESET, PAUSE, SEND, Plan, Shape, fit_utf8, plans
+from harness.wire import ACK, ERROR, HELLO, RELAY, ChatDecoder, ChatWire, Pfo1Decoder, Pfo1Wire, parse_chat_line
+
+SMALL = Shape(max_clients=4, max_ops=5, max_text=300)
+
+
+@given(plans(SMALL))
+@settings(max_examples=30)
+def test_plans_round_trip_through_json(plan: Plan) -> None:
+    again = Plan.from_dict(Plan.from_dict(plan.to_dict()).to_dict())
+    assert again.to_dict() == plan.to_dict()
+    assert Plan.from_dict(__import__("json").loads(plan.to_json())).to_dict() == plan.to_dict()
+
+
+@given(plans(Shape(max_clients=3, max_ops=6, max_text=50, pipelining=False, half_messages=False, ack_safe=True)))
+@settings(max_examples=30)
+def test_plans_stay_within_their_shape(plan: Plan) -> None:
+    assert 1 <= len(plan.clients) <= 3
+    for c in plan.clients:
+        for op in c.ops:
+            assert op.kind != HALF_RESET and not op.pipelined
+            if op.kind == SEND:
+                assert len(op.text.encode()) <= 50 and "recibido" not in op.text.lower()
+                assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", op.text)
+            if op.kind == PAUSE:
+                assert 0 <= op.seconds <= SMALL.max_pause
+
+
+@given(st.text(), st.integers(min_value=0, max_value=50))
+def test_fit_utf8_never_splits_a_character(text: str, limit: int) -> None:
+    cut = fit_utf8(text, limit)
+    assert len(cut.encode()) <= limit and text.startswith(cut)
+
+
+def test_plan_files_with_bad_data_are_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    for bad in ['{"clients": [{"ops": [{"kind": "explode"}]}]}', '{"nope": 1}', "not json"]:
+        path = tmp_path / "plan.json"
+        path.write_text(bad)
+        try:
+            Plan.load(path)
+        except ValueError as exc:
+            assert "plan" in str(exc)
+        else:
+            raise AssertionError(f"accepted {bad!r}")
+
+
+CHAT_STREAM = (
+    "HELLO 127.0.0.1:5555 4096\n"
+    "Mensaje recibido: 2026-11-28T10:00:00.000-03:00 id=7 cid=ab.1.1\n"
+    "Mensaje recibido: 2026-11-28T10:00:00.000-03:00 id=7 cid=ab.1.1 dup\n"
+    "MSG 8 2026-11-28T10:00:01.000-03:00 127.0.0.1:6000 [ab.2.1] hola ñandú\n"
+    "ERROR store cid=ab.1.2 write failed\n"
+    "ERROR too-long line longer than 4096 bytes: nothing stored\n"
+).encode()
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(CHAT_STREAM)), max_size=20))
+def test_chat_decoder_ignores_how_the_stream_is_cut(cuts: list[int]) -> None:
+    whole = ChatDecoder().feed(CHAT_STREAM)
+    d = ChatDecoder()
+    pieces, last = [], 0
+    for c in [*sorted(cuts), len(CHAT_STREAM)]:
+        pieces.extend(d.feed(CHAT_STREAM[last:c]))
+        last = c
+    assert pieces == whole
+    kinds = [r.kind for r in whole]
+    assert kinds == [HELLO, ACK, ACK, RELAY, ERROR, ERROR]
+    assert (whole[1].row, whole[1].cid, whole[1].dup, whole[2].dup) == (7, "ab.1.1", False, True)
+    assert (whole[3].row, whole[3].sender, whole[3].text) == (8, "127.0.0.1:6000", "[ab.2.1] hola ñandú")
+    assert (whole[4].code, whole[4].cid, whole[5].cid) == ("store", "ab.1.2", None)
+
+
+def test_chat_wire_encodes_ids_and_literal_text() -> None:
+    w = ChatWire()
+    assert w.encode("[t] /quit", "t") == b"/id t [t] /quit\n"
+    assert parse_chat_line("Mensaje recibido: X id=3").row == 3
+
+
+@given(st.integers(min_value=1, max_value=6), st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+def test_pfo1_decoder_counts_acks_however_they_are_split_or_merged(n: int, cuts: list[int]) -> None:
+    stream = "".join(f"Mensaje recibido: [2026-11-28 10:00:0{i}]\n" for i in range(n)).encode()
+    d = Pfo1Decoder(re.compile("Mensaje recibido"))
+    got, last = 0, 0
+    for c in [*sorted(x % (len(stream) + 1) for x in cuts), len(stream)]:
+        got += len(d.feed(stream[last:c]))
+        last = c
+    assert got == n
+
+
+def test_pfo1_framings() -> None:
+    assert Pfo1Wire("ok", "éxito", "raw").encode("[t] hola", None) == b"[t] hola"
+    assert Pfo1Wire("ok", "éxito", "newline").encode("hola", None) == b"hola\n"
+    framed = Pfo1Wire("ok", "éxito", "length64").encode("ñ", None)
+    assert framed[:64].strip() == b"2" and framed[64:] == "ñ".encode() and len(framed) == 66
+    assert Pfo1Wire("ok", "salir", "newline").exit_bytes() == b"salir\n"

@@ -1,0 +1,151 @@
+"""Target files and running servers: parsing with clear errors, start/ready/stop, no orphan processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from support import wait_for
+
+from harness.target import ServerRun, TargetError, can_connect, load_target, reference
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "target.toml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_the_readme_examples_load() -> None:
+    ref = load_target(ROOT / "examples" / "reference.toml")
+    assert ref.protocol == "chat" and ref.port == 0 and ref.log.ts == "fecha_envio" and ref.relays
+    pfo1 = load_target(ROOT / "examples" / "pfo1.toml")
+    assert (pfo1.port, pfo1.protocol, pfo1.stop, pfo1.relay, pfo1.normalize) == (
+        5000,
+        "pfo1",
+        "sigint",
+        "none",
+        "strip",
+    )
+    assert pfo1.cwd == ROOT / "examples" / "pfo1" and pfo1.copy_cwd and pfo1.fixed_port
+    assert load_target("reference").command == reference().command
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('name = "x"\n', "'command' is required"),
+        ('name = "x"\ncommand = "python server.py"\n', "'command' must be a list"),
+        ('name = "x"\ncommand = ["a"]\nprotocol = "http"\n', "'protocol' must be one of chat, pfo1"),
+        ('name = "x"\ncommand = ["a"]\nport = "5000"\n', "'port' must be a int"),
+        ('name = "x"\ncommand = ["a"]\nprot = "chat"\n', "unknown key(s) prot"),
+        ('name = "x"\ncommand = ["a"]\n[log]\ntable = "m; DROP TABLE x"\n', "plain SQL identifier"),
+        ('name = "x"\ncommand = ["a"]\n[pfo1]\nack = "(unclosed"\n', "not a valid regex"),
+        ('name = "x"\ncommand = ["a"]\n[pfo1]\nframing = "json"\n', "'framing' must be one of"),
+        ('name = "x"\ncommand = ["a"]\nready = "soon"\n', "'ready' must be"),
+        ("name = \n", "not valid TOML"),
+    ],
+)
+def test_bad_target_files_get_one_clear_error(tmp_path: Path, body: str, message: str) -> None:
+    path = write(tmp_path, body)
+    with pytest.raises(TargetError) as err:
+        load_target(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_missing_target_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="cannot read target file"):
+        load_target(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("method", ["sigterm", "sigint", "stdin-newline"])
+def test_reference_starts_on_a_free_port_and_stops_cleanly(tmp_path: Path, method: str) -> None:
+    run = ServerRun(reference(), tmp_path / "srv").start()
+    try:
+        assert run.port > 0 and can_connect(run.host, run.port)
+        wait_for(lambda: run.threads() == 3, what="main, accept and writer threads only")
+        assert (run.fds() or 0) > 0
+        result = run.stop(method)
+        assert (result.exit_code, result.forced) == (0, False), run.stderr_tail()
+        assert result.seconds < 2
+        assert run.db_path.exists() and run.stdout_path.read_text().startswith("chat-server listening on")
+    finally:
+        run.kill()
+
+
+def test_a_server_that_dies_at_start_is_reported_with_its_stderr(tmp_path: Path) -> None:
+    target = reference().with_args("--max-line", "0")
+    with pytest.raises(TargetError, match=r"exited with code 2 before it was ready.*must be positive"):
+        ServerRun(target, tmp_path / "srv").start()
+    missing = reference().__class__(name="ghost", command=("/no/such/program",))
+    with pytest.raises(TargetError, match="cannot run '/no/such/program'"):
+        ServerRun(missing, tmp_path / "ghost").start()
+
+
+def test_copy_cwd_runs_a_fresh_copy(tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "srv.py").write_text(
+        "import socket, time\n"
+        "open('started', 'w').write('x')\n"
+        "s = socket.create_server(('127.0.0.1', 0)); open('port', 'w').write(str(s.getsockname()[1]))\n"
+        "time.sleep(60)\n"
+    )
+    path = write(
+        tmp_path,
+        'name = "copy"\ncommand = ["{python}", "srv.py"]\ncwd = "app"\ncopy_cwd = true\n'
+        'ready = "line:.*"\nstop = "kill"\n[log]\npath = "{workdir}/chat.db"\n',
+    )
+    target = load_target(path)
+    run = ServerRun(target, tmp_path / "run")
+    try:
+        run.start()
+        wait_for(lambda: (tmp_path / "run" / "app" / "started").exists(), what="the copy to run")
+        assert not (app / "started").exists()
+        assert run.db_path == tmp_path / "run" / "app" / "chat.db"
+    finally:
+        run.stop()
+
+
+HARNESS = """
+import sys, time
+from pathlib import Path
+from harness.target import ServerRun, reference, install_sigterm_cleanup
+install_sigterm_cleanup()
+run = ServerRun(reference(), Path(sys.argv[1])).start()
+print(run.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_orphan_server_when_the_harness_is_killed(tmp_path: Path, sig: int) -> None:
+    harness = subprocess.Popen(
+        [sys.executable, "-c", HARNESS, str(tmp_path / "srv")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert harness.stdout is not None
+        server_pid = int(harness.stdout.readline())
+        os.kill(server_pid, 0)  # alive
+        harness.send_signal(sig)
+        harness.wait(10)
+        wait_for(lambda: not _alive(server_pid), what=f"server gone after {signal.Signals(sig).name} to the harness")
+    finally:
+        harness.kill()
+        harness.wait(5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"
