@@ -6,8 +6,9 @@ pipe), Ctrl+C or send SIGTERM to stop: the server stops accepting, finishes the 
 flight, acknowledges them, tells every client, closes the sockets, joins its threads and exits 0.
 
 Threads: the main thread waits for a stop request; one accept thread; one writer thread owns the
-database (see ``chat.store.Writer``); per client, a reader thread (parses lines, submits
-messages) and a sender thread that drains the client's bounded outbox, so a client that does not
+database (see ``chat.store.Writer``); per client, one reader thread (parses lines, submits
+messages). Answers and relays are written to a client without blocking; only if a client falls
+behind is a sender thread started for it, to drain its bounded outbox, so a client that does not
 read can only ever block itself.
 """
 
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -100,21 +101,42 @@ def open_listener(host: str, port: int, backlog: int) -> socket.socket:
 class Outbox:
     """The bytes waiting to be sent to one client, bounded in size.
 
-    ``post`` first tries to write straight to the socket without blocking (the usual case: the
-    client keeps up). Whatever does not fit waits here for the session's sender thread, which is
-    the only one that ever blocks on this client, and only up to the send timeout.
+    ``post`` first writes straight to the socket without blocking: the usual case, a client
+    that keeps up, needs no other thread. Whatever does not fit is queued, and the first time
+    that happens ``on_backlog`` is called to start the session's sender thread, the only one
+    that ever blocks on this client (and only up to the send timeout).
     """
 
-    def __init__(self, sock: socket.socket, limit: int) -> None:
+    def __init__(self, sock: socket.socket, limit: int, on_backlog: Callable[[], None]) -> None:
         """Queue for ``sock`` (which must have a timeout, so its descriptor is non-blocking)."""
         assert sock.gettimeout(), "the fast path needs a non-blocking descriptor"
         self._fd = sock.fileno()
         self.limit = limit
+        self._on_backlog = on_backlog
         self._cond = threading.Condition()
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._sending = False  # the sender thread is writing chunks it took
+        self._sender = False  # on_backlog was called
         self._closed = False
+
+    def _write_now(self, data: bytes) -> bytes:
+        """Write what the socket takes without waiting (lock held, nothing queued); return the rest."""
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            return data
+        except OSError:
+            return b""  # connection broken: the reader will see it and end the session
+        return data[sent:]
+
+    def _queue(self, data: bytes) -> bool:
+        """Queue ``data`` (lock held); whether the sender thread must be started now."""
+        self._chunks.append(data)
+        self._size += len(data)
+        self._cond.notify()
+        start, self._sender = not self._sender, True
+        return start
 
     def post(self, data: bytes) -> bool:
         """Send or queue ``data``; False if it would exceed the limit. Posts after ``close`` are dropped."""
@@ -122,24 +144,19 @@ class Outbox:
             if self._closed:
                 return True
             if not self._chunks and not self._sending:
-                try:
-                    sent = os.write(self._fd, data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    return True  # connection broken: the reader will see it and end the session
-                if sent == len(data):
+                data = self._write_now(data)
+                if not data:
                     return True
-                data = data[sent:]
             if self._size + len(data) > self.limit:
                 return False
-            self._chunks.append(data)
-            self._size += len(data)
-            self._cond.notify()
-            return True
+            start = self._queue(data)
+        if start:
+            self._on_backlog()
+        return True
 
     def close(self, final: bytes = b"", discard: bool = False) -> None:
         """Accept nothing more; ``final`` is sent last (``discard`` drops what is still queued)."""
+        start = False
         with self._cond:
             if self._closed:
                 return
@@ -147,10 +164,13 @@ class Outbox:
             if discard:
                 self._chunks.clear()
                 self._size = 0
+            if final and not self._chunks and not self._sending:
+                final = self._write_now(final)
             if final:
-                self._chunks.append(final)
-                self._size += len(final)
+                start = self._queue(final)
             self._cond.notify()
+        if start:
+            self._on_backlog()
 
     def take(self, timeout: float, max_bytes: int = 256 * 1024) -> bytes | None:
         """For the sender: up to about ``max_bytes`` of queued chunks; b"" on timeout; None when closed and drained.
@@ -178,33 +198,47 @@ class Outbox:
 
 
 class Session:
-    """One connected client: its socket, its outbox, its reader and sender threads."""
+    """One connected client: its socket, its outbox, its reader thread (and a sender thread when it lags)."""
 
     RECV_SIZE = 65536
 
     def __init__(self, server: ChatServer, sock: socket.socket, addr: tuple[str, int]) -> None:
-        """Wrap an accepted connection; ``start`` launches its threads."""
+        """Wrap an accepted connection; ``start`` launches its reader."""
         self.server = server
         self.sock = sock
         self.ip, self.port = addr[0], addr[1]
         self.name = format_address(self.ip, self.port)
-        self.outbox = Outbox(sock, server.config.outbox_bytes)
+        self.outbox = Outbox(sock, server.config.outbox_bytes, self._start_sender)
         self._pending = 0  # messages submitted whose answer is not queued yet
         self._pending_lock = threading.Lock()
         self._all_answered: threading.Event | None = None  # set up only when the reader waits
         self._final: bytes = b""
         self.reader = threading.Thread(target=self._read, name=f"read {self.name}", daemon=True)
-        self.sender = threading.Thread(target=self._send, name=f"send {self.name}", daemon=True)
+        self.sender: threading.Thread | None = None
 
     def start(self) -> None:
         """Start serving the client."""
-        self.sender.start()
         self.reader.start()
+
+    def _start_sender(self) -> None:
+        sender = threading.Thread(target=self._send, name=f"send {self.name}", daemon=True)
+        try:
+            sender.start()
+        except RuntimeError:  # no more threads: this client cannot be served
+            log.warning("%s: cannot start a sender thread; dropping it", self.name)
+            self.outbox.close(discard=True)
+            self.interrupt()
+            return
+        self.sender = sender
+
+    def threads(self) -> list[threading.Thread]:
+        """The session's threads."""
+        return [self.reader] if self.sender is None else [self.reader, self.sender]
 
     # -- called from other threads -------------------------------------------------
 
     def post(self, data: bytes) -> None:
-        """Queue bytes for the client; a client whose outbox overflows is dropped."""
+        """Send or queue bytes for the client; a client whose outbox overflows is dropped."""
         if not self.outbox.post(data):
             log.warning("%s: not reading, outbox full: dropping it", self.name)
             self.outbox.close(p.encode_error(p.E_SLOW, "you are not reading fast enough; disconnecting"), discard=True)
@@ -302,8 +336,11 @@ class Session:
         if server.stopping.is_set() and not self._final:
             self._final = p.encode_error(p.E_SHUTDOWN, "server shutting down")
         self.outbox.close(self._final)
-        self.sender.join(server.config.send_timeout + 1)
+        if self.sender is not None:
+            self.sender.join(server.config.send_timeout + 1)
         try:
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)  # a clean end of stream after the last line
             self.sock.close()
         finally:
             server.forget(self)
@@ -319,8 +356,9 @@ class Session:
                 if data:
                     self.sock.sendall(data)
                     self.outbox.sent()
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
+        except OSError as exc:
+            why = "timed out" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+            log.warning("%s: cannot send (%s); dropping it", self.name, why)
             self.outbox.close(discard=True)
             self.interrupt()
 
@@ -379,7 +417,6 @@ class ChatServer:
                 session.start()
             except RuntimeError as exc:  # the system will not give us more threads
                 log.warning("cannot serve %s: %s", session.name, exc)
-                session.outbox.close(discard=True)
                 self.forget(session)
                 self._refuse(conn, "server out of resources; try again later", p.E_BUSY)
 
@@ -481,7 +518,7 @@ class ChatServer:
         clean = self.writer.stop(timeout=0.2) and not self._accept.is_alive()
         if clean:
             self.store.close()  # only when no thread can touch the connection any more
-        stuck = [s.name for s in sessions if s.reader.is_alive() or s.sender.is_alive()]
+        stuck = [s.name for s in sessions if any(t.is_alive() for t in s.threads())]
         if stuck:
             log.error("threads still running for %s", ", ".join(stuck[:5]))
         return clean and not stuck

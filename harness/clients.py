@@ -48,7 +48,7 @@ class Options:
     ack_timeout: float = 10.0
     io_timeout: float = 10.0
     close_timeout: float = 5.0
-    poll: float = 0.2
+    poll: float = 1.0  # longest a read waits before looking at the clock and the stop flag
 
 
 @dataclass
@@ -339,11 +339,7 @@ class SimClient:
     def _sendall(self, data: bytes) -> None:
         assert self.sock is not None
         self.sock.settimeout(self.ctx.options.io_timeout)
-        try:
-            self.sock.sendall(data)
-        finally:
-            if self.sock is not None:
-                self.sock.settimeout(self.ctx.options.poll)
+        self.sock.sendall(data)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -359,6 +355,7 @@ class SimClient:
                 self.ctx.stop.wait(deadline - now)
                 return
             try:
+                self.sock.settimeout(min(deadline - now, self.ctx.options.poll))
                 data = self.sock.recv(65536)
             except TimeoutError:
                 continue

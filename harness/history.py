@@ -67,11 +67,15 @@ class History:
 
     def add(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> Record:
         """Append a record stamped now; return it."""
+        value_json = json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # outside the lock
         with self._lock:
             rec = Record(len(self.records), round(self.now(), 6), type, f, client, conn, value)
             self.records.append(rec)
             if self._out is not None:
-                self._out.write(rec.to_json() + "\n")
+                self._out.write(
+                    f'{{"index":{rec.index},"time":{rec.time},"type":"{type}","f":"{f}",'
+                    f'"client":{client},"conn":{conn},"value":{value_json}}}\n'
+                )
             return rec
 
     def flush(self) -> None:
