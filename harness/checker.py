@@ -469,11 +469,12 @@ class Checker:
                         history=[rec.index],
                         rows=[_row(row)],
                     )
+                # Only the connection that stored a message must not get it back. A resent message
+                # was sent on several connections (any of them may hold the stored send): not judged.
                 if (
                     self.relay == "others"
-                    and token is not None
                     and token in self.messages
-                    and self.messages[token].client == rec.client
+                    and {i.conn for i in self.messages[token].invokes} == {rec.conn}
                 ):
                     self.add(
                         "relay-to-sender",

@@ -217,6 +217,18 @@ def test_delivery_missed_duplicated_out_of_order_and_echoed(fab: Fab) -> None:
     assert {"duplicate-relay", "relay-order", "relay-to-sender", "phantom-relay"} <= kinds(result)
     missed = [a for a in result.anomalies if a.kind == "missed-relay"]
     assert missed == []  # r1 and r2 arrived (late or twice)
+    # A message first sent on one connection and resent on another may reach the second.
+    fab.connected(3, 3)
+    token, text = fab.message(3, 1)
+    fab.rec(INVOKE, "send", 3, 3, token=token, text=text)
+    fab.rec(INFO, "send", 3, 3, token=token, error="reset by client")
+    fab.connected(3, 4)
+    hello4 = fab.t
+    row = fab.store(text)
+    fab.rec(INVOKE, "send", 3, 4, token=token, text=text, resend=True)
+    fab.rec(OK, "send", 3, 4, token=token, row=row, dup=True)
+    fab.ended(3, 4, hello4, [fab.relay_of(row)])
+    assert sum(a.kind == "relay-to-sender" for a in fab.result().anomalies) == 1  # only connection 1's
     # a member that received nothing misses both
     fab.connected(2, 2)
     hello2 = fab.t
