@@ -537,6 +537,17 @@ class Checker:
     def _check_shutdown(self) -> str:
         status = "n/a"
         for rec in self.records:
+            if rec.f == "integrity":
+                if rec.get("result") == "ok":
+                    status = "pass" if status == "n/a" else status
+                else:
+                    status = "fail"
+                    self.add(
+                        "corrupt-log",
+                        9,
+                        f"integrity_check after {rec.get('after')}: {rec.get('result')}",
+                        history=[rec.index],
+                    )
             if rec.f != "shutdown":
                 continue
             status = "pass" if status != "fail" else status

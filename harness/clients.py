@@ -26,7 +26,22 @@ from typing import Any
 
 from harness.audit import Auditor
 from harness.history import FAIL, INFO, INVOKE, OK, History
-from harness.plan import CLOSE, EXIT, HALF_RESET, PAUSE, RECONNECT, RESET, SEND, ClientPlan, Op, Plan
+from harness.plan import (
+    CLOSE,
+    EXIT,
+    HALF_CLOSE,
+    HALF_RESET,
+    NO_READ,
+    PAUSE,
+    RAW,
+    RECONNECT,
+    RESET,
+    SEND,
+    TRICKLE,
+    ClientPlan,
+    Op,
+    Plan,
+)
 from harness.wire import ACK, BYE, ERROR, HELLO, RELAY, Wire
 
 RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}: close() sends RST
@@ -139,8 +154,14 @@ class SimClient:
     def _step(self, op: Op) -> None:
         if op.kind == PAUSE:
             self.pump_until(time.monotonic() + op.seconds)
-        elif op.kind == HALF_RESET:
-            self.half_reset(op)
+        elif op.kind == NO_READ:
+            self.ctx.stop.wait(op.seconds)
+        elif op.kind in (HALF_RESET, HALF_CLOSE):
+            self.half_message(op)
+        elif op.kind == TRICKLE:
+            self.trickle(op)
+        elif op.kind == RAW:
+            self.raw(op)
         elif op.kind == CLOSE:
             if self.sock is not None:
                 self.close("close")
@@ -148,7 +169,7 @@ class SimClient:
             if self.sock is not None:
                 self.reset("reset")
         elif op.kind == EXIT:
-            self.exit()
+            self.exit(op.text)
         elif op.kind == RECONNECT:
             if self.sock is not None:
                 self.close("reconnect")
@@ -261,8 +282,8 @@ class SimClient:
         self.sock = None
         self._end_record(reason, end_at)
 
-    def exit(self) -> None:
-        """Send the exit word; the server should end the session."""
+    def exit(self, spelling: str = "") -> None:
+        """Send the exit word (or another spelling of it); the server should end the session."""
         if not self._ensure():
             return
         assert self.sock is not None
@@ -270,8 +291,8 @@ class SimClient:
         try:
             self.pump_until(time.monotonic() + opts.ack_timeout, lambda: not self.outstanding)
             end_at = self.h.now()
-            self.h.add(INFO, "exit", self.index, self.conn)
-            self._sendall(self.wire.exit_bytes())
+            self.h.add(INFO, "exit", self.index, self.conn, word=spelling or None)
+            self._sendall(self.wire.frame(spelling.encode()) if spelling else self.wire.exit_bytes())
             self.pump_until(time.monotonic() + opts.close_timeout, lambda: self.ended)
         except (Broken, OSError) as exc:
             self._drop(f"broken during exit: {_why(exc)}")
@@ -303,10 +324,7 @@ class SimClient:
         if not self._transmit(batch):
             return
         if not ops[-1].pipelined or not self.wire.pipelining:
-            token = batch[-1][0]
-            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: token not in self.outstanding)
-            if token in self.outstanding:
-                self._drop("no answer within the ack timeout")
+            self._await(batch[-1][0])
 
     def _transmit(self, batch: list[tuple[str, str]], resend: bool = False) -> bool:
         data = b"".join(self.wire.encode(text, token if self.wire.ids else None) for token, text in batch)
@@ -320,10 +338,17 @@ class SimClient:
             return False
         return True
 
-    def half_reset(self, op: Op) -> None:
-        """Send the first half of a message's bytes, then RST: it must never be stored."""
+    def _await(self, token: str) -> None:
+        """Wait for the answer to ``token``; no answer in time drops the connection."""
+        self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: token not in self.outstanding)
+        if token in self.outstanding:
+            self._drop("no answer within the ack timeout")
+
+    def half_message(self, op: Op) -> None:
+        """Send the first half of a message's bytes, then RST (or FIN): it must never be stored."""
         if not self._ensure():
             return
+        assert self.sock is not None
         token, text = self._next_token(op.text)
         data = self.wire.encode(text, token if self.wire.ids else None)
         half = data[: max(1, len(data) // 2)]
@@ -332,9 +357,68 @@ class SimClient:
             self._sendall(half)
         except OSError as exc:
             self._drop(f"send failed: {_why(exc)}")
-        self.h.add(INFO, "send", self.index, self.conn, token=token, error="half sent, then reset", partial=len(half))
-        if self.sock is not None:
+            return
+        if op.kind == HALF_RESET:
+            self.h.add(
+                INFO, "send", self.index, self.conn, token=token, error="half sent, then reset", partial=len(half)
+            )
             self.reset("half-reset")
+            return
+        self.h.add(INFO, "send", self.index, self.conn, token=token, error="half sent, then FIN", partial=len(half))
+        end_at = self.h.now()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: self.ended)
+        except (Broken, OSError) as exc:
+            self._drop(f"broken after a half message: {_why(exc)}")
+            return
+        if self._server_closed():
+            self.sock.close()
+            self.sock = None
+            self._end_record("half-close", end_at)
+        else:
+            self._drop("server did not close after a half message and FIN")
+
+    def trickle(self, op: Op) -> None:
+        """Send a message one byte at a time, ``op.seconds`` apart, reading meanwhile; wait for its ack."""
+        if not self._ensure():
+            return
+        token, text = self._next_token(op.text)
+        if self.wire.ids:
+            self.unacked[token] = text
+        data = self.wire.encode(text, token if self.wire.ids else None)
+        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, trickle=op.seconds)
+        self.outstanding[token] = text
+        for i in range(len(data)):
+            try:
+                self._sendall(data[i : i + 1])
+            except OSError as exc:
+                self._drop(f"send failed: {_why(exc)}")
+                return
+            if op.seconds:
+                self.pump_until(time.monotonic() + op.seconds)
+            if self.sock is None or self.ended:
+                if self.sock is not None:
+                    self._drop("closed by the server during a trickled message")
+                return
+        self._await(token)
+
+    def raw(self, op: Op) -> None:
+        """Send a token and raw bytes as one line (bad input, as is); wait for the answer."""
+        if not self._ensure():
+            return
+        self.seq += 1
+        token = f"{self.ctx.run_id}.{self.index}.{self.seq}"
+        payload = f"[{token}] ".encode() + bytes.fromhex(op.data)
+        text = payload.decode("utf-8", errors="replace")
+        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, raw=op.data)
+        self.outstanding[token] = text
+        try:
+            self._sendall(self.wire.frame(payload))
+        except OSError as exc:
+            self._drop(f"send failed: {_why(exc)}")
+            return
+        self._await(token)
 
     def _sendall(self, data: bytes) -> None:
         assert self.sock is not None
@@ -378,7 +462,8 @@ class SimClient:
         """Record one server reply."""
         kind = reply.kind
         if kind == ACK:
-            token = reply.cid if self.wire.ids else next(iter(self.outstanding), None)
+            # Answers come in the order of the lines: an ack without an id is for the oldest line.
+            token = reply.cid if reply.cid is not None else next(iter(self.outstanding), None)
             if token is None or token not in self.outstanding:
                 self.h.add(INFO, "stray-ack", self.index, self.conn, line=reply.line[:200], token=token)
                 if token is not None and token in self.unacked:  # an ack for an earlier connection's send

@@ -20,9 +20,15 @@ PAUSE = "pause"  # wait ``seconds`` while still reading what the server sends
 CLOSE = "close"  # polite close (FIN), after waiting for outstanding acks
 RESET = "reset"  # abrupt close (RST), outstanding acks unknown
 HALF_RESET = "half_reset"  # send half of a message, then RST: it must never be stored
-EXIT = "exit"  # send the exit word; the server ends the session
+EXIT = "exit"  # send the exit word (or ``text``, another spelling of it); the server ends the session
 RECONNECT = "reconnect"  # close politely, connect again (chat: resend what is unacknowledged)
-KINDS = (SEND, PAUSE, CLOSE, RESET, HALF_RESET, EXIT, RECONNECT)
+HALF_CLOSE = "half_close"  # send half of a message, then FIN: it must never be stored
+TRICKLE = "trickle"  # send a message one byte at a time, ``seconds`` apart; wait for its ack
+NO_READ = "no_read"  # stop reading for ``seconds`` (what the server sends piles up)
+RAW = "raw"  # send ``data`` (hex) after the token as one line, as is: bad input; wait for an answer
+KINDS = (SEND, PAUSE, CLOSE, RESET, HALF_RESET, EXIT, RECONNECT, HALF_CLOSE, TRICKLE, NO_READ, RAW)
+TEXT_KINDS = (SEND, HALF_RESET, HALF_CLOSE, TRICKLE)
+SECONDS_KINDS = (PAUSE, TRICKLE, NO_READ)
 
 
 @dataclass
@@ -33,14 +39,17 @@ class Op:
     text: str = ""
     seconds: float = 0.0
     pipelined: bool = False
+    data: str = ""  # RAW: the bytes, in hex
 
     def to_dict(self) -> dict[str, Any]:
         """Only the fields that matter for this kind."""
         d: dict[str, Any] = {"kind": self.kind}
-        if self.kind in (SEND, HALF_RESET):
+        if self.kind in TEXT_KINDS or (self.kind == EXIT and self.text):
             d["text"] = self.text
-        if self.kind == PAUSE:
+        if self.kind in SECONDS_KINDS:
             d["seconds"] = self.seconds
+        if self.kind == RAW:
+            d["data"] = self.data
         if self.pipelined:
             d["pipelined"] = True
         return d
@@ -90,7 +99,10 @@ class Plan:
                 for o in c["ops"]:
                     if o["kind"] not in KINDS:
                         raise ValueError(f"unknown operation kind {o['kind']!r}")
-                    ops.append(Op(o["kind"], o.get("text", ""), float(o.get("seconds", 0.0)), bool(o.get("pipelined"))))
+                    op = Op(o["kind"], o.get("text", ""), float(o.get("seconds", 0.0)), bool(o.get("pipelined")))
+                    op.data = str(o.get("data", ""))
+                    bytes.fromhex(op.data)  # raises ValueError when it is not hex
+                    ops.append(op)
                 clients.append(ClientPlan(ops, float(c.get("start", 0.0)), float(c.get("pacing", 0.0))))
             return cls(clients, int(data.get("seed", 0)), str(data.get("name", "random")), list(data.get("faults", [])))
         except (KeyError, TypeError, AttributeError) as exc:
@@ -117,7 +129,7 @@ class Plan:
     @property
     def sends(self) -> int:
         """How many messages the plan sends (half-sent ones included)."""
-        return sum(op.kind in (SEND, HALF_RESET) for c in self.clients for op in c.ops)
+        return sum(op.kind in (*TEXT_KINDS, RAW) for c in self.clients for op in c.ops)
 
     def size(self) -> int:
         """How big the plan is: clients plus operations."""
@@ -126,7 +138,7 @@ class Plan:
     @property
     def text_bytes(self) -> int:
         """Bytes of message text in the plan."""
-        return sum(len(op.text.encode()) for c in self.clients for op in c.ops)
+        return sum(len(op.text.encode()) + len(op.data) // 2 for c in self.clients for op in c.ops)
 
     def sort_key(self) -> tuple[int, int]:
         """Smaller plans first: structure, then text."""

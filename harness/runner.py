@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness import wire as wires
 from harness.audit import Auditor
@@ -37,6 +38,8 @@ class RunConfig:
     fds_slack: int = 0
     client_timeout: float | None = 300.0
     progress: Callable[[History], None] | None = None
+    nemesis: Callable[[NemesisContext], None] | None = None
+    pipelining: bool | None = None  # force pipelined sends on or off (None: what the wire allows)
 
 
 @dataclass
@@ -73,6 +76,15 @@ class LiveServer:
             self.run = ServerRun(self.target, self.workroot / f"server-{self.starts}").start()
         return self.run
 
+    def restart(self) -> ServerRun:
+        """Start again on the same port, in the same directory, over the same log (after a stop or crash)."""
+        assert self.run is not None
+        old = self.run
+        old.kill()
+        self.starts += 1
+        self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False).start()
+        return self.run
+
     def close(self) -> StopResult | None:
         """Stop the instance (the target's stop method)."""
         if self.run is None:
@@ -81,6 +93,27 @@ class LiveServer:
             return self.run.stop()
         finally:
             self.run.kill()
+
+
+@dataclass
+class NemesisContext:
+    """What a nemesis (something done to the server while clients run) can use and must report."""
+
+    live: LiveServer
+    target: Target
+    history: History
+    clients_done: threading.Event
+    server_down: bool = False  # the nemesis left the server stopped on purpose
+    restarted: bool = False  # thread and descriptor baselines no longer apply
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep; False if the clients finished meanwhile."""
+        return not self.clients_done.wait(seconds)
+
+    def event(self, event: str, **value: Any) -> None:
+        """Record what was done (shown as a window on the report's plots)."""
+        self.history.add(INFO, "nemesis", event=event, **value)
+        self.history.flush()
 
 
 def settle(sample: Callable[[], tuple[int | None, int | None]], timeout: float = 1.0) -> tuple[int | None, int | None]:
@@ -105,9 +138,12 @@ def wait_back(sample: Callable[[], int | None], baseline: int | None, slack: int
     return value
 
 
+RUN_ID_LEN = 6
+
+
 def new_run_id() -> str:
     """A short random id that prefixes every token of a run."""
-    return secrets.token_hex(3)
+    return secrets.token_hex(RUN_ID_LEN // 2)
 
 
 class _Progress(threading.Thread):
@@ -140,14 +176,14 @@ def run_plan(
     srv: ServerRun | None = None
     stop: StopResult | None = None
     try:
-        srv = live.ensure()
+        srv = first = live.ensure()
         reader = LogReader(srv.db_path, target.log)
         try:
             baseline = reader.max_id()
         except LogError as exc:
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
             baseline = 0
-        threads0, fds0 = settle(lambda: (srv.threads(), srv.fds())) if config.resources else (None, None)
+        threads0, fds0 = settle(lambda: (first.threads(), first.fds())) if config.resources else (None, None)
         history.add(
             INFO,
             "run",
@@ -167,33 +203,45 @@ def run_plan(
         )
         history.flush()
         wire = wires.for_target(target)
+        if config.pipelining is not None:
+            wire.pipelining = config.pipelining
         auditor = Auditor(reader, history, baseline).start() if config.audit else None
         ctx = Context(srv.host, srv.port, wire, history, run_id, config.options, auditor)
+        nctx = NemesisContext(live, target, history, threading.Event())
+        nemesis = None
+        if config.nemesis is not None:
+            nemesis = threading.Thread(target=config.nemesis, args=(nctx,), name="nemesis", daemon=True)
         progress = _Progress(history, config.progress)
         progress.start()
         try:
+            if nemesis is not None:
+                nemesis.start()
             stuck = execute(plan, ctx, config.client_timeout)
         finally:
+            nctx.clients_done.set()
+            if nemesis is not None:
+                nemesis.join(60)
             progress.done.set()
             progress.join(2)
         if stuck:
             history.add(
                 INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s"
             )
+        if nemesis is not None and nemesis.is_alive():
+            history.add(INFO, "harness-error", error="the nemesis did not finish")
         if auditor is not None:
             auditor.stop()
-        if not srv.alive:
-            history.add(
-                INFO,
-                "server",
-                event="crashed",
-                exit_code=srv.proc.poll() if srv.proc else None,
-                stderr=srv.stderr_tail(),
-            )
+        srv = live.run
+        assert srv is not None
+        if nctx.server_down:
+            pass  # stopped on purpose: the nemesis recorded how
+        elif not srv.alive:
+            code = srv.proc.poll() if srv.proc else None
+            history.add(INFO, "server", event="crashed", exit_code=code, stderr=srv.stderr_tail())
         else:
             if config.probe:
                 probe(ctx, len(plan.clients))
-            if config.resources:
+            if config.resources and not nctx.restarted:
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
                 history.add(
@@ -207,7 +255,7 @@ def run_plan(
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
                 )
-        if own:
+        if own and not nctx.server_down:
             stop = live.close()
             if stop is not None:
                 history.add(

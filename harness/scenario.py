@@ -1,17 +1,31 @@
-"""What a named scenario is given and what it returns (the scenarios themselves live in ``scenarios``)."""
+"""The scenario toolkit: what a named scenario is given, what it returns, and the pieces they share.
+
+The scenarios themselves live in the ``scenarios`` package, one module each. A scenario runs one
+or more plans (``run``), may act on the server while clients run (a nemesis), and adds
+expectations of its own (``Check``) to the ten invariants: "a second instance exits non-zero",
+"the client prints one clear line", and so on.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import contextlib
+import json
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.checker import CheckResult
+from harness.checker import CheckResult, check, merge
+from harness.history import INFO, Record
+from harness.log import LogError, LogReader
 from harness.pbt import SearchOutcome
-from harness.plan import Shape
-from harness.runner import RunConfig, RunOutcome
-from harness.target import Target
+from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
+from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, run_plan
+from harness.target import ServerRun, Target
 
 
 @dataclass
@@ -25,6 +39,31 @@ class ScenarioContext:
     duration: float | None = None
     config: RunConfig = field(default_factory=RunConfig)
     say: Callable[[str], None] = lambda text: None
+
+    def rng(self, salt: str = "") -> random.Random:
+        """A random generator derived from the run's seed (and ``salt``), for building plans."""
+        return random.Random(f"{self.seed}:{salt}")
+
+    def n(self, default: int) -> int:
+        """How many clients: ``--clients`` or the scenario's default."""
+        return self.clients if self.clients is not None else default
+
+
+@dataclass
+class Check:
+    """A scenario's own expectation, beyond the invariants."""
+
+    name: str
+    ok: bool | None  # None: could not tell
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "name": self.name,
+            "status": {True: "pass", False: "fail", None: "unknown"}[self.ok],
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -41,6 +80,7 @@ class ScenarioResult:
     search: SearchOutcome | None = None
     seconds: float = 0.0
     replay: str | None = None
+    checks: list[Check] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,6 +97,86 @@ class Scenario(Protocol):
         """Run against ``ctx.target`` and judge the outcome."""
 
 
+def verdict(checks: Iterable[Check], result: CheckResult | None) -> bool | None:
+    """False if anything failed, None if anything is unknown, True otherwise."""
+    oks = [c.ok for c in checks] + ([result.valid] if result is not None else [])
+    if False in oks:
+        return False
+    if None in oks or not oks:
+        return None
+    return True
+
+
+def conclude(
+    scenario: Scenario,
+    ctx: ScenarioContext,
+    started: float,
+    runs: list[RunOutcome],
+    checks: list[Check] | None = None,
+    **extra: Any,
+) -> ScenarioResult:
+    """The scenario's result: its runs' merged check plus its own checks; the replay points at the first failing run."""
+    checks = checks or []
+    merged = merge([r.result for r in runs]) if runs else None
+    failing = next((r for r in runs if r.result.valid is False), None)
+    replay = str(failing.rundir / "plan.json") if failing else None
+    return ScenarioResult(
+        scenario.name,
+        scenario.description,
+        verdict(checks, merged),
+        check=merged,
+        runs=runs,
+        seconds=time.monotonic() - started,
+        replay=replay,
+        checks=checks,
+        extra=extra,
+    )
+
+
+def start_marker(ctx: ScenarioContext, name: str) -> None:
+    """Write ``scenario.json`` (name, seed, target) before anything runs, for a run killed by a timeout."""
+    ctx.rundir.mkdir(parents=True, exist_ok=True)
+    (ctx.rundir / "scenario.json").write_text(
+        json.dumps({"scenario": name, "seed": ctx.seed, "target": ctx.target.source, "clients": ctx.clients}),
+        encoding="utf-8",
+    )
+
+
+def run(
+    ctx: ScenarioContext,
+    plan: Plan,
+    name: str,
+    target: Target | None = None,
+    server: LiveServer | None = None,
+    **config: Any,
+) -> RunOutcome:
+    """Run ``plan`` in ``ctx.rundir/name`` with the context's settings (``config`` overrides RunConfig fields)."""
+    ctx.say(f"{name}: {len(plan.clients)} clients")
+    return run_plan(target or ctx.target, plan, ctx.rundir / name, server=server, config=replace(ctx.config, **config))
+
+
+def chatter(
+    clients: int,
+    messages: int,
+    pause: float = 0.05,
+    start_spread: float = 0.0,
+    rng: random.Random | None = None,
+    text: str = "hola {i}",
+    pipelined: bool = False,
+) -> list[ClientPlan]:
+    """Clients that each send ``messages`` messages with ``pause`` between them."""
+    rng = rng or random.Random(0)
+    plans = []
+    for c in range(clients):
+        ops: list[Op] = []
+        for i in range(messages):
+            ops.append(Op(SEND, text.format(i=i, c=c), pipelined=pipelined))
+            if pause:
+                ops.append(Op(PAUSE, seconds=round(pause * rng.uniform(0.5, 1.5), 3)))
+        plans.append(ClientPlan(ops, start=round(rng.uniform(0, start_spread), 3) if start_spread else 0.0))
+    return plans
+
+
 def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
     """Plan bounds that fit a target: message sizes within its line limit, no pipelining for pfo1."""
     if target.protocol == "pfo1":
@@ -69,3 +189,77 @@ def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
             half_messages=target.pfo1.framing != "raw",
         )
     return Shape(max_clients=max_clients, max_ops=max_ops, max_text=max(16, target.max_line - 64))
+
+
+def events(outcome: RunOutcome, f: str) -> list[Record]:
+    """The run's history records of kind ``f``."""
+    return [r for r in outcome.records if r.f == f]
+
+
+# ---------------------------------------------------------------------------
+# What a stopped server left behind
+# ---------------------------------------------------------------------------
+
+
+def rebindable(host: str, port: int) -> bool:
+    """Whether a new server could listen on ``host:port`` right now (SO_REUSEADDR, as servers restart)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def integrity(path: Path) -> str:
+    """``PRAGMA integrity_check`` of a database file (``ok`` when sound)."""
+    if not path.exists():
+        return f"no database at {path}"
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
+            return "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
+    except sqlite3.Error as exc:
+        return str(exc)
+
+
+def traceback_in(run: ServerRun) -> str:
+    """The first lines of a Python traceback the server printed, if any."""
+    text = run.output()
+    at = text.find("Traceback (most recent call last)")
+    return text[at : at + 400] if at >= 0 else ""
+
+
+def stop_and_record(n: NemesisContext, method: str) -> None:
+    """Stop the server by ``method`` and record everything invariant 9 needs."""
+    srv = n.live.run
+    assert srv is not None
+    n.event("stop", window="shutdown", phase="start", method=method)
+    result = srv.stop(method)
+    n.event("stop", window="shutdown", phase="end", method=method)
+    n.history.add(
+        INFO,
+        "shutdown",
+        method=method,
+        exit_code=result.exit_code,
+        seconds=round(result.seconds, 3),
+        forced=result.forced,
+        timeout=n.target.stop_timeout,
+        deadline=n.target.deadline,
+        rebind=rebindable(srv.host, srv.port),
+        integrity=integrity(srv.db_path),
+        traceback=traceback_in(srv),
+    )
+    n.server_down = True
+
+
+def recheck(outcome: RunOutcome, reader: LogReader) -> CheckResult:
+    """Check an earlier run again against the log as it is now (only the rows that run could have written)."""
+    run = next(r for r in outcome.records if r.f == "run")
+    last = max((r.id for r in outcome.rows), default=int(run.get("baseline_id", 0)))
+    try:
+        rows = [r for r in reader.rows_after(int(run.get("baseline_id", 0))) if r.id <= last]
+    except LogError as exc:
+        return check(outcome.records, [], str(exc))
+    return check(outcome.records, rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import queue
 import re
 import shutil
 import signal
@@ -80,6 +81,10 @@ class Target:
     normalize: str = "exact"
     log: LogMapping = field(default_factory=LogMapping)
     pfo1: Pfo1Options = field(default_factory=Pfo1Options)
+    client: tuple[str, ...] = ()
+    stop_methods: tuple[str, ...] = ()
+    shutdown_deadline: float | None = None
+    options: tuple[tuple[str, tuple[str, ...]], ...] = ()
     source: str = "built-in"
 
     @property
@@ -95,6 +100,34 @@ class Target:
     def with_args(self, *args: str) -> Target:
         """The same target with extra command-line arguments (for scenarios that tune the reference)."""
         return replace(self, command=(*self.command, *args))
+
+    def supports(self, option: str) -> bool:
+        """Whether the target declares how to set ``option`` (``[options]`` in its file)."""
+        return option in dict(self.options)
+
+    def with_option(self, option: str, value: object = "") -> Target:
+        """The same target with ``option`` set to ``value`` through its declared arguments."""
+        template = dict(self.options)[option]
+        return self.with_args(*(part.replace("{value}", str(value)) for part in template))
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """Every stop method the server supports (at least its ``stop``)."""
+        return self.stop_methods or (self.stop,)
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a clean stop may take."""
+        return self.shutdown_deadline if self.shutdown_deadline is not None else self.stop_timeout
+
+
+REFERENCE_OPTIONS = (
+    ("max_clients", ("--max-clients", "{value}")),
+    ("idle_timeout", ("--idle-timeout", "{value}")),
+    ("busy_timeout", ("--busy-timeout", "{value}")),
+    ("no_relay", ("--no-relay",)),
+    ("client_retry", ("--retry", "{value}")),  # appended to the client command, not the server's
+)
 
 
 def reference(extra: tuple[str, ...] = ()) -> Target:
@@ -116,6 +149,10 @@ def reference(extra: tuple[str, ...] = ()) -> Target:
             *extra,
         ),
         log=LogMapping(ts="fecha_envio"),
+        client=("{python}", "-m", "chat.client", "--host", "{host}", "--port", "{port}"),
+        stop_methods=("sigterm", "sigint", "stdin-newline"),
+        shutdown_deadline=2.0,
+        options=REFERENCE_OPTIONS,
     )
 
 
@@ -137,6 +174,10 @@ _TOP_KEYS = {
     "normalize",
     "log",
     "pfo1",
+    "client",
+    "stop_methods",
+    "shutdown_deadline",
+    "options",
 }
 
 
@@ -169,6 +210,22 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
     if not command or not all(isinstance(c, str) for c in command):
         raise TargetError(f"{where}: 'command' must be a non-empty list of strings")
     kw["command"] = tuple(command)
+    if "client" in data:
+        client = _expect(data, "client", list, where)
+        if not client or not all(isinstance(c, str) for c in client):
+            raise TargetError(f"{where}: 'client' must be a non-empty list of strings")
+        kw["client"] = tuple(client)
+    if "stop_methods" in data:
+        methods = _expect(data, "stop_methods", list, where)
+        kw["stop_methods"] = tuple(_choice(m, STOPS, "stop_methods", where) for m in methods)
+    if "shutdown_deadline" in data:
+        kw["shutdown_deadline"] = _expect(data, "shutdown_deadline", float, where)
+    if "options" in data:
+        opts = _expect(data, "options", dict, where)
+        for key, args in opts.items():
+            if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+                raise TargetError(f"{where}: [options] '{key}' must be a list of strings")
+        kw["options"] = tuple((k, tuple(v)) for k, v in opts.items())
     if "cwd" in data:
         cwd = Path(_expect(data, "cwd", str, where))
         kw["cwd"] = cwd if cwd.is_absolute() or base is None else (base / cwd).resolve()
@@ -279,6 +336,51 @@ def install_sigterm_cleanup() -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
+class _Spawner:
+    """Forks every server from one long-lived thread.
+
+    Linux sends the parent-death signal when the *thread* that forked the child ends, so a server
+    started from a short-lived thread (a nemesis restarting it) would be killed when that thread
+    returns. Forking from this thread ties the servers' lives to the harness process instead.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[tuple[list[str], dict[str, Any], dict[str, Any], threading.Event]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+        """``subprocess.Popen(cmd, **kw)``, run on the spawner thread."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="server-spawner", daemon=True)
+                self._thread.start()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        self._jobs.put((cmd, kw, box, done))
+        if not done.wait(60):
+            raise TargetError(f"could not start {cmd[0]!r} within 60 s")
+        if "error" in box:
+            raise box["error"]
+        return box["proc"]  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                cmd, kw, box, done = self._jobs.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            try:
+                box["proc"] = subprocess.Popen(cmd, **kw)
+            except BaseException as exc:  # handed to the caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+
+spawn = _Spawner().popen
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free now on ``host``."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
@@ -308,8 +410,8 @@ class StopResult:
 class ServerRun:
     """One running instance of a target, in ``workdir``."""
 
-    def __init__(self, target: Target, workdir: Path, port: int | None = None) -> None:
-        """Prepare (not start) an instance; ``port`` overrides the target's when it picks its own."""
+    def __init__(self, target: Target, workdir: Path, port: int | None = None, fresh: bool = True) -> None:
+        """Prepare (not start) an instance; ``port`` overrides the target's; ``fresh=False`` reuses ``workdir`` as is."""
         self.target = target
         self.workdir = workdir.resolve()
         self.host = target.host
@@ -321,7 +423,8 @@ class ServerRun:
         self.started_at = 0.0
         self.workdir.mkdir(parents=True, exist_ok=True)
         if target.copy_cwd and target.cwd is not None:
-            shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True)
+            if fresh:
+                shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True)
             self.appdir = self.workdir / "app"
         else:
             self.appdir = target.cwd if target.cwd is not None else self.workdir
@@ -346,6 +449,16 @@ class ServerRun:
 
     def start(self) -> ServerRun:
         """Start the server and wait until it is ready; raise TargetError with its stderr if it is not."""
+        self.launch()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def launch(self) -> ServerRun:
+        """Start the process without waiting for it to be ready."""
         if self.port == 0:
             self.port = free_port(self.host)
         cmd = [self.expand(c) for c in self.target.command]
@@ -354,7 +467,7 @@ class ServerRun:
         launcher = [sys.executable, "-m", "harness.launch", str(os.getpid()), "--"]
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             try:
-                self.proc = subprocess.Popen(
+                self.proc = spawn(
                     launcher + cmd,
                     cwd=self.appdir,
                     env=env,
@@ -368,12 +481,23 @@ class ServerRun:
         with _live_lock:
             _live.add(self.proc)
         self.started_at = time.monotonic()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.kill()
-            raise
         return self
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit code once the process ends within ``timeout`` seconds (None if it is still running)."""
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def output(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        parts = []
+        for path in (self.stdout_path, self.stderr_path):
+            with contextlib.suppress(OSError):
+                parts.append(path.read_text(errors="replace"))
+        return "".join(parts)
 
     def _wait_ready(self) -> None:
         assert self.proc is not None

@@ -57,6 +57,10 @@ class Wire:
         """The bytes that end a session politely."""
         raise NotImplementedError
 
+    def frame(self, payload: bytes) -> bytes:
+        """``payload`` as one message on the wire (bytes sent as they are)."""
+        raise NotImplementedError
+
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection."""
         raise NotImplementedError
@@ -115,6 +119,10 @@ class ChatWire(Wire):
         """The exit word."""
         return "éxito\n".encode()
 
+    def frame(self, payload: bytes) -> bytes:
+        """One line."""
+        return payload + b"\n"
+
     def decoder(self) -> Decoder:
         """A line decoder."""
         return ChatDecoder()
@@ -158,7 +166,8 @@ class Pfo1Wire(Wire):
         self.exit_word = exit_word
         self.framing = framing
 
-    def _frame(self, payload: bytes) -> bytes:
+    def frame(self, payload: bytes) -> bytes:
+        """The payload with the target's framing."""
         if self.framing == "newline":
             return payload + b"\n"
         if self.framing == "length64":
@@ -167,11 +176,11 @@ class Pfo1Wire(Wire):
 
     def encode(self, text: str, cid: str | None) -> bytes:
         """The text, framed (pfo1 has no ids: ``cid`` is ignored)."""
-        return self._frame(text.encode("utf-8"))
+        return self.frame(text.encode("utf-8"))
 
     def exit_bytes(self) -> bytes:
         """The exit word, framed."""
-        return self._frame(self.exit_word.encode("utf-8"))
+        return self.frame(self.exit_word.encode("utf-8"))
 
     def decoder(self) -> Decoder:
         """An ack counter."""

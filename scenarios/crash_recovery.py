@@ -1,0 +1,77 @@
+"""crash-recovery: SIGKILL under load, restart on the same log: every acked message present, service resumes."""
+
+from __future__ import annotations
+
+import time
+
+from harness.history import INFO
+from harness.plan import Plan
+from harness.runner import NemesisContext
+from harness.scenario import (
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    chatter,
+    conclude,
+    events,
+    integrity,
+    run,
+    start_marker,
+)
+from harness.target import Target, TargetError
+from scenarios.registry import register
+
+
+def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) -> None:
+    """After ``after`` seconds, stop the server (SIGKILL, or ``clean`` method) and start it again at once."""
+    if not n.wait(after):
+        return
+    srv = n.live.run
+    assert srv is not None
+    window = "restart" if clean else "crash"
+    n.event(clean or "kill", window=window, phase="start")
+    srv.stop(clean or "kill")
+    n.history.add(INFO, "integrity", result=integrity(srv.db_path), after=clean or "SIGKILL")
+    try:
+        n.live.restart()
+    except TargetError as exc:
+        n.history.add(INFO, "server", event="restart-failed", error=str(exc))
+        n.server_down = True
+        return
+    finally:
+        n.restarted = True
+    n.event("restarted", window=window, phase="end")
+
+
+class CrashRecovery:
+    """Clients keep chatting (and resending after reconnects) across a SIGKILL and a restart."""
+
+    name = "crash-recovery"
+    description = (
+        "SIGKILL under load, restart on the same DB: every acked message present, integrity ok, service resumes"
+    )
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Kill mid-load, restart, finish the load."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        plan = Plan(chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
+        outcome = run(ctx, plan, "crash", nemesis=lambda n: kill_and_restart(n, 0.8))
+        return conclude(self, ctx, t0, [outcome], restart_checks(outcome))
+
+
+def restart_checks(outcome: object) -> list[Check]:
+    """Did the stop happen under load, and did the server come back?"""
+    restarted = events(outcome, "nemesis")  # type: ignore[arg-type]
+    failed = [r for r in events(outcome, "server") if r.get("event") == "restart-failed"]  # type: ignore[arg-type]
+    return [
+        Check("the server was stopped under load", bool(restarted), "" if restarted else "the clients finished first"),
+        Check("it started again on the same port and log", not failed, str(failed[0].get("error")) if failed else ""),
+    ]
+
+
+register(CrashRecovery())

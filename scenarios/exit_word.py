@@ -1,0 +1,54 @@
+"""exit-word: the exit word ends the session politely and is never stored as a message."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import EXIT, SEND, ClientPlan, Op, Plan
+from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
+from harness.target import Target
+from scenarios.registry import register
+
+
+class ExitWord:
+    """Clients chat, say the exit word (in every accepted spelling), and the server must let them go."""
+
+    name = "exit-word"
+    description = "'éxito' ends the session and is not stored as a chat message"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Every client: two messages (one containing the word inside a sentence), then the exit word."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        spellings = ["", "exito", "ÉXITO", "  éxito  ", "/quit"] if ctx.target.protocol == "chat" else [""]
+        clients = [
+            ClientPlan(
+                [
+                    Op(SEND, "hola"),
+                    Op(SEND, "fue un éxito total"),
+                    Op(EXIT, spellings[i % len(spellings)]),
+                    Op(SEND, "back again"),
+                    Op(EXIT),
+                ]
+            )
+            for i in range(ctx.n(6))
+        ]
+        outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "exit")
+        exits = len(events(outcome, "exit"))
+        ignored = len(events(outcome, "exit-ignored"))
+        polite = sum(r.get("reason") == "exit" for r in events(outcome, "conn-end"))
+        checks = [
+            Check(
+                "the server ends the session after the exit word",
+                exits > 0 and ignored == 0 and polite == exits,
+                f"{polite} of {exits} sessions ended by the server, {ignored} ignored the word",
+            )
+        ]
+        return conclude(self, ctx, t0, [outcome], checks)
+
+
+register(ExitWord())

@@ -1,0 +1,38 @@
+"""pipelined: back-to-back sends without waiting for acks, so framing must split and join correctly."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import SEND, ClientPlan, Op, Plan
+from harness.scenario import ScenarioContext, ScenarioResult, conclude, run, start_marker
+from harness.target import Target
+from scenarios.registry import register
+
+
+class Pipelined:
+    """Bursts of messages in one write each (merged in one read) and one message split over writes."""
+
+    name = "pipelined"
+    description = "back-to-back sends without waiting for acks: merged and split messages (framing)"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server: without framing, this is where it shows."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Each client sends bursts of five messages in one write, three times."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        clients = []
+        for c in range(ctx.n(10)):
+            ops = []
+            for burst in range(3):
+                ops += [Op(SEND, f"burst {burst} message {i} «{c}»", pipelined=True) for i in range(4)]
+                ops.append(Op(SEND, f"burst {burst} message 4 «{c}»"))
+            clients.append(ClientPlan(ops, start=round(0.01 * c, 3)))
+        outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "bursts", pipelining=True)
+        return conclude(self, ctx, t0, [outcome])
+
+
+register(Pipelined())

@@ -1,0 +1,83 @@
+"""port-in-use: a second instance on a busy port fails fast and clearly; a clean stop frees the port at once."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from harness.plan import Plan
+from harness.runner import LiveServer
+from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, run, start_marker, traceback_in
+from harness.target import ServerRun, Target, TargetError
+from scenarios.registry import register
+
+FAST = 5.0  # seconds a refused second instance may take to give up
+
+
+class PortInUse:
+    """Start, start again on the same port, check the first still serves; stop and restart at once."""
+
+    name = "port-in-use"
+    description = "a second instance on the busy port fails fast with a clear message while the first keeps serving"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Three instances in a row on one port."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        live = LiveServer(ctx.target, ctx.rundir / "servers")
+        runs, checks = [], []
+        try:
+            first = live.ensure()
+            port = first.port
+            second = ServerRun(ctx.target, ctx.rundir / "second", port=port).launch()
+            started = time.monotonic()
+            code = second.wait_exit(FAST)
+            took = time.monotonic() - started
+            text = second.output().strip()
+            second.kill()
+            checks += [
+                Check(f"a second instance on port {port} exits within {FAST:g} s", code is not None, f"{took:.2f} s"),
+                Check("with a non-zero exit code", code not in (None, 0), f"exit code {code}"),
+                Check(
+                    "saying why, naming the port",
+                    bool(re.search(rf"{port}|in use|en uso|already", text, re.I)),
+                    text.splitlines()[-1][:200] if text else "it printed nothing",
+                ),
+                Check("without a traceback", not traceback_in(second), traceback_in(second)[:200]),
+            ]
+            plan = Plan(chatter(3, messages=3), seed=ctx.seed, name=self.name)
+            runs.append(run(ctx, plan, "first-still-serving", server=live))
+            stop = first.stop()
+            checks.append(
+                Check(
+                    "the first stops cleanly",
+                    stop.exit_code == 0 and not stop.forced,
+                    f"exit code {stop.exit_code} in {stop.seconds:.2f} s",
+                )
+            )
+            try:
+                again = ServerRun(ctx.target, ctx.rundir / "restarted", port=port).start()
+            except TargetError as exc:
+                checks.append(Check("a new instance binds the same port at once", False, str(exc)[:300]))
+            else:
+                checks.append(
+                    Check(
+                        "a new instance binds the same port at once",
+                        True,
+                        f"ready {time.monotonic() - again.started_at:.2f} s after the start",
+                    )
+                )
+                restarted = LiveServer(ctx.target, ctx.rundir)
+                restarted.run = again
+                runs.append(run(ctx, plan, "restarted-serving", server=restarted))
+                restarted.close()
+        finally:
+            live.close()
+        return conclude(self, ctx, t0, runs, checks)
+
+
+register(PortInUse())

@@ -1,0 +1,148 @@
+"""server-down: clients against a stopped server, then the server comes back on the same port and log."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+from harness.log import LogReader
+from harness.plan import Plan
+from harness.runner import LiveServer
+from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, recheck, run, start_marker
+from harness.target import Target, TargetError
+from scenarios.registry import register
+
+
+class ServerDown:
+    """Chat, stop the server, knock on the closed port, bring it back, chat again: nothing acked is lost."""
+
+    name = "server-down"
+    description = (
+        "clients against a stopped server: clear refusals and exit codes, retry until it is back, nothing lost"
+    )
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Before, during and after the outage."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        live = LiveServer(ctx.target, ctx.rundir / "servers")
+        checks: list[Check] = []
+        runs = []
+        try:
+            before = run(ctx, Plan(chatter(3, messages=3), seed=ctx.seed, name=self.name), "before", server=live)
+            runs.append(before)
+            srv = live.run
+            assert srv is not None
+            srv.stop()
+            host, port = srv.host, srv.port
+            checks.append(refused_at_once(host, port))
+            client = None
+            if ctx.target.client:
+                checks += client_when_down(ctx, host, port)
+                client = start_retrying_client(ctx, host, port)
+            try:
+                back = live.restart()
+            except TargetError as exc:
+                checks.append(Check("the server starts again on the same port and log", False, str(exc)[:300]))
+                return conclude(self, ctx, t0, runs, checks)
+            if client is not None:
+                checks += finish_retrying_client(client, LogReader(back.db_path, ctx.target.log))
+            after = run(ctx, Plan(chatter(3, messages=3), seed=ctx.seed, name=self.name), "after", server=live)
+            runs.append(after)
+            again = recheck(before, LogReader(back.db_path, ctx.target.log))
+            checks.append(
+                Check(
+                    "every message acked before the outage is still stored", again.valid is not False, again.summary()
+                )
+            )
+        finally:
+            live.close()
+        return conclude(self, ctx, t0, runs, checks)
+
+
+def refused_at_once(host: str, port: int) -> Check:
+    """Connections to a stopped server must be refused, not left hanging."""
+    slowest, outcomes = 0.0, []
+    for _ in range(5):
+        started = time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=3):
+                outcomes.append("accepted")
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+        except OSError as exc:
+            outcomes.append(type(exc).__name__)
+        slowest = max(slowest, time.monotonic() - started)
+    ok = all(o == "refused" for o in outcomes) and slowest < 1.0
+    return Check("connections to the stopped server are refused at once", ok, f"{outcomes[0]}, slowest {slowest:.3f} s")
+
+
+def _client_cmd(ctx: ScenarioContext, host: str, port: int, *extra: str) -> list[str]:
+    values = {"{host}": host, "{port}": str(port), "{python}": __import__("sys").executable}
+    cmd = []
+    for part in ctx.target.client:
+        for key, value in values.items():
+            part = part.replace(key, value)
+        cmd.append(part)
+    return cmd + list(extra)
+
+
+def client_when_down(ctx: ScenarioContext, host: str, port: int) -> list[Check]:
+    """The target's own client program against the stopped server."""
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(_client_cmd(ctx, host, port), input=b"hola\n", capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return [Check("the client gives up quickly when the server is down", False, "still running after 30 s")]
+    took = time.monotonic() - started
+    err = proc.stderr.decode(errors="replace").strip()
+    lines = err.splitlines()
+    return [
+        Check(
+            "the client exits non-zero when the server is down", proc.returncode != 0, f"exit code {proc.returncode}"
+        ),
+        Check(
+            "with one clear line and no traceback",
+            len(lines) == 1 and "Traceback" not in err and ("refused" in err or str(port) in err),
+            err[:300] or "it printed nothing",
+        ),
+        Check("within 5 s", took < 5, f"{took:.2f} s"),
+    ]
+
+
+def start_retrying_client(ctx: ScenarioContext, host: str, port: int) -> subprocess.Popen[bytes] | None:
+    """The client with retries, started while the server is down (if the target says how to ask for retries)."""
+    if not ctx.target.supports("client_retry"):
+        return None
+    retry = [p.replace("{value}", "10") for p in dict(ctx.target.options)["client_retry"]]
+    return subprocess.Popen(
+        _client_cmd(ctx, host, port, *retry), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def finish_retrying_client(proc: subprocess.Popen[bytes], reader: LogReader) -> list[Check]:
+    """Once the server is back, the retrying client must get through and store its message once."""
+    text = f"sent while the server was down {time.monotonic_ns()}"
+    try:
+        _, err = proc.communicate(text.encode() + b"\n", timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return [Check("a retrying client gets through once the server is back", False, "still running after 60 s")]
+    stored = sum(1 for r in reader.rows_after(0) if r.content == text)
+    return [
+        Check(
+            "a retrying client gets through once the server is back",
+            proc.returncode == 0,
+            f"exit code {proc.returncode}: {err.decode(errors='replace').strip()[-200:]}",
+        ),
+        Check("and its message is stored exactly once", stored == 1, f"stored {stored} times"),
+    ]
+
+
+register(ServerDown())

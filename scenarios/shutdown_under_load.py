@@ -1,0 +1,63 @@
+"""shutdown-under-load: stop the server by each method it supports while clients chat."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import Plan
+from harness.runner import NemesisContext
+from harness.scenario import (
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    chatter,
+    conclude,
+    events,
+    run,
+    start_marker,
+    stop_and_record,
+)
+from harness.target import Target
+from scenarios.registry import register
+
+STOP_AFTER = 0.8  # seconds into the load
+
+
+class ShutdownUnderLoad:
+    """For each stop method: chat, stop mid-load, then judge the exit, the log and the port."""
+
+    name = "shutdown-under-load"
+    description = "stop by each supported method while clients chat: exit 0 in time, acked rows durable, port free"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Servers that can only be killed have no clean shutdown to test."""
+        if target.stops == ("kill",):
+            return 'the target can only be stopped with SIGKILL (stop = "kill")'
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """One fresh server per method."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        runs, checks = [], []
+        for method in (m for m in ctx.target.stops if m != "kill"):
+
+            def nemesis(n: NemesisContext, method: str = method) -> None:
+                if n.wait(STOP_AFTER):
+                    stop_and_record(n, method)
+
+            plan = Plan(chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(method)), seed=ctx.seed, name=self.name)
+            outcome = run(ctx, plan, method, nemesis=nemesis)
+            runs.append(outcome)
+            stopped = events(outcome, "shutdown")
+            checks.append(
+                Check(
+                    f"stopped by {method} while clients chatted",
+                    bool(stopped),
+                    "" if stopped else "the clients finished before the stop",
+                )
+            )
+        return conclude(self, ctx, t0, runs, checks)
+
+
+register(ShutdownUnderLoad())
