@@ -510,7 +510,7 @@ class Checker:
                     history=[rec.index, *m.evidence()[:2]],
                     rows=[_row(r) for _, r, _ in missed[:MAX_EVIDENCE]],
                 )
-        return "pass" if judged else "unknown"
+        return "pass" if judged else "n/a"  # no connection ended politely: nothing to judge
 
     # -- invariants 8-10 -----------------------------------------------------------------------
 

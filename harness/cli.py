@@ -59,6 +59,11 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
 
+def argv_is_ours() -> bool:
+    """Whether sys.argv is this command's (not pytest's, when called from a test)."""
+    return Path(sys.argv[0]).name in ("chat-harness", "__main__.py")
+
+
 def exit_code(valid: bool | None) -> int:
     """The process exit code for a verdict."""
     return {True: EXIT_VALID, False: EXIT_INVALID, None: EXIT_UNKNOWN}[valid]
@@ -113,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
             + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}")
         )
-    data = report.build(run_id, target, seed, results, time.monotonic() - t0)
+    command = " ".join(["chat-harness", *(sys.argv[1:] if argv_is_ours() else [])])
+    data = report.build(run_id, target, seed, results, time.monotonic() - t0, out_dir, command)
     path = report.write(report_dir, run_id, data)
     progress.line(f"verdict: {data['verdict']}; report: {path}")
     return {"valid": EXIT_VALID, "invalid": EXIT_INVALID}.get(data["verdict"], EXIT_UNKNOWN)

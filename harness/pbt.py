@@ -149,7 +149,6 @@ def search(
                     out.reproduced += again.result.valid is False
         finally:
             live.close()
-    shutil.rmtree(rundir / "servers", ignore_errors=True)
     out.seconds = time.monotonic() - started
     return out
 

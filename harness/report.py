@@ -1,4 +1,10 @@
-"""Reliability reports: ``reports/<run-id>/report.json`` (versioned schema) and ``reports/latest``."""
+"""Reliability reports: ``reports/<run-id>/`` with report.json, report.md, report.html, junit.xml.
+
+``report.json`` follows a versioned schema (``chat-harness/report``, version 1) and holds
+everything; the Markdown, HTML and JUnit files are rendered from it. ``reports/latest`` points
+at the newest run and ``reports/index.html`` lists every run, comparing verdicts across Python
+versions. The HTML is self-contained: charts are inline SVG, styles inline, no script, no network.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,25 @@ import os
 import platform
 import sys
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from harness import plot
 from harness.history import INVOKE, OK, Record
 from harness.plan import Plan
+from harness.runner import RunOutcome
 from harness.scenario import ScenarioResult
 from harness.target import Target
 
 SCHEMA = "chat-harness/report"
 SCHEMA_VERSION = 1
 MAX_ANOMALIES = 50
+MAX_RUNS_PLOTTED = 4
 
 
 def new_run_id() -> str:
@@ -59,19 +71,15 @@ def latencies(records: Iterable[Record]) -> list[tuple[float, float]]:
     return out
 
 
-def latency_stats(records: Iterable[Record]) -> dict[str, Any]:
-    """Exact p50/p90/p99/max ack latency (ms) and acks per second."""
-    pairs = latencies(records)
+def latency_stats(pairs: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """Exact p50/p90/p99/max ack latency (ms) and acks per second of (ack time, latency) pairs."""
     values = sorted(v for _, v in pairs)
     stats: dict[str, Any] = {"acks": len(values)}
     for name, q in (("p50_ms", 0.50), ("p90_ms", 0.90), ("p99_ms", 0.99), ("max_ms", 1.0)):
         v = percentile(values, q)
         stats[name] = None if v is None else round(v * 1000, 3)
-    if len(pairs) >= 2:
-        span = max(t for t, _ in pairs) - min(t - v for t, v in pairs)
-        stats["acks_per_s"] = round(len(pairs) / span, 1) if span > 0 else None
-    else:
-        stats["acks_per_s"] = None
+    span = max(t for t, _ in pairs) - min(t - v for t, v in pairs) if len(pairs) >= 2 else 0
+    stats["acks_per_s"] = round(len(pairs) / span, 1) if span > 0 else None
     return stats
 
 
@@ -88,9 +96,14 @@ def environment(target: Target, seed: int) -> dict[str, Any]:
     }
 
 
+def target_arg(target: Target) -> str:
+    """How to name the target on the command line."""
+    return "reference" if target.source == "built-in" else target.source
+
+
 def replay_command(plan: Path, target: Target) -> str:
     """The copy-paste command that replays ``plan``."""
-    return f"chat-harness replay {plan} --target {target.source if target.source != 'built-in' else 'reference'}"
+    return f"chat-harness replay {plan} --target {target_arg(target)}"
 
 
 def plan_size(plan: Plan) -> dict[str, int]:
@@ -98,7 +111,39 @@ def plan_size(plan: Plan) -> dict[str, int]:
     return {"clients": len(plan.clients), "operations": plan.size() - len(plan.clients), "text_bytes": plan.text_bytes}
 
 
-def scenario_entry(sr: ScenarioResult, target: Target) -> dict[str, Any]:
+def _rel(path: Path | None, base: Path) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def run_entry(run: RunOutcome, base: Path) -> dict[str, Any]:
+    """One executed plan of a scenario: where its files are, what it found, its time series."""
+    logs = {}
+    if run.server_dir is not None:
+        for name in ("stdout", "stderr"):
+            path = run.server_dir / f"server.{name}"
+            if path.exists():
+                logs[name] = _rel(path, base)
+    return {
+        "name": run.rundir.name,
+        "dir": _rel(run.rundir, base),
+        "plan": _rel(run.rundir / "plan.json", base),
+        "history": _rel(run.rundir / "history.jsonl", base),
+        "server_logs": logs,
+        "verdict": verdict_word(run.result.valid),
+        "seconds": round(run.seconds, 3),
+        "counts": vars(run.result.counts),
+        "latency": latency_stats(latencies(run.records)),
+        "series": plot.series(run.records),
+        "windows": plot.windows(run.records),
+    }
+
+
+def scenario_entry(sr: ScenarioResult, target: Target, base: Path) -> dict[str, Any]:
     """One scenario of the report."""
     entry: dict[str, Any] = {
         "name": sr.name,
@@ -109,14 +154,14 @@ def scenario_entry(sr: ScenarioResult, target: Target) -> dict[str, Any]:
     if not sr.applicable:
         entry["reason"] = sr.reason
         return entry
-    records = [r for run in sr.runs for r in run.records]
     if sr.check is not None:
         check = sr.check.to_dict()
         anomalies = check.pop("anomalies")
         entry.update(check)
         entry["anomaly_count"] = len(anomalies)
         entry["anomalies"] = anomalies[:MAX_ANOMALIES]
-    entry["latency"] = latency_stats(records)
+    entry["checks"] = [c.to_dict() for c in sr.checks]
+    entry["latency"] = latency_stats([p for run in sr.runs for p in latencies(run.records)])
     if sr.reason:
         entry["notes"] = [*entry.get("notes", []), sr.reason]
     if sr.search is not None:
@@ -133,12 +178,21 @@ def scenario_entry(sr: ScenarioResult, target: Target) -> dict[str, Any]:
         entry["replay"] = replay_command(Path(sr.replay), target)
     if sr.extra:
         entry["extra"] = sr.extra
+    entry["runs"] = [run_entry(run, base) for run in sr.runs]
     return entry
 
 
-def build(run_id: str, target: Target, seed: int, results: Sequence[ScenarioResult], seconds: float) -> dict[str, Any]:
-    """The whole report as plain data."""
-    scenarios = [scenario_entry(r, target) for r in results]
+def build(
+    run_id: str,
+    target: Target,
+    seed: int,
+    results: Sequence[ScenarioResult],
+    seconds: float,
+    base: Path,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """The whole report as plain data (paths relative to ``base``, the run's directory)."""
+    scenarios = [scenario_entry(r, target, base) for r in results]
     applicable = [r for r in results if r.applicable]
     if any(r.verdict is False for r in applicable):
         overall = "invalid"
@@ -157,21 +211,142 @@ def build(run_id: str, target: Target, seed: int, results: Sequence[ScenarioResu
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
         "environment": environment(target, seed),
+        "command": command,
         "verdict": overall,
         "counts": totals,
         "scenarios": scenarios,
     }
 
 
+# ---------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------
+
+_env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]))
+_env.globals["charts"] = plot.run_charts
+_env.globals["shades"] = plot.SHADES
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """report.md: the verdicts, the invariant table, failed checks and anomalies."""
+    env = report["environment"]
+    out = [
+        f"# chat-harness report {report['run_id']}",
+        "",
+        f"**Verdict: {report['verdict']}** · target `{env['target']['name']}` ({env['target']['source']}) · "
+        f"Python {env['python']} ({env['implementation']}) · {env['platform']} · seed {env['seed']} · "
+        f"{report['seconds']:.1f} s",
+        "",
+        "| scenario | verdict | sent | acked | stored | lost | dup | indet. | p50 ms | p99 ms | acks/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in report["scenarios"]:
+        c, lat = s.get("counts", {}), s.get("latency", {})
+        cells = [c.get(k, "") for k in ("sent", "acked", "stored", "lost", "duplicated", "indeterminate")]
+        cells += [_fmt(lat.get("p50_ms")), _fmt(lat.get("p99_ms")), _fmt(lat.get("acks_per_s"))]
+        out.append(f"| {s['name']} | {s['verdict']} | " + " | ".join(str(x) for x in cells) + " |")
+    for s in report["scenarios"]:
+        out += ["", f"## {s['name']}: {s['verdict']}", "", s["description"]]
+        if s["verdict"] == "not applicable":
+            out += ["", f"Not applicable: {s.get('reason', '')}"]
+            continue
+        if s.get("invariants"):
+            out += ["", "| # | invariant | status |", "|---:|---|---|"]
+            out += [f"| {k} | {v['name']} | {v['status']} |" for k, v in s["invariants"].items()]
+        if s.get("checks"):
+            out += ["", "| check | status | detail |", "|---|---|---|"]
+            out += [f"| {c['name']} | {c['status']} | {c['detail']} |" for c in s["checks"]]
+        if s.get("search"):
+            srch = s["search"]
+            out += [
+                "",
+                f"Search: {srch['examples']} plans in {srch['seconds']:.1f} s; minimal failing plan "
+                f"{srch['minimal_plan']}, reproduced {srch['reproduced']}.",
+            ]
+        for a in s.get("anomalies", [])[:20]:
+            out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {a['message']}")
+        if s.get("anomaly_count", 0) > 20:
+            out.append(f"- … and {s['anomaly_count'] - 20} more in report.json")
+        if s.get("replay"):
+            out += ["", f"Replay: `{s['replay']}`"]
+        for note in s.get("notes", []):
+            out.append(f"> {note}")
+    return "\n".join(out) + "\n"
+
+
+def _fmt(v: object) -> str:
+    return "" if v is None else (f"{v:.1f}" if isinstance(v, float) else str(v))
+
+
+def html(report: dict[str, Any]) -> str:
+    """report.html, self-contained."""
+    return _env.get_template("report.html.j2").render(r=report, max_runs=MAX_RUNS_PLOTTED, fmt=_fmt)
+
+
+def junit(report: dict[str, Any]) -> str:
+    """junit.xml: one test case per scenario."""
+    suite = ET.Element("testsuite", name="chat-harness", tests=str(len(report["scenarios"])))
+    failures = errors = skipped = 0
+    target = report["environment"]["target"]["name"]
+    for s in report["scenarios"]:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"chat-harness.{target}", name=s["name"], time=str(s["seconds"])
+        )
+        if s["verdict"] == "not applicable":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=s.get("reason", ""))
+        elif s["verdict"] == "invalid":
+            failures += 1
+            lines = [f"{a['kind']} (invariant {a['invariant']}): {a['message']}" for a in s.get("anomalies", [])]
+            lines += [f"check failed: {c['name']}: {c['detail']}" for c in s.get("checks", []) if c["status"] == "fail"]
+            if s.get("replay"):
+                lines.append(f"replay: {s['replay']}")
+            failure = ET.SubElement(case, "failure", message=(lines[0] if lines else "invalid")[:500])
+            failure.text = "\n".join(lines)
+        elif s["verdict"] == "unknown":
+            errors += 1
+            ET.SubElement(case, "error", message="; ".join(s.get("notes", [])) or "unknown verdict")
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def index(report_dir: Path) -> str:
+    """reports/index.html: every run, newest first, and each scenario's latest verdict per Python version."""
+    runs = []
+    for path in sorted(report_dir.glob("*/report.json"), reverse=True):
+        if path.parent.is_symlink():  # "latest"
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("schema") == SCHEMA:
+                runs.append(data)
+    columns: list[tuple[str, str]] = []
+    matrix: dict[str, dict[tuple[str, str], str]] = {}
+    for data in runs:  # newest first: the first verdict seen per cell is the latest
+        key = (data["environment"]["python"], data["environment"]["target"]["name"])
+        if key not in columns:
+            columns.append(key)
+        for s in data["scenarios"]:
+            matrix.setdefault(s["name"], {}).setdefault(key, s["verdict"])
+    columns.sort()
+    return _env.get_template("index.html.j2").render(runs=runs, columns=columns, matrix=dict(sorted(matrix.items())))
+
+
 def write(report_dir: Path, run_id: str, report: dict[str, Any]) -> Path:
-    """Write ``report.json`` into ``report_dir/run_id`` and point ``report_dir/latest`` at it."""
+    """Write every file of the run into ``report_dir/run_id``, then ``latest`` and ``index.html``."""
     out = report_dir / run_id
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.json"
     path.write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    (out / "report.html").write_text(html(report), encoding="utf-8")
+    (out / "junit.xml").write_text(junit(report), encoding="utf-8")
     link = report_dir / "latest"
     tmp = report_dir / f".latest-{os.getpid()}-{time.monotonic_ns()}"
     with contextlib.suppress(OSError):
         tmp.symlink_to(run_id, target_is_directory=True)
         os.replace(tmp, link)
+    (report_dir / "index.html").write_text(index(report_dir), encoding="utf-8")
     return path

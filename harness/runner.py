@@ -55,6 +55,7 @@ class RunOutcome:
     seconds: float
     server_pid: int | None = None
     stop: StopResult | None = None
+    server_dir: Path | None = None
 
 
 class LiveServer:
@@ -277,6 +278,7 @@ def run_plan(
             live.close()
         history.close()
     result = check(history.records, rows, log_error)
+    server_dir = live.run.workdir if live.run is not None else None
     return RunOutcome(
         rundir,
         plan,
@@ -287,6 +289,7 @@ def run_plan(
         time.monotonic() - started,
         srv.pid if srv else None,
         stop,
+        server_dir,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import queue
 import re
@@ -381,11 +382,28 @@ class _Spawner:
 spawn = _Spawner().popen
 
 
+_next_port = itertools.count()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free now on ``host``."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free now on ``host``: from ``CHAT_HARNESS_PORTS`` (``LOW-HIGH``, one range per test worker) or any."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    spec = os.environ.get("CHAT_HARNESS_PORTS")
+    if not spec:
+        with socket.socket(family) as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    low, high = (int(x) for x in spec.split("-"))
+    size = high - low + 1
+    for _ in range(size):
+        port = low + next(_next_port) % size  # rotate, so a port just closed is not reused at once
+        with socket.socket(family) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise TargetError(f"no free port in CHAT_HARNESS_PORTS={spec}")
 
 
 def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
