@@ -410,7 +410,7 @@ class SimClient:
         self.seq += 1
         token = f"{self.ctx.run_id}.{self.index}.{self.seq}"
         payload = f"[{token}] ".encode() + bytes.fromhex(op.data)
-        text = payload.decode("utf-8", errors="replace")
+        text = self.wire.as_received(payload).decode("utf-8", errors="replace")
         self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, raw=op.data)
         self.outstanding[token] = text
         try:

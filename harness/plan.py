@@ -188,6 +188,13 @@ def texts(max_bytes: int, ack_safe: bool = False) -> st.SearchStrategy[str]:
     return body
 
 
+#: Bad lines: invalid UTF-8, a cut multibyte character, NUL and other control bytes, or anything at all.
+BAD_BYTES = st.one_of(
+    st.sampled_from([b"\xff\xfe", "€".encode()[:2], b"nul\x00byte", b"bell\x07\x1b[31m", b"cr\rhere"]),
+    st.binary(min_size=1, max_size=40).map(lambda b: b.replace(b"\n", b" ")),
+)
+
+
 @dataclass(frozen=True)
 class Shape:
     """Bounds for drawn plans."""
@@ -199,6 +206,9 @@ class Shape:
     disconnects: bool = True
     half_messages: bool = True  # half a message then RST (only meaningful with framing)
     exit_word: bool = True
+    bad_input: bool = True  # raw lines: invalid UTF-8, NUL and other control bytes
+    slow: bool = True  # trickled messages and pauses in reading
+    trickle: bool = True  # trickling needs framing (not for raw pfo1)
     ack_safe: bool = False
     max_start: float = 0.3
     max_pause: float = 0.2
@@ -218,9 +228,16 @@ def client_plans(draw: st.DrawFn, shape: Shape) -> ClientPlan:
     if shape.disconnects:
         choices.append(st.sampled_from([Op(CLOSE), Op(RESET), Op(RECONNECT)]))
     if shape.half_messages:
-        choices.append(st.builds(Op, kind=st.just(HALF_RESET), text=body))
+        choices.append(st.builds(Op, kind=st.sampled_from([HALF_RESET, HALF_CLOSE]), text=body))
     if shape.exit_word:
         choices.append(st.just(Op(EXIT)))
+    if shape.bad_input:
+        choices.append(st.builds(lambda b: Op(RAW, data=b.hex()), BAD_BYTES))
+    if shape.slow:
+        choices.append(st.builds(Op, kind=st.just(NO_READ), seconds=st.floats(0, shape.max_pause).map(_ms)))
+        if shape.trickle:
+            short = texts(min(shape.max_text, 30), shape.ack_safe)
+            choices.append(st.builds(Op, kind=st.just(TRICKLE), text=short, seconds=st.floats(0, 0.005).map(_ms)))
     ops = draw(st.lists(st.one_of(choices), min_size=1, max_size=shape.max_ops))
     wait = draw(st.sampled_from(["none", "constant", "between", "pacing"]))
     pacing = 0.0

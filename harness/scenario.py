@@ -180,13 +180,15 @@ def chatter(
 def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
     """Plan bounds that fit a target: message sizes within its line limit, no pipelining for pfo1."""
     if target.protocol == "pfo1":
+        framed = target.pfo1.framing != "raw"
         return Shape(
             max_clients=max_clients,
             max_ops=max_ops,
             max_text=200,
             pipelining=False,
             ack_safe=True,
-            half_messages=target.pfo1.framing != "raw",
+            half_messages=framed,
+            trickle=framed,
         )
     return Shape(max_clients=max_clients, max_ops=max_ops, max_text=max(16, target.max_line - 64))
 

@@ -61,6 +61,10 @@ class Wire:
         """``payload`` as one message on the wire (bytes sent as they are)."""
         raise NotImplementedError
 
+    def as_received(self, payload: bytes) -> bytes:
+        """What a correct server takes as the message when ``payload`` is framed and sent."""
+        return payload
+
     def decoder(self) -> Decoder:
         """A fresh decoder for one connection."""
         raise NotImplementedError
@@ -122,6 +126,10 @@ class ChatWire(Wire):
     def frame(self, payload: bytes) -> bytes:
         """One line."""
         return payload + b"\n"
+
+    def as_received(self, payload: bytes) -> bytes:
+        """The protocol drops one trailing carriage return (for nc -C and telnet)."""
+        return payload[:-1] if payload.endswith(b"\r") else payload
 
     def decoder(self) -> Decoder:
         """A line decoder."""
