@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.audit import Auditor
+from harness.faults import FaultProxy
 from harness.history import FAIL, INFO, INVOKE, OK, History
 from harness.plan import (
     CLOSE,
@@ -77,6 +78,7 @@ class Context:
     run_id: str
     options: Options = field(default_factory=Options)
     auditor: Auditor | None = None
+    proxy: FaultProxy | None = None  # clients name their connections to it, for seeded fault decisions
     stop: threading.Event = field(default_factory=threading.Event)
     t0: float = 0.0
     _conns: itertools.count[int] = field(default_factory=itertools.count)
@@ -112,6 +114,7 @@ class SimClient:
         self.eof_at: float | None = None
         self.last_error = ""
         self.last_send = -1e9
+        self.connects = 0
 
     # -- plan execution ----------------------------------------------------------
 
@@ -180,10 +183,11 @@ class SimClient:
     def connect(self) -> bool:
         """Open a connection (and resend unacknowledged messages when the wire has ids)."""
         self.conn = self.ctx.next_conn()
+        self.connects += 1
         self.h.add(INVOKE, "connect", self.index, self.conn)
         opts = self.ctx.options
         try:
-            sock = socket.create_connection((self.ctx.host, self.ctx.port), timeout=opts.connect_timeout)
+            sock = self._open(opts.connect_timeout)
         except OSError as exc:
             self.h.add(FAIL, "connect", self.index, self.conn, error=_why(exc))
             return False
@@ -213,6 +217,21 @@ class SimClient:
         if self.wire.ids and self.unacked:
             self._transmit(list(self.unacked.items()), resend=True)
         return True
+
+    def _open(self, timeout: float) -> socket.socket:
+        """Connect; through a fault proxy, first tell it who is coming (from which source port)."""
+        if self.ctx.proxy is None:
+            return socket.create_connection((self.ctx.host, self.ctx.port), timeout=timeout)
+        sock = socket.socket(socket.AF_INET6 if ":" in self.ctx.host else socket.AF_INET)
+        try:
+            sock.bind((self.ctx.host, 0))
+            self.ctx.proxy.register(sock.getsockname()[1], f"{self.index}.{self.connects}")
+            sock.settimeout(timeout)
+            sock.connect((self.ctx.host, self.ctx.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _ensure(self) -> bool:
         if self.sock is None or self.ended:

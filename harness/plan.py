@@ -14,6 +14,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from harness.faults import parse_schedule
+
 #: Operation kinds a simulated client performs, in plan order.
 SEND = "send"  # send one message (a unique token is prepended); wait for its ack unless pipelined
 PAUSE = "pause"  # wait ``seconds`` while still reading what the server sends
@@ -104,7 +106,9 @@ class Plan:
                     bytes.fromhex(op.data)  # raises ValueError when it is not hex
                     ops.append(op)
                 clients.append(ClientPlan(ops, float(c.get("start", 0.0)), float(c.get("pacing", 0.0))))
-            return cls(clients, int(data.get("seed", 0)), str(data.get("name", "random")), list(data.get("faults", [])))
+            faults = list(data.get("faults", []))
+            parse_schedule(faults)  # raises ValueError on a malformed schedule
+            return cls(clients, int(data.get("seed", 0)), str(data.get("name", "random")), faults)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"missing or malformed field {exc}") from exc
 

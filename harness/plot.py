@@ -63,16 +63,22 @@ def windows(records: Iterable[Record]) -> list[dict[str, Any]]:
         last = max(last, r.time)
         if r.f not in ("nemesis", "fault") or r.get("window") is None:
             continue
-        key = str(r.get("window"))
-        label = str(r.get("event", key))
+        key = f"{r.f}:{r.get('window')}"
+        label = str(r.get("label") or r.get("event") or r.get("window"))
         if r.get("phase") == "start":
             open_[key] = (r.time, label)
         elif r.get("phase") == "end" and key in open_:
             start, first = open_.pop(key)
-            out.append({"kind": key, "label": first, "start": round(start, 3), "end": round(r.time, 3)})
+            out.append({"kind": _kind(key), "label": first, "start": round(start, 3), "end": round(r.time, 3)})
     for key, (start, label) in open_.items():
-        out.append({"kind": key, "label": label, "start": round(start, 3), "end": round(last, 3)})
+        out.append({"kind": _kind(key), "label": label, "start": round(start, 3), "end": round(last, 3)})
     return out
+
+
+def _kind(key: str) -> str:
+    """The shading of a window: its nemesis name, or "fault" for every network fault."""
+    f, _, window = key.partition(":")
+    return "fault" if f == "fault" else window
 
 
 @dataclass

@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from harness import wire as wires
 from harness.audit import Auditor
 from harness.checker import CheckResult, check
 from harness.clients import Context, Options, SimClient, execute
+from harness.faults import FaultProxy, parse_schedule, run_schedule
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.log import LogError, LogReader, Row
 from harness.plan import SEND, ClientPlan, Op, Plan
@@ -39,6 +40,7 @@ class RunConfig:
     client_timeout: float | None = 300.0
     progress: Callable[[History], None] | None = None
     nemesis: Callable[[NemesisContext], None] | None = None
+    proxy: bool = False  # put the fault proxy between clients and server even with no faults scheduled
     pipelining: bool | None = None  # force pipelined sends on or off (None: what the wire allows)
 
 
@@ -176,6 +178,7 @@ def run_plan(
     run_id = new_run_id()
     srv: ServerRun | None = None
     stop: StopResult | None = None
+    proxy: FaultProxy | None = None
     try:
         srv = first = live.ensure()
         reader = LogReader(srv.db_path, target.log)
@@ -207,29 +210,57 @@ def run_plan(
         if config.pipelining is not None:
             wire.pipelining = config.pipelining
         auditor = Auditor(reader, history, baseline).start() if config.audit else None
-        ctx = Context(srv.host, srv.port, wire, history, run_id, config.options, auditor)
         nctx = NemesisContext(live, target, history, threading.Event())
-        nemesis = None
+        helpers = []
         if config.nemesis is not None:
-            nemesis = threading.Thread(target=config.nemesis, args=(nctx,), name="nemesis", daemon=True)
+            helpers.append(threading.Thread(target=config.nemesis, args=(nctx,), name="nemesis", daemon=True))
+        if plan.faults or config.proxy:
+            proxy = FaultProxy(
+                (srv.host, srv.port), plan.seed, srv.host, on_event=lambda e: history.add(INFO, "fault-event", **e)
+            ).start()
+            steps = parse_schedule(plan.faults)
+
+            def schedule() -> None:
+                assert proxy is not None
+                run_schedule(
+                    proxy,
+                    steps,
+                    time.monotonic(),
+                    nctx.clients_done,
+                    lambda ev, **kw: history.add(INFO, "fault", event=ev, **kw),
+                )
+
+            helpers.append(threading.Thread(target=schedule, name="fault-schedule", daemon=True))
+        ctx = Context(
+            proxy.host if proxy else srv.host,
+            proxy.port if proxy else srv.port,
+            wire,
+            history,
+            run_id,
+            config.options,
+            auditor,
+            proxy,
+        )
         progress = _Progress(history, config.progress)
         progress.start()
         try:
-            if nemesis is not None:
-                nemesis.start()
+            for helper in helpers:
+                helper.start()
             stuck = execute(plan, ctx, config.client_timeout)
         finally:
             nctx.clients_done.set()
-            if nemesis is not None:
-                nemesis.join(60)
+            for helper in helpers:
+                helper.join(60)
+            if proxy is not None:
+                proxy.close()
             progress.done.set()
             progress.join(2)
         if stuck:
             history.add(
                 INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s"
             )
-        if nemesis is not None and nemesis.is_alive():
-            history.add(INFO, "harness-error", error="the nemesis did not finish")
+        if any(helper.is_alive() for helper in helpers):
+            history.add(INFO, "harness-error", error="the nemesis or the fault schedule did not finish")
         if auditor is not None:
             auditor.stop()
         srv = live.run
@@ -240,8 +271,8 @@ def run_plan(
             code = srv.proc.poll() if srv.proc else None
             history.add(INFO, "server", event="crashed", exit_code=code, stderr=srv.stderr_tail())
         else:
-            if config.probe:
-                probe(ctx, len(plan.clients))
+            if config.probe:  # straight to the server: the faults are over
+                probe(replace(ctx, host=srv.host, port=srv.port, proxy=None), len(plan.clients))
             if config.resources and not nctx.restarted:
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))

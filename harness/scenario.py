@@ -177,6 +177,35 @@ def chatter(
     return plans
 
 
+def fault(name: str, kind: str, at: float = 0.0, until: float | None = None, **params: Any) -> list[dict[str, Any]]:
+    """Schedule steps adding a fault at ``at`` seconds (and removing it at ``until``), for ``Plan.faults``."""
+    steps: list[dict[str, Any]] = [{"at": at, "action": "add", "fault": {"name": name, "kind": kind, **params}}]
+    if until is not None:
+        steps.append({"at": until, "action": "remove", "name": name})
+    return steps
+
+
+def acked_after(outcome: RunOutcome, moment: float, clients: range | None = None) -> tuple[int, int]:
+    """How many messages first sent after ``moment`` (history seconds) were acked, out of how many."""
+    first: dict[str, Record] = {}
+    acked: set[str] = set()
+    for r in events(outcome, "send"):
+        if clients is not None and r.client not in clients:
+            continue
+        if r.type == "invoke":
+            first.setdefault(r.get("token"), r)
+        elif r.type == "ok":
+            acked.add(r.get("token"))
+    later = [t for t, r in first.items() if r.time > moment]
+    return sum(t in acked for t in later), len(later)
+
+
+def run_start(outcome: RunOutcome) -> float:
+    """When the clients started, in history seconds (the schedule's zero)."""
+    connects = [r.time for r in outcome.records if r.f == "connect" and r.type == "invoke"]
+    return min(connects) if connects else 0.0
+
+
 def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
     """Plan bounds that fit a target: message sizes within its line limit, no pipelining for pfo1."""
     if target.protocol == "pfo1":

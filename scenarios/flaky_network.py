@@ -1,0 +1,65 @@
+"""flaky-network: a third of the connections are reset a moment after they open."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
+from harness.scenario import (
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    acked_after,
+    conclude,
+    fault,
+    run,
+    run_start,
+    start_marker,
+)
+from harness.target import Target
+from scenarios.registry import register
+
+UNTIL = 2.0
+
+
+class FlakyNetwork:
+    """Resets mid-conversation: clients reconnect and (with ids) resend; nothing lost, nothing twice."""
+
+    name = "flaky-network"
+    description = "connections reset with a probability: reconnects and resends must not lose or duplicate"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """reset_peer (p = 0.5, after 0.08 s) for two seconds; latency and bursts keep messages in flight when it hits."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        steps = fault("reset", "reset_peer", until=UNTIL, probability=0.5, after=0.08)
+        steps += fault("latency", "latency", until=UNTIL, latency=0.025)
+        pipelined = ctx.target.protocol == "chat"  # bursts keep several messages in flight when a reset hits
+        clients = []
+        for c in range(ctx.n(12)):
+            ops = []
+            for burst in range(12):
+                ops += [Op(SEND, f"burst {burst}.{i}", pipelined=pipelined) for i in range(3)]
+                ops += [Op(SEND, f"burst {burst}.3"), Op(PAUSE, seconds=0.05)]
+            ops += [Op(PAUSE, seconds=UNTIL)] + [Op(SEND, f"calm {i}") for i in range(5)]  # after the storm
+            clients.append(ClientPlan(ops, start=round(0.01 * c, 3)))
+        plan = Plan(clients, ctx.seed, self.name, steps)
+        outcome = run(ctx, plan, "flaky")
+        resets = sum(1 for r in outcome.records if r.f == "fault-event" and r.get("event") == "reset")
+        acked, later = acked_after(outcome, run_start(outcome) + UNTIL + 0.3)
+        checks = [
+            Check("connections were reset", resets > 0, f"{resets} resets"),
+            Check(
+                "once the network is calm, every message is acked",
+                acked == later if later else None,
+                f"{acked}/{later}",
+            ),
+        ]
+        return conclude(self, ctx, t0, [outcome], checks)
+
+
+register(FlakyNetwork())

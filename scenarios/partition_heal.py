@@ -1,0 +1,52 @@
+"""partition-heal: the network goes down (cutting every connection) for 1.5 s, then heals."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import Plan
+from harness.scenario import (
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    acked_after,
+    chatter,
+    conclude,
+    run,
+    run_start,
+    start_marker,
+)
+from harness.target import Target
+from scenarios.registry import register
+
+DOWN, UP = 0.5, 2.0
+
+
+class PartitionHeal:
+    """Clients retry through the partition; after the heal they converge: acked once, nothing lost."""
+
+    name = "partition-heal"
+    description = "the network down (connections cut, new ones refused) for 1.5 s, then up: clients converge"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Down at 0.5 s, up at 2 s."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        steps = [{"at": DOWN, "action": "down", "cut": True}, {"at": UP, "action": "up"}]
+        plan = Plan(chatter(ctx.n(12), messages=40, pause=0.07, rng=ctx.rng(self.name)), ctx.seed, self.name, steps)
+        outcome = run(ctx, plan, "partition")
+        start = run_start(outcome)
+        refused = sum(1 for r in outcome.records if r.f == "connect" and r.type == "fail")
+        acked, later = acked_after(outcome, start + UP + 0.5)
+        checks = [
+            Check("clients were cut off and refused meanwhile", refused > 0, f"{refused} refused connects"),
+            Check("after the heal, every message is acked", acked == later if later else None, f"{acked}/{later}"),
+        ]
+        return conclude(self, ctx, t0, [outcome], checks)
+
+
+register(PartitionHeal())

@@ -1,0 +1,43 @@
+"""sliced-stream: both directions cut into pieces of a few bytes: one recv() is never one message."""
+
+from __future__ import annotations
+
+import time
+
+from harness.plan import SEND, ClientPlan, Op, Plan
+from harness.scenario import ScenarioContext, ScenarioResult, conclude, fault, run, start_marker
+from harness.target import Target
+from scenarios.registry import register
+
+
+class SlicedStream:
+    """Short, long and multibyte messages, some pipelined, through a slicer."""
+
+    name = "sliced-stream"
+    description = "the stream cut into 1-7 byte pieces both ways: servers that assume one recv() is one message fail"
+
+    def not_applicable(self, target: Target) -> str | None:
+        """A server with no framing cannot tell where a sliced message ends: nothing to test."""
+        if target.protocol == "pfo1" and target.pfo1.framing == "raw":
+            return "the target has no framing (raw): slices are indistinguishable from messages"
+        return None
+
+    def run(self, ctx: ScenarioContext) -> ScenarioResult:
+        """Every client sends the same mix through the slicer."""
+        t0 = time.monotonic()
+        start_marker(ctx, self.name)
+        steps = fault("slicer", "slicer", size=4, size_jitter=3, delay=0.0003)
+        pipelined = ctx.target.protocol == "chat"
+        ops = [
+            Op(SEND, "corto"),
+            Op(SEND, "ñandú 😀 " * 40),
+            Op(SEND, "x" * 900),
+            Op(SEND, "uno", pipelined=pipelined),
+            Op(SEND, "dos", pipelined=pipelined),
+            Op(SEND, "tres"),
+        ]
+        plan = Plan([ClientPlan(list(ops), start=0.01 * i) for i in range(ctx.n(8))], ctx.seed, self.name, steps)
+        return conclude(self, ctx, t0, [run(ctx, plan, "sliced")])
+
+
+register(SlicedStream())
