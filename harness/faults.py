@@ -99,6 +99,7 @@ class _Link:
         self.server = server
         self.closed = threading.Event()
         self.decided: dict[str, bool] = {}
+        self._active: dict[str, tuple[int, list[tuple[Fault, float]]]] = {}
         self.started = time.monotonic()
         self._running = 2
         self._lock = threading.Lock()
@@ -124,7 +125,13 @@ class _Link:
 
     def active(self, direction: str) -> list[tuple[Fault, float]]:
         """The faults acting on this connection in ``direction``, with when each was added."""
-        return [(f, t) for f, t in self.proxy.current() if f.covers(direction) and self.applies(f)]
+        version, faults = self.proxy.current()
+        cached = self._active.get(direction)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        mine = [(f, t) for f, t in faults if f.covers(direction) and self.applies(f)]
+        self._active[direction] = (version, mine)
+        return mine
 
     def reset(self) -> None:
         """End the connection with RST both ways (sent when the last thread closes the sockets)."""
@@ -176,6 +183,11 @@ class _Pipe:
         try:
             while not link.closed.is_set() and not link.proxy.stopping.is_set():
                 faults = link.active(self.direction)
+                if not faults and not self.queue:
+                    if not self._forward():
+                        self._pass_close(faults)
+                        return
+                    continue
                 if self._fatal(faults):
                     return
                 black_hole = any(f.kind == "timeout" for f, _ in faults)
@@ -189,6 +201,24 @@ class _Pipe:
             link.close()
         finally:
             link.pipe_done()
+
+    def _forward(self) -> bool:
+        """No fault in force: pass what arrives straight on; False at end of stream."""
+        self.src.settimeout(POLL)
+        try:
+            data = self.src.recv(65536)
+        except TimeoutError:
+            return True
+        if not data:
+            self.eof = True
+            return False
+        if self.link.active(self.direction):  # a fault arrived while we waited: it applies to this data
+            self._enqueue(data)
+            return True
+        self.dst.settimeout(10.0)
+        self.dst.sendall(data)
+        self.sent += len(data)
+        return True
 
     def _fatal(self, faults: list[tuple[Fault, float]]) -> bool:
         """reset_peer and black holes with a deadline end the connection."""
@@ -223,8 +253,12 @@ class _Pipe:
         if not data:
             self.eof = True
             return
+        self._enqueue(data)
+
+    def _enqueue(self, data: bytes) -> None:
+        """Queue data that just arrived, due after the latency in force now (not when the wait began)."""
         delay = 0.0
-        for f, _ in self.link.active(self.direction):  # the faults now, not when the wait began
+        for f, _ in self.link.active(self.direction):
             if f.kind == "latency":
                 delay += max(0.0, f.latency + self._rng(f, "jitter").uniform(-f.jitter, f.jitter))
         self.queue.append((time.monotonic() + delay, data))
@@ -297,6 +331,7 @@ class FaultProxy:
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._faults: dict[str, tuple[Fault, float]] = {}
+        self._current: tuple[int, list[tuple[Fault, float]]] = (0, [])
         self._links: set[_Link] = set()
         self._keys: dict[int, str] = {}
         self._accepted = itertools.count()
@@ -353,17 +388,24 @@ class FaultProxy:
         """Add (or replace) a fault; it acts on new and existing connections."""
         with self._lock:
             self._faults[fault.name] = (fault, time.monotonic())
+            self._publish()
 
     def remove(self, name: str) -> None:
         """Remove a fault; held data starts flowing again."""
         with self._lock:
             self._faults.pop(name, None)
+            self._publish()
 
     def clear(self) -> None:
         """Remove every fault and bring the proxy up."""
         with self._lock:
             self._faults.clear()
+            self._publish()
         self.set_down(False)
+
+    def _publish(self) -> None:
+        """Make the fault set visible to the forwarding threads as one immutable snapshot (lock held)."""
+        self._current = (self._current[0] + 1, list(self._faults.values()))
 
     def set_down(self, down: bool, cut: bool = False) -> None:
         """Down: refuse new connections (and with ``cut``, close the existing ones). Up: accept again."""
@@ -380,10 +422,9 @@ class FaultProxy:
         else:
             self._open()
 
-    def current(self) -> list[tuple[Fault, float]]:
-        """The faults in force, with when each was added."""
-        with self._lock:
-            return list(self._faults.values())
+    def current(self) -> tuple[int, list[tuple[Fault, float]]]:
+        """A version number that changes with every add or remove, and the faults in force (with when added)."""
+        return self._current
 
     @property
     def connections(self) -> int:

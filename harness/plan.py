@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from harness.faults import KINDS as FAULT_KINDS
 from harness.faults import parse_schedule
 
 #: Operation kinds a simulated client performs, in plan order.
@@ -213,6 +214,7 @@ class Shape:
     bad_input: bool = True  # raw lines: invalid UTF-8, NUL and other control bytes
     slow: bool = True  # trickled messages and pauses in reading
     trickle: bool = True  # trickling needs framing (not for raw pfo1)
+    faults: bool = False  # draw a network fault schedule too (runs through the fault proxy)
     ack_safe: bool = False
     max_start: float = 0.3
     max_pause: float = 0.2
@@ -260,9 +262,51 @@ def client_plans(draw: st.DrawFn, shape: Shape) -> ClientPlan:
     return ClientPlan(ops, start, pacing)
 
 
+def _fault(name: str, kind: str) -> st.SearchStrategy[dict[str, Any]]:
+    """One fault of ``kind`` with parameters that disturb but never stall a run for long."""
+    direction = st.sampled_from(["up", "down", "both"])
+    probability = st.sampled_from([0.3, 0.6, 1.0])
+    catalogue: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+        "latency": st.fixed_dictionaries(
+            {"latency": st.floats(0, 0.03).map(_ms), "jitter": st.floats(0, 0.01).map(_ms)}
+        ),
+        "bandwidth": st.fixed_dictionaries({"rate": st.integers(20_000, 200_000)}),
+        "slicer": st.fixed_dictionaries({"size": st.integers(1, 16), "size_jitter": st.integers(0, 4)}),
+        "limit_data": st.fixed_dictionaries({"limit": st.integers(50, 5000)}),
+        "reset_peer": st.fixed_dictionaries({"after": st.floats(0, 0.3).map(_ms)}),
+        "timeout": st.fixed_dictionaries({"close_after": st.floats(0.05, 0.5).map(_ms)}),
+        "slow_close": st.fixed_dictionaries({"linger": st.floats(0, 0.3).map(_ms)}),
+    }
+    params = catalogue[kind]
+    return st.builds(
+        lambda d, p, extra: {"name": name, "kind": kind, "direction": d, "probability": p, **extra},
+        direction,
+        probability,
+        params,
+    )
+
+
+@st.composite
+def fault_schedules(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Up to two faults added and maybe removed, and maybe a short partition."""
+    steps: list[dict[str, Any]] = []
+    kinds = draw(st.lists(st.sampled_from(FAULT_KINDS), max_size=2, unique=True))
+    for i, kind in enumerate(kinds):
+        at = draw(st.floats(0, 0.4).map(_ms))
+        steps.append({"at": at, "action": "add", "fault": draw(_fault(f"f{i}", kind))})
+        if draw(st.booleans()):
+            steps.append({"at": _ms(at + draw(st.floats(0.05, 0.6))), "action": "remove", "name": f"f{i}"})
+    if draw(st.booleans()) and draw(st.booleans()):
+        at = draw(st.floats(0, 0.4).map(_ms))
+        steps.append({"at": at, "action": "down", "cut": draw(st.booleans())})
+        steps.append({"at": _ms(at + draw(st.floats(0.05, 0.4))), "action": "up"})
+    return sorted(steps, key=lambda s: s["at"])
+
+
 @st.composite
 def plans(draw: st.DrawFn, shape: Shape = Shape()) -> Plan:
     """Whole plans within ``shape``."""
     clients = draw(st.lists(client_plans(shape), min_size=1, max_size=shape.max_clients))
     seed = draw(st.integers(0, 2**32 - 1))
-    return Plan(clients, seed)
+    faults = draw(fault_schedules()) if shape.faults else []
+    return Plan(clients, seed, faults=faults)

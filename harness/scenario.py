@@ -218,8 +218,9 @@ def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
             ack_safe=True,
             half_messages=framed,
             trickle=framed,
+            faults=framed,  # a sliced or delayed stream looks like several messages without framing
         )
-    return Shape(max_clients=max_clients, max_ops=max_ops, max_text=max(16, target.max_line - 64))
+    return Shape(max_clients=max_clients, max_ops=max_ops, max_text=max(16, target.max_line - 64), faults=True)
 
 
 def events(outcome: RunOutcome, f: str) -> list[Record]:
