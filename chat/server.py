@@ -470,17 +470,7 @@ class ChatServer:
                 line = p.encode_relay(outcome.id, outcome.fecha_envio, message.remitente, outcome.contenido)
                 relays.append((tag, line))  # type: ignore[arg-type]
         if relays and self.config.relay:
-            with self._lock:
-                members = list(self._members)
-            origins = {s for s, _ in relays}
-            everything = b"".join(line for _, line in relays)
-            for member in members:
-                if member in origins:
-                    data = b"".join(line for s, line in relays if s is not member)
-                    if data:
-                        member.post(data)
-                else:
-                    member.post(everything)
+            self.relay(relays)
         for tag, message, outcome in results:
             session = tag
             assert isinstance(session, Session)
@@ -489,6 +479,20 @@ class ChatServer:
             else:
                 session.post(p.encode_error(outcome.code, outcome.reason, message.id_cliente))
             session.settled()
+
+    def relay(self, relays: Sequence[tuple[Session, bytes]]) -> None:
+        """Send each (origin, line) to every member but its origin: one post per member, never blocking."""
+        with self._lock:
+            members = list(self._members)
+        origins = {s for s, _ in relays}
+        everything = b"".join(line for _, line in relays)
+        for member in members:
+            if member in origins:
+                data = b"".join(line for s, line in relays if s is not member)
+                if data:
+                    member.post(data)
+            else:
+                member.post(everything)
 
     @property
     def client_count(self) -> int:

@@ -21,6 +21,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,27 +267,33 @@ class SimClient:
     def close(self, reason: str) -> None:
         """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
         assert self.sock is not None
-        opts = self.ctx.options
         try:
-            self.pump_until(time.monotonic() + opts.ack_timeout, lambda: not self.outstanding)
-            if self.ended:
-                self._drop("closed by the server")
-                return
-            end_at = self.h.now()
-            self.sock.shutdown(socket.SHUT_WR)
-            self.pump_until(time.monotonic() + opts.close_timeout, lambda: self.ended)
+            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: not self.outstanding)
         except (Broken, OSError) as exc:
             self._drop(f"broken during close: {_why(exc)}")
             return
-        if not self._server_closed():
-            self._drop("server did not close within the close timeout")
+        if self.ended:
+            self._drop("closed by the server")
             return
+        if not self._then_server_closes(reason, lambda: self.sock.shutdown(socket.SHUT_WR)):  # type: ignore[union-attr]
+            self._drop("server did not close within the close timeout")
+
+    def _then_server_closes(self, reason: str, act: Callable[[], object]) -> bool:
+        """Do ``act``, then read until the server closes; record the end. False if it did not close in time."""
+        end_at = self.h.now()
+        try:
+            act()
+            self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: self.ended)
+        except (Broken, OSError) as exc:
+            self._drop(f"broken during {reason}: {_why(exc)}")
+            return True
+        if not self.ended:
+            return False
+        assert self.sock is not None
         self.sock.close()
         self.sock = None
         self._end_record(reason, end_at)
-
-    def _server_closed(self) -> bool:
-        return self.ended
+        return True
 
     def reset(self, reason: str) -> None:
         """Abrupt close with RST."""
@@ -306,21 +313,14 @@ class SimClient:
         if not self._ensure():
             return
         assert self.sock is not None
-        opts = self.ctx.options
         try:
-            self.pump_until(time.monotonic() + opts.ack_timeout, lambda: not self.outstanding)
-            end_at = self.h.now()
-            self.h.add(INFO, "exit", self.index, self.conn, word=spelling or None)
-            self._sendall(self.wire.frame(spelling.encode()) if spelling else self.wire.exit_bytes())
-            self.pump_until(time.monotonic() + opts.close_timeout, lambda: self.ended)
+            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: not self.outstanding)
         except (Broken, OSError) as exc:
             self._drop(f"broken during exit: {_why(exc)}")
             return
-        if self._server_closed():
-            self.sock.close()
-            self.sock = None
-            self._end_record("exit", end_at)
-        else:
+        self.h.add(INFO, "exit", self.index, self.conn, word=spelling or None)
+        word = self.wire.frame(spelling.encode()) if spelling else self.wire.exit_bytes()
+        if not self._then_server_closes("exit", lambda: self._sendall(word)):
             self.h.add(INFO, "exit-ignored", self.index, self.conn)
             self.close("close")
 
@@ -384,18 +384,7 @@ class SimClient:
             self.reset("half-reset")
             return
         self.h.add(INFO, "send", self.index, self.conn, token=token, error="half sent, then FIN", partial=len(half))
-        end_at = self.h.now()
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-            self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: self.ended)
-        except (Broken, OSError) as exc:
-            self._drop(f"broken after a half message: {_why(exc)}")
-            return
-        if self._server_closed():
-            self.sock.close()
-            self.sock = None
-            self._end_record("half-close", end_at)
-        else:
+        if not self._then_server_closes("half-close", lambda: self.sock.shutdown(socket.SHUT_WR)):  # type: ignore[union-attr]
             self._drop("server did not close after a half message and FIN")
 
     def trickle(self, op: Op) -> None:

@@ -100,6 +100,21 @@ class History:
             return len(self.records)
 
 
+def latencies(records: Iterable[Record]) -> list[tuple[float, float, int]]:
+    """(ack time, seconds from the send that got acked to its ack, client) for every acked send."""
+    sent: dict[str, float] = {}
+    out = []
+    for r in records:
+        if r.f != "send":
+            continue
+        token = r.get("token")
+        if r.type == INVOKE:
+            sent[token] = r.time
+        elif r.type == OK and token in sent:
+            out.append((r.time, r.time - sent[token], r.client))
+    return out
+
+
 def load(path: Path) -> list[Record]:
     """Read a ``history.jsonl`` file; raise ValueError naming the bad line."""
     out = []

@@ -137,8 +137,8 @@ class Plan:
         return sum(op.kind in (*TEXT_KINDS, RAW) for c in self.clients for op in c.ops)
 
     def size(self) -> int:
-        """How big the plan is: clients plus operations."""
-        return len(self.clients) + sum(len(c.ops) for c in self.clients)
+        """How big the plan is: clients, operations and fault steps."""
+        return len(self.clients) + sum(len(c.ops) for c in self.clients) + len(self.faults)
 
     @property
     def text_bytes(self) -> int:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from harness.history import INVOKE, OK, Record
+from harness.history import Record, latencies
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
 SHADES = {"shutdown": "#fdd49e", "crash": "#fcbba1", "restart": "#fee391", "db-locked": "#c6dbef", "fault": "#d9d9d9"}
@@ -21,18 +21,9 @@ SHADES = {"shutdown": "#fdd49e", "crash": "#fcbba1", "restart": "#fee391", "db-l
 
 def series(records: Iterable[Record], buckets: int = 120) -> dict[str, Any]:
     """Acks per second and p50/max ack latency (ms), in at most ``buckets`` equal time slices."""
-    sent: dict[str, float] = {}
-    acks: list[tuple[float, float]] = []
-    end = 0.0
-    for r in records:
-        end = max(end, r.time)
-        if r.f != "send":
-            continue
-        token = r.get("token")
-        if r.type == INVOKE:
-            sent[token] = r.time
-        elif r.type == OK and token in sent:
-            acks.append((r.time, r.time - sent[token]))
+    records = list(records)
+    acks = [(t, lat) for t, lat, _ in latencies(records)]
+    end = max((r.time for r in records), default=0.0)
     if end <= 0:
         return {"t": [], "acks_per_s": [], "p50_ms": [], "max_ms": [], "step": 0.0}
     step = max(0.05, end / buckets)

@@ -15,7 +15,7 @@ import platform
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,10 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import plot
-from harness.history import INVOKE, OK, Record
+from harness.history import latencies
 from harness.plan import Plan
 from harness.runner import RunOutcome
-from harness.scenario import ScenarioResult
+from harness.scenario import ScenarioResult, percentile
 from harness.target import Target
 
 SCHEMA = "chat-harness/report"
@@ -48,37 +48,14 @@ def verdict_word(valid: bool | None, applicable: bool = True) -> str:
     return {True: "valid", False: "invalid", None: "unknown"}[valid]
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact nearest-rank percentile of sorted ``values``."""
-    if not values:
-        return None
-    rank = max(1, min(len(values), int(q * len(values) + 0.999999)))
-    return values[rank - 1]
-
-
-def latencies(records: Iterable[Record]) -> list[tuple[float, float]]:
-    """(ack time, seconds from the send that got acked to its ack), for every acked send."""
-    sent: dict[str, float] = {}
-    out = []
-    for r in records:
-        if r.f != "send":
-            continue
-        token = r.get("token")
-        if r.type == INVOKE:
-            sent[token] = r.time
-        elif r.type == OK and token in sent:
-            out.append((r.time, r.time - sent[token]))
-    return out
-
-
-def latency_stats(pairs: Sequence[tuple[float, float]]) -> dict[str, Any]:
-    """Exact p50/p90/p99/max ack latency (ms) and acks per second of (ack time, latency) pairs."""
-    values = sorted(v for _, v in pairs)
+def latency_stats(pairs: Sequence[tuple[float, float, int]]) -> dict[str, Any]:
+    """Exact p50/p90/p99/max ack latency (ms) and acks per second of ``latencies()`` entries."""
+    values = sorted(v for _, v, _ in pairs)
     stats: dict[str, Any] = {"acks": len(values)}
     for name, q in (("p50_ms", 0.50), ("p90_ms", 0.90), ("p99_ms", 0.99), ("max_ms", 1.0)):
         v = percentile(values, q)
         stats[name] = None if v is None else round(v * 1000, 3)
-    span = max(t for t, _ in pairs) - min(t - v for t, v in pairs) if len(pairs) >= 2 else 0
+    span = max(t for t, _, _ in pairs) - min(t - v for t, v, _ in pairs) if len(pairs) >= 2 else 0
     stats["acks_per_s"] = round(len(pairs) / span, 1) if span > 0 else None
     return stats
 
@@ -108,7 +85,8 @@ def replay_command(plan: Path, target: Target) -> str:
 
 def plan_size(plan: Plan) -> dict[str, int]:
     """Clients, operations and text bytes of a plan."""
-    return {"clients": len(plan.clients), "operations": plan.size() - len(plan.clients), "text_bytes": plan.text_bytes}
+    ops = sum(len(c.ops) for c in plan.clients)
+    return {"clients": len(plan.clients), "operations": ops, "fault_steps": len(plan.faults), "text_bytes": plan.text_bytes}
 
 
 def _rel(path: Path | None, base: Path) -> str | None:

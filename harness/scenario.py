@@ -20,12 +20,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.checker import CheckResult, check, merge
-from harness.history import INFO, Record
+from harness.history import INFO, Record, latencies
 from harness.log import LogError, LogReader
 from harness.pbt import SearchOutcome
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
 from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, run_plan
 from harness.target import ServerRun, Target
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Exact nearest-rank percentile of sorted ``values``."""
+    if not values:
+        return None
+    return values[max(1, min(len(values), int(q * len(values) + 0.999999))) - 1]
 
 
 @dataclass
@@ -198,6 +205,18 @@ def acked_after(outcome: RunOutcome, moment: float, clients: range | None = None
             acked.add(r.get("token"))
     later = [t for t, r in first.items() if r.time > moment]
     return sum(t in acked for t in later), len(later)
+
+
+def ack_within(outcome: RunOutcome, q: float, limit: float, clients: range | None = None) -> Check:
+    """A check that the ``q`` quantile of ack latency (of ``clients``) stays under ``limit`` seconds."""
+    values = sorted(lat for _, lat, c in latencies(outcome.records) if clients is None or c in clients)
+    v = percentile(values, q)
+    whose = "normal clients' " if clients is not None else ""
+    return Check(
+        f"{whose}p{round(q * 100)} ack latency stays under {limit:g} s",
+        v is not None and v < limit,
+        f"{v * 1000:.1f} ms" if v is not None else "no acks",
+    )
 
 
 def run_start(outcome: RunOutcome) -> float:

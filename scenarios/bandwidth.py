@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import time
 
-from harness.history import INVOKE, OK
 from harness.plan import Plan
-from harness.report import percentile
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, events, fault, run, start_marker
+from harness.scenario import (
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    ack_within,
+    chatter,
+    conclude,
+    fault,
+    run,
+    start_marker,
+)
 from harness.target import Target
 from scenarios.registry import register
 
@@ -34,22 +42,10 @@ class Bandwidth:
             chatter(ctx.n(10), messages=20, pause=0.05, rng=ctx.rng(self.name), text=text), ctx.seed, self.name, steps
         )
         outcome = run(ctx, plan, "narrow")
-        sent, lat = {}, []
-        for r in events(outcome, "send"):
-            if r.type == INVOKE:
-                sent[r.get("token")] = r.time
-            elif r.type == OK and r.get("token") in sent:
-                lat.append(r.time - sent[r.get("token")])
         narrowed = sum(1 for r in outcome.records if r.f == "fault-event" and r.get("applies"))
-        lat.sort()
-        p50 = percentile(lat, 0.5)
         checks = [
             Check("some connections were narrowed", narrowed > 0, f"{narrowed} connections"),
-            Check(
-                f"the median ack stays under {SLOW_ACK:g} s",
-                p50 is not None and p50 < SLOW_ACK,
-                f"p50 {p50 * 1000:.0f} ms" if p50 is not None else "no acks",
-            ),
+            ack_within(outcome, 0.5, SLOW_ACK),
         ]
         return conclude(self, ctx, t0, [outcome], checks)
 

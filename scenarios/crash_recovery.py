@@ -6,7 +6,7 @@ import time
 
 from harness.history import INFO
 from harness.plan import Plan
-from harness.runner import NemesisContext
+from harness.runner import NemesisContext, RunOutcome
 from harness.scenario import (
     Check,
     ScenarioContext,
@@ -55,19 +55,22 @@ class CrashRecovery:
         """Any server."""
         return None
 
+    clean = False  # stop with SIGKILL (Restart stops the target's polite way)
+
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
-        """Kill mid-load, restart, finish the load."""
+        """Stop mid-load, restart at once, finish the load."""
         t0 = time.monotonic()
         start_marker(ctx, self.name)
         plan = Plan(chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
-        outcome = run(ctx, plan, "crash", nemesis=lambda n: kill_and_restart(n, 0.8))
+        how = ctx.target.stop if self.clean else None
+        outcome = run(ctx, plan, self.name, nemesis=lambda n: kill_and_restart(n, 0.8, clean=how))
         return conclude(self, ctx, t0, [outcome], restart_checks(outcome))
 
 
-def restart_checks(outcome: object) -> list[Check]:
+def restart_checks(outcome: RunOutcome) -> list[Check]:
     """Did the stop happen under load, and did the server come back?"""
-    restarted = events(outcome, "nemesis")  # type: ignore[arg-type]
-    failed = [r for r in events(outcome, "server") if r.get("event") == "restart-failed"]  # type: ignore[arg-type]
+    restarted = events(outcome, "nemesis")
+    failed = [r for r in events(outcome, "server") if r.get("event") == "restart-failed"]
     return [
         Check("the server was stopped under load", bool(restarted), "" if restarted else "the clients finished first"),
         Check("it started again on the same port and log", not failed, str(failed[0].get("error")) if failed else ""),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from harness.plan import EXIT, SEND, ClientPlan, Op, Plan
 from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
@@ -37,7 +38,8 @@ class ExitWord:
             )
             for i in range(ctx.n(6))
         ]
-        outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "exit")
+        options = replace(ctx.config.options, close_timeout=2.0)  # a server that ignores the word keeps us waiting
+        outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "exit", options=options)
         exits = len(events(outcome, "exit"))
         ignored = len(events(outcome, "exit-ignored"))
         polite = sum(r.get("reason") == "exit" for r in events(outcome, "conn-end"))

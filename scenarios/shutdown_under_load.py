@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from harness.plan import Plan
+from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
 from harness.runner import NemesisContext
 from harness.scenario import (
     Check,
@@ -46,7 +46,13 @@ class ShutdownUnderLoad:
                 if n.wait(STOP_AFTER):
                     stop_and_record(n, method)
 
-            plan = Plan(chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(method)), seed=ctx.seed, name=self.name)
+            # Chatty clients, and a few idle ones that are still connected when the stop comes.
+            idle = [
+                ClientPlan([Op(SEND, "then quiet"), Op(PAUSE, seconds=STOP_AFTER + 2 * ctx.target.deadline)])
+                for _ in range(3)
+            ]
+            clients = chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(method)) + idle
+            plan = Plan(clients, seed=ctx.seed, name=self.name)
             outcome = run(ctx, plan, method, nemesis=nemesis)
             runs.append(outcome)
             stopped = events(outcome, "shutdown")

@@ -6,8 +6,7 @@ import time
 
 from harness.history import INVOKE, OK
 from harness.plan import NO_READ, RESET, SEND, TRICKLE, ClientPlan, Op, Plan
-from harness.report import percentile
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, events, run, start_marker
+from harness.scenario import Check, ScenarioContext, ScenarioResult, ack_within, conclude, events, run, start_marker
 from harness.target import Target
 from scenarios.registry import register
 
@@ -28,34 +27,30 @@ class SlowClients:
         """Chatters' acks must stay fast while slow clients linger."""
         t0 = time.monotonic()
         start_marker(ctx, self.name)
-        n = ctx.n(12)
-        chatters = chatter(n, messages=15, pause=0.1, rng=ctx.rng(self.name))
+        n = ctx.n(8)
+        # Enough traffic (bursts of large messages, about 5 MB relayed to each client) that what piles up
+        # for a client that stops reading outgrows the kernel's socket buffers (about 4 MB here).
+        size = min(3500, ctx.target.max_line - 100) if ctx.target.protocol == "chat" else 900
+        pipelined = ctx.target.protocol == "chat"
+        chatters = [
+            ClientPlan([Op(SEND, "x" * size + f" {i}", pipelined=pipelined and i % 5 != 4) for i in range(200)])
+            for _ in range(n)
+        ]
         # Trickling needs framing: without it (raw pfo1) every byte is a message by definition.
         framed = ctx.target.protocol == "chat" or ctx.target.pfo1.framing != "raw"
         tricklers = [
             ClientPlan([Op(TRICKLE, "despacito ñandú 😀", seconds=0.02), Op(SEND, "after the trickle")])
             for _ in range(3 if framed else 0)
         ]
-        deaf = [ClientPlan([Op(SEND, "I stop reading now"), Op(NO_READ, seconds=2.5), Op(RESET)]) for _ in range(3)]
+        deaf = [ClientPlan([Op(SEND, "I stop reading now"), Op(NO_READ, seconds=4.0), Op(RESET)]) for _ in range(3)]
         plan = Plan(chatters + tricklers + deaf, seed=ctx.seed, name=self.name)
         outcome = run(ctx, plan, "slow")
-        invoked, latencies = {}, []
-        for r in events(outcome, "send"):
-            if r.client < n:
-                if r.type == INVOKE:
-                    invoked[r.get("token")] = r.time
-                elif r.type == OK and r.get("token") in invoked:
-                    latencies.append(r.time - invoked[r.get("token")])
-        latencies.sort()
-        sent = len(invoked)
-        p99 = percentile(latencies, 0.99)
+        normal = range(n)
+        sent = sum(1 for r in events(outcome, "send") if r.type == INVOKE and r.client in normal)
+        acked = sum(1 for r in events(outcome, "send") if r.type == OK and r.client in normal)
         checks = [
-            Check("every normal client's message is acknowledged", len(latencies) == sent, f"{len(latencies)}/{sent}"),
-            Check(
-                f"normal clients' p99 ack latency stays under {SLOW_ACK:g} s",
-                p99 is not None and p99 < SLOW_ACK,
-                f"p99 {p99 * 1000:.1f} ms" if p99 is not None else "no acks",
-            ),
+            Check("every normal client's message is acknowledged", acked == sent, f"{acked}/{sent}"),
+            ack_within(outcome, 0.99, SLOW_ACK, normal),
         ]
         return conclude(self, ctx, t0, [outcome], checks)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from mutants.zoo import mutant
 from support import wait_for
 
 from harness.clients import Options
@@ -22,20 +23,11 @@ from harness.scenario import shape_for
 from harness.target import Target, can_connect, reference
 
 ROOT = Path(__file__).resolve().parent.parent
-BROKEN = Path(__file__).resolve().parent / "broken"
 
 
 def broken(name: str) -> Target:
-    """The reference command line, run through one of the deliberately broken servers."""
-    ref = reference()
-    return replace(ref, name=name, command=("{python}", str(BROKEN / f"{name}.py"), *ref.command[3:]))
-
-
-def target_file(tmp_path: Path, target: Target) -> Path:
-    command = ", ".join(json.dumps(c) for c in target.command)
-    path = tmp_path / f"{target.name}.toml"
-    path.write_text(f'name = "{target.name}"\ncommand = [{command}]\n[log]\nts = "fecha_envio"\n', encoding="utf-8")
-    return path
+    """One of the deliberately broken servers of the mutant zoo."""
+    return mutant(name).target()
 
 
 def busy_plan(clients: int) -> Plan:
@@ -83,7 +75,7 @@ def test_broken_servers_are_caught_and_shrunk(tmp_path: Path, name: str, expecte
     found = search(
         target,
         tmp_path,
-        shape_for(target, max_clients=6),
+        replace(shape_for(target, max_clients=6), faults=False),  # plan shrinking here, fault schedules elsewhere
         seed=2026,
         max_examples=40,
         budget=60,
@@ -153,7 +145,7 @@ def test_cli_run_writes_a_valid_report(tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes_replay_and_check_on_a_broken_server(tmp_path: Path) -> None:
-    target = target_file(tmp_path, broken("drop_some"))
+    target = mutant("drop_some").target_file
     proc = harness_cli(
         "run",
         "--target",

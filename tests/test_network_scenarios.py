@@ -3,22 +3,19 @@ test_scenarios)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from mutants.zoo import mutant
 
 from harness.plot import windows
 from harness.scenario import ScenarioContext
-from harness.target import Target, reference
+from harness.target import Target
 from scenarios.registry import load
-
-BROKEN = Path(__file__).resolve().parent / "broken"
 
 
 def broken(name: str) -> Target:
-    ref = reference()
-    return replace(ref, name=name, command=("{python}", str(BROKEN / f"{name}.py"), *ref.command[3:]))
+    return mutant(name).target()
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""The zoo: variants of the reference server, each with one realistic defect (see zoo.py)."""
