@@ -64,6 +64,7 @@ class Fault:
     linger: float = 0.0
 
     def __post_init__(self) -> None:
+        """Refuse unknown kinds, directions and probabilities."""
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r} (one of {', '.join(KINDS)})")
         if self.direction not in DIRECTIONS:

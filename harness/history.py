@@ -92,10 +92,12 @@ class History:
                 self._out = None
 
     def __iter__(self) -> Iterator[Record]:
+        """A snapshot of the records."""
         with self._lock:
             return iter(list(self.records))
 
     def __len__(self) -> int:
+        """How many records."""
         with self._lock:
             return len(self.records)
 

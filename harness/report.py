@@ -86,7 +86,12 @@ def replay_command(plan: Path, target: Target) -> str:
 def plan_size(plan: Plan) -> dict[str, int]:
     """Clients, operations and text bytes of a plan."""
     ops = sum(len(c.ops) for c in plan.clients)
-    return {"clients": len(plan.clients), "operations": ops, "fault_steps": len(plan.faults), "text_bytes": plan.text_bytes}
+    return {
+        "clients": len(plan.clients),
+        "operations": ops,
+        "fault_steps": len(plan.faults),
+        "text_bytes": plan.text_bytes,
+    }
 
 
 def _rel(path: Path | None, base: Path) -> str | None:

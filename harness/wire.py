@@ -98,6 +98,7 @@ class ChatDecoder(Decoder):
     """Newline-framed lines of the reference protocol."""
 
     def __init__(self) -> None:
+        """Start with nothing buffered."""
         self._buf = b""
 
     def feed(self, data: bytes) -> list[Reply]:
@@ -147,6 +148,7 @@ class Pfo1Decoder(Decoder):
     KEEP = 4096
 
     def __init__(self, ack: re.Pattern[str]) -> None:
+        """Count matches of ``ack``."""
         self.ack = ack
         self._text = ""
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
