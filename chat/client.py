@@ -35,7 +35,7 @@ class Outstanding:
 
     def __init__(self, session: str | None = None) -> None:
         """Start an empty record; ``session`` prefixes every client message id."""
-        self.session = session or secrets.token_hex(4)
+        self.session = session or secrets.token_hex(8)  # ids are unique per address for ever: make clashes unlikely
         self._seq = 0
         self.unacked: dict[str, str] = {}
         self.acked = 0
@@ -107,6 +107,8 @@ class ChatClient:
         self._lost = threading.Event()
         self._bye = threading.Event()
         self._retry_due: list[tuple[float, str]] = []
+        self._parser = p.ServerStreamParser(self.max_line)
+        self._recoveries = 0  # reconnections since the last acknowledgement
         self.closed_reason = ""
 
     def say(self, text: str) -> None:
@@ -131,7 +133,12 @@ class ChatClient:
         if pending:
             self.say(f"resending {len(pending)} unacknowledged message(s)")
         for cid, text in pending:
-            self._send(p.encode_message(text, cid, self.max_line))
+            try:
+                self._send(p.encode_message(text, cid, self.max_line))
+            except ValueError as exc:  # the server now takes shorter lines
+                self.say(f"not sent again: {exc}")
+                with self._settled:
+                    self.state.give_up(cid)
 
     def close(self) -> None:
         """Close the connection and join the reader."""
@@ -157,9 +164,12 @@ class ChatClient:
     def recover(self) -> bool:
         """After a lost connection: reconnect and resend if retries are allowed; False otherwise."""
         self.close()
-        if self.retries <= 0:
+        if self._recoveries >= self.retries:  # a server that accepts and drops us must not keep us looping
             return False
-        self.say(f"connection lost ({self.closed_reason or 'closed'}); reconnecting")
+        self._recoveries += 1
+        self.say(
+            f"connection lost ({self.closed_reason or 'closed'}); reconnecting ({self._recoveries}/{self.retries})"
+        )
         try:
             self.open()
         except OSError as exc:
@@ -218,7 +228,7 @@ class ChatClient:
     # -- the reader thread -----------------------------------------------------------
 
     def _read(self, sock: socket.socket) -> None:
-        parser = p.ServerStreamParser(self.max_line)
+        parser = self._parser = p.ServerStreamParser(self.max_line)
         reason = "closed by the server"
         try:
             while True:
@@ -244,6 +254,7 @@ class ChatClient:
             with self._settled:
                 self.state.acknowledge(event.cid)
                 self._settled.notify_all()
+            self._recoveries = 0
             dup = " (already stored)" if event.duplicate else ""
             self._print(f"{p.ACK_PREFIX} {event.ts} (id {event.row}){dup}")
         elif isinstance(event, p.Relay):
@@ -263,6 +274,7 @@ class ChatClient:
             self.say(f"server error ({event.code}): {event.detail}")
         elif isinstance(event, p.Hello):
             self.max_line = event.max_line
+            self._parser.resize(event.max_line)
             self.say(f"connected to {self.host}:{self.port} as {event.you}; type messages, 'éxito' to leave")
         elif isinstance(event, p.Bye):
             self._bye.set()

@@ -39,8 +39,8 @@ ID_COMMAND = "/id"
 ACK_PREFIX = "Mensaje recibido:"
 
 CID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-# C0 controls other than TAB, and DEL, are refused: they are never part of a chat message.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters (C0 other than TAB, DEL and C1) are refused: they are never part of a chat message.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0 but TAB, DEL, C1
 
 # Error codes (the word after ERROR).
 E_TOO_LONG = "too-long"
@@ -85,10 +85,11 @@ class Quit:
 
 @dataclass(frozen=True)
 class ProtocolError:
-    """A client line that cannot be accepted; the server answers ``ERROR code detail``."""
+    """A client line that cannot be accepted; the server answers ``ERROR code [cid=CID] detail``."""
 
     code: str
     detail: str
+    cid: str | None = None  # the /id the line carried, when it could be read
 
 
 ClientEvent = Message | Quit | ProtocolError
@@ -252,7 +253,9 @@ def parse_client_line(line: bytes | LineTooLong) -> ClientEvent:
     elif is_exit_word(text):
         return Quit()
     problem = text_problem(text)
-    return problem if problem else Message(text, cid)
+    if problem:
+        return ProtocolError(problem.code, problem.detail, cid)
+    return Message(text, cid)
 
 
 class ClientStreamParser:
@@ -365,6 +368,10 @@ class ServerStreamParser:
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         """Create a parser for a server whose client lines are at most ``max_line`` bytes."""
         self.framer = LineFramer(max_line + SERVER_LINE_OVERHEAD)
+
+    def resize(self, max_line: int) -> None:
+        """The server announced its line limit (in HELLO): accept relays of messages that long."""
+        self.framer.max_line = max_line + SERVER_LINE_OVERHEAD
 
     def feed(self, data: bytes) -> list[ServerEvent]:
         """Take the next chunk from the server; return the events it completes."""

@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import socket
+import sqlite3
 import stat
 import sys
 import threading
@@ -104,7 +105,8 @@ class Outbox:
     ``post`` first writes straight to the socket without blocking: the usual case, a client
     that keeps up, needs no other thread. Whatever does not fit is queued, and the first time
     that happens ``on_backlog`` is called to start the session's sender thread, the only one
-    that ever blocks on this client (and only up to the send timeout).
+    that ever blocks on this client (and only up to the send timeout). Everything posted is
+    whole lines, and the stream stays line-aligned even when a lagging client is dropped.
     """
 
     def __init__(self, sock: socket.socket, limit: int, on_backlog: Callable[[], None]) -> None:
@@ -117,7 +119,8 @@ class Outbox:
         self._chunks: deque[bytes] = deque()
         self._size = 0
         self._sending = False  # the sender thread is writing chunks it took
-        self._sender = False  # on_backlog was called
+        self._mid_line = False  # the first queued chunk starts in the middle of a line
+        self.sender_requested = False  # on_backlog was called
         self._closed = False
 
     def _write_now(self, data: bytes) -> bytes:
@@ -128,6 +131,8 @@ class Outbox:
             return data
         except OSError:
             return b""  # connection broken: the reader will see it and end the session
+        if 0 < sent < len(data):
+            self._mid_line = data[sent - 1 : sent] != b"\n"
         return data[sent:]
 
     def _queue(self, data: bytes) -> bool:
@@ -135,11 +140,15 @@ class Outbox:
         self._chunks.append(data)
         self._size += len(data)
         self._cond.notify()
-        start, self._sender = not self._sender, True
+        start, self.sender_requested = not self.sender_requested, True
         return start
 
     def post(self, data: bytes) -> bool:
-        """Send or queue ``data``; False if it would exceed the limit. Posts after ``close`` are dropped."""
+        """Send or queue ``data``; False if the client is already behind by more than the limit.
+
+        One post is always accepted when nothing is queued (a large history or relay batch for a
+        client that keeps up); posts after ``close`` are dropped.
+        """
         with self._cond:
             if self._closed:
                 return True
@@ -147,7 +156,7 @@ class Outbox:
                 data = self._write_now(data)
                 if not data:
                     return True
-            if self._size + len(data) > self.limit:
+            elif self._size + len(data) > self.limit:
                 return False
             start = self._queue(data)
         if start:
@@ -155,15 +164,19 @@ class Outbox:
         return True
 
     def close(self, final: bytes = b"", discard: bool = False) -> None:
-        """Accept nothing more; ``final`` is sent last (``discard`` drops what is still queued)."""
+        """Accept nothing more; ``final`` is sent last (``discard`` drops what is queued, keeping lines whole)."""
         start = False
         with self._cond:
             if self._closed:
                 return
             self._closed = True
             if discard:
+                head = self._chunks[0] if self._chunks and self._mid_line else b""
                 self._chunks.clear()
                 self._size = 0
+                if head:  # finish the line already half sent, so the final line stands on its own
+                    self._chunks.append(head[: head.find(b"\n") + 1] or head)
+                    self._size = len(self._chunks[0])
             if final and not self._chunks and not self._sending:
                 final = self._write_now(final)
             if final:
@@ -189,6 +202,7 @@ class Outbox:
                 size += len(out[-1])
             self._size -= size
             self._sending = True
+            self._mid_line = False
             return b"".join(out)
 
     def sent(self) -> None:
@@ -215,6 +229,8 @@ class Session:
         self._final: bytes = b""
         self.reader = threading.Thread(target=self._read, name=f"read {self.name}", daemon=True)
         self.sender: threading.Thread | None = None
+        self._sender_ready = threading.Event()  # set once a requested sender has started (or failed to)
+        self.left = False  # no longer a relay member (guarded by the server's lock)
 
     def start(self) -> None:
         """Start serving the client."""
@@ -228,8 +244,10 @@ class Session:
             log.warning("%s: cannot start a sender thread; dropping it", self.name)
             self.outbox.close(discard=True)
             self.interrupt()
-            return
-        self.sender = sender
+        else:
+            self.sender = sender
+        finally:
+            self._sender_ready.set()
 
     def threads(self) -> list[threading.Thread]:
         """The session's threads."""
@@ -297,7 +315,7 @@ class Session:
                         self._final = p.encode_bye("goodbye")
                         return
                     else:
-                        self._answer_in_order(p.encode_error(event.code, event.detail))
+                        self._answer_in_order(p.encode_error(event.code, event.detail, event.cid))
         finally:
             self._finish(reset)
 
@@ -319,7 +337,9 @@ class Session:
             self.settled()
 
         if not self.server.writer.call(answer, timeout=self.server.config.ack_wait):
-            answer(self.server.store)
+            # Overloaded: only "busy" may jump the queue (docs/protocol.md); the line is not stored either way.
+            self.post(p.encode_error(p.E_BUSY, "server overloaded: not stored, send again"))
+            self.settled()
 
     def _finish(self, reset: bool) -> None:
         server = self.server
@@ -336,8 +356,10 @@ class Session:
         if server.stopping.is_set() and not self._final:
             self._final = p.encode_error(p.E_SHUTDOWN, "server shutting down")
         self.outbox.close(self._final)
-        if self.sender is not None:
-            self.sender.join(server.config.send_timeout + 1)
+        if self.outbox.sender_requested:  # started on another thread: wait for it to exist, then to finish
+            self._sender_ready.wait(5)
+            if self.sender is not None:
+                self.sender.join(server.config.send_timeout + 1)
         try:
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_WR)  # a clean end of stream after the last line
@@ -435,21 +457,29 @@ class ChatServer:
         """On the writer thread: add a new client to the relay, greet it, replay history.
 
         Greeting from here means that once a client reads HELLO, every message committed after
-        that is relayed to it: nothing falls between joining and the first relay.
+        that is relayed to it: nothing falls between joining and the first relay. A client that
+        already left (it closed before the writer got here) is not added.
         """
         with self._lock:
+            if session.left:
+                return
             self._members.append(session)
         session.post(p.encode_hello(session.name, self.config.max_line))
         if self.config.history:
-            rows = store.recent(self.config.history)
+            try:
+                rows = store.recent(self.config.history)
+            except sqlite3.Error as exc:
+                log.warning("%s: no history replayed: %s", session.name, exc)
+                return
             if rows:
                 session.post(
                     b"".join(p.encode_relay(r.id, r.fecha_envio, r.remitente, r.contenido, history=True) for r in rows)
                 )
 
     def leave(self, session: Session) -> None:
-        """Stop relaying to a session."""
+        """Stop relaying to a session (for good: a join still queued for it will not add it)."""
         with self._lock:
+            session.left = True
             if session in self._members:
                 self._members.remove(session)
 
@@ -503,9 +533,13 @@ class ChatServer:
     # -- shutdown --------------------------------------------------------------------
 
     def shutdown(self) -> bool:
-        """Stop accepting, settle in-flight messages, tell clients, join every thread; True if clean."""
+        """Stop accepting, settle in-flight messages, tell clients, join every thread; True if clean.
+
+        Takes at most ``shutdown_budget`` seconds for the polite part and about 0.4 s more.
+        """
         self.deadline = time.monotonic() + self.config.shutdown_budget
         self.stopping.set()
+        self.writer.refuse_new()  # wakes readers waiting for room in the writer's queue
         self._accept.join(0.5)
         self.listener.close()
         with self._lock:
@@ -517,8 +551,9 @@ class ChatServer:
         late = [s for s in sessions if s.reader.is_alive()]
         for s in late:  # e.g. a client that stopped reading: stop trying to send to it
             s.abort()
+        hard = time.monotonic() + 0.2
         for s in late:
-            s.reader.join(0.2)
+            s.reader.join(max(0.0, hard - time.monotonic()))
         clean = self.writer.stop(timeout=0.2) and not self._accept.is_alive()
         if clean:
             self.store.close()  # only when no thread can touch the connection any more

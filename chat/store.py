@@ -9,8 +9,11 @@ arrived while the previous commit was running.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +33,9 @@ CREATE TABLE IF NOT EXISTS mensajes (
 EXTRA_COLUMNS = {"puerto_cliente": "INTEGER", "remitente": "TEXT", "id_cliente": "TEXT"}
 REQUIRED_COLUMNS = ("id", "contenido", "fecha_envio", "ip_cliente")
 INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS mensajes_id_cliente ON mensajes (ip_cliente, id_cliente)"
+
+
+log = logging.getLogger("chat.store")
 
 
 class StoreError(Exception):
@@ -148,7 +154,8 @@ class Store:
             c.execute("COMMIT")
         except sqlite3.Error as exc:
             if c.in_transaction:
-                c.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
             return [Rejected("store", f"write failed ({exc}); not stored, send again")] * len(items)
         return out
 
@@ -201,6 +208,7 @@ class Writer:
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._items: list[object] = []
+        self._refusing = False
         self._thread = threading.Thread(target=self._run, name="chat-writer", daemon=True)
         self.error: BaseException | None = None
 
@@ -208,11 +216,15 @@ class Writer:
         """Start the writer thread."""
         self._thread.start()
 
-    def _put(self, item: object, timeout: float) -> bool:
+    def _put(self, item: object, timeout: float, stop: bool = False) -> bool:
         with self._lock:
+            if self._refusing and not stop:
+                return False
             if len(self._items) >= self.max_queue and not self._not_full.wait_for(
-                lambda: len(self._items) < self.max_queue, timeout
+                lambda: len(self._items) < self.max_queue or (self._refusing and not stop), timeout
             ):
+                return False
+            if self._refusing and not stop:
                 return False
             self._items.append(item)
             if len(self._items) == 1:
@@ -227,11 +239,18 @@ class Writer:
         """Run ``fn(store)`` on the writer thread, after everything queued before it."""
         return self._put(fn, timeout)
 
+    def refuse_new(self) -> None:
+        """Accept no more work (what is queued still gets done); wakes everyone waiting for room."""
+        with self._lock:
+            self._refusing = True
+            self._not_full.notify_all()
+
     def stop(self, timeout: float) -> bool:
         """Finish what is queued, then stop; True if the thread ended within ``timeout``."""
-        if not self._put(_STOP, timeout):
+        deadline = time.monotonic() + timeout
+        if not self._put(_STOP, timeout, stop=True):
             return False
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
         return not self._thread.is_alive()
 
     def _run(self) -> None:
@@ -260,7 +279,10 @@ class Writer:
                 if item is _STOP:
                     return
                 if callable(item):
-                    item(self.store)
+                    try:
+                        item(self.store)
+                    except sqlite3.Error as exc:  # one failed read must not stop every write after it
+                        log.warning("writer: %s", exc)
             if batch:
                 self._commit(batch)
 

@@ -174,6 +174,7 @@ class Checker:
         self.row_by_id: dict[int, Row] = {r.id: r for r in self.rows}
         token = rf"\[({re.escape(self.run_id)}\.\d+\.\d+)\]" if self.run_id else r"\[([0-9a-z]+\.\d+\.\d+)\]"
         self.token_re = re.compile(token)
+        self.foreign_re = re.compile(r"^\s*\[[0-9a-f]{6}\.\d+\.\d+\]")  # a token of another run on a reused server
 
     def add(self, kind: str, invariant: int, message: str, **kw: Any) -> None:
         """Record an anomaly."""
@@ -207,12 +208,16 @@ class Checker:
 
     def _check_rows(self) -> None:
         phantoms_examined = 0
+        foreign = 0
         for row in self.rows:
             content = row.content
             if content is None or not content.strip():
                 self.add("empty-row", 3, f"row {row.id} is empty", rows=[_row(row)])
                 continue
             tokens = self.token_re.findall(content)
+            if not tokens and self.foreign_re.match(content):
+                foreign += 1  # a late message of an earlier run against the same server
+                continue
             if not tokens:
                 kind, why = "phantom", f"row {row.id} matches no message any client sent"
                 exit_words = {"éxito", "exito", "/quit"}
@@ -254,6 +259,21 @@ class Checker:
             if distinct[0] not in self.messages:
                 self.add(
                     "phantom", 3, f"row {row.id} carries token {distinct[0]} that no client sent", rows=[_row(row)]
+                )
+        if foreign:
+            self.notes.append(f"{foreign} row(s) from earlier runs against the same server were ignored")
+
+    def _check_stray_acks(self) -> None:
+        """An ack for nothing outstanding: twice for one message, for an unknown id, or an extra reply."""
+        for rec in self.records:
+            if rec.f == "stray-ack":
+                self.add(
+                    "stray-ack",
+                    6,
+                    f"connection {rec.conn} got an ack it did not wait for: {rec.get('line')}",
+                    token=rec.get("token"),
+                    client=rec.client,
+                    history=[rec.index],
                 )
 
     def _check_messages(self) -> Counts:
@@ -302,7 +322,7 @@ class Checker:
                     rows=[_row(row)],
                 )
                 continue
-            if m.failed:
+            if m.failed and len(m.invokes) == 1:  # resent: the stored row may come from an earlier send
                 codes = ", ".join(str(f.get("code")) for f in m.fails)
                 self.add(
                     "error-but-stored",
@@ -369,9 +389,13 @@ class Checker:
     # -- invariant 5 -------------------------------------------------------------------
 
     def _check_order(self) -> None:
+        # Only messages sent on a single connection: a resent one may have been stored from either send.
+        conns: dict[str, set[int]] = defaultdict(set)
+        for m in self.messages.values():
+            conns[m.token] = {i.conn for i in m.invokes}
         by_conn: dict[int, list[Record]] = defaultdict(list)
         for rec in self.records:
-            if rec.f == "send" and rec.type == INVOKE and not rec.get("partial"):
+            if rec.f == "send" and rec.type == INVOKE and not rec.get("partial") and len(conns[rec.get("token")]) == 1:
                 by_conn[rec.conn].append(rec)
         for conn, invokes in by_conn.items():
             last_id, last_rec = -1, None
@@ -609,6 +633,7 @@ class Checker:
             counts = self._check_messages()
             self._check_order()
             statuses[7] = self._check_delivery()
+        self._check_stray_acks()
         self._check_audits()
         statuses[8] = self._check_liveness()
         statuses[9] = self._check_shutdown()

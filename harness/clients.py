@@ -47,8 +47,8 @@ from harness.plan import (
 from harness.wire import ACK, BYE, ERROR, HELLO, RELAY, Wire
 
 RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}: close() sends RST
-#: Errors that answer one line (in order); the message they answer was not stored.
-LINE_ERRORS = frozenset({"too-long", "bad-utf8", "bad-char", "empty", "bad-command", "bad-id"})
+#: Errors about the connection rather than one line; every other error answers one line, in order.
+CONNECTION_ERRORS = frozenset({"full", "idle", "slow", "shutdown"})
 
 
 def token_text(run_id: str, client: int, seq: int, body: str) -> tuple[str, str]:
@@ -216,7 +216,7 @@ class SimClient:
             self.hello_at = self.h.now()
         self.h.add(OK, "connect", self.index, self.conn, port=port)
         if self.wire.ids and self.unacked:
-            self._transmit(list(self.unacked.items()), resend=True)
+            return self._transmit(list(self.unacked.items()), resend=True)
         return True
 
     def _open(self, timeout: float) -> socket.socket:
@@ -224,12 +224,16 @@ class SimClient:
         if self.ctx.proxy is None:
             return socket.create_connection((self.ctx.host, self.ctx.port), timeout=timeout)
         sock = socket.socket(socket.AF_INET6 if ":" in self.ctx.host else socket.AF_INET)
+        port = 0
         try:
             sock.bind((self.ctx.host, 0))
-            self.ctx.proxy.register(sock.getsockname()[1], f"{self.index}.{self.connects}")
+            port = sock.getsockname()[1]
+            self.ctx.proxy.register(port, f"{self.index}.{self.connects}")
             sock.settimeout(timeout)
             sock.connect((self.ctx.host, self.ctx.port))
         except OSError:
+            if port:
+                self.ctx.proxy.unregister(port)  # the port may be reused by another connection
             sock.close()
             raise
         return sock
@@ -489,7 +493,7 @@ class SimClient:
         elif kind == ERROR:
             self.last_error = f"{reply.code} {reply.text}".strip()
             token = reply.cid
-            if token is None and reply.code in LINE_ERRORS:
+            if token is None and reply.code not in CONNECTION_ERRORS:
                 token = next(iter(self.outstanding), None)
             if token is not None and token in self.outstanding:
                 self.outstanding.pop(token)

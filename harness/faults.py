@@ -42,6 +42,7 @@ DIRECTIONS = (UP, DOWN, "both")
 BUFFER_LIMIT = 4 << 20  # bytes held per direction before the proxy stops reading
 RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 POLL = 0.05
+SEND_TIMEOUT = 60.0  # a peer that stops reading is the peer's business, not a fault of the proxy's
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,12 @@ class _Link:
 
     def applies(self, fault: Fault) -> bool:
         """Whether ``fault`` acts on this connection (decided once, from the seed)."""
-        if fault.name not in self.decided:
-            yes = self.rng(fault, "applies").random() < fault.probability
-            self.decided[fault.name] = yes
-            self.proxy.decision(self, fault, yes)
-        return self.decided[fault.name]
+        with self._lock:
+            if fault.name in self.decided:
+                return self.decided[fault.name]
+            yes = self.decided[fault.name] = self.rng(fault, "applies").random() < fault.probability
+        self.proxy.decision(self, fault, yes)
+        return yes
 
     def active(self, direction: str) -> list[tuple[Fault, float]]:
         """The faults acting on this connection in ``direction``, with when each was added."""
@@ -198,6 +200,8 @@ class _Pipe:
                     self._pass_close(faults)
                     return
                 self._read(faults, black_hole)
+        except ConnectionResetError:
+            link.reset()  # pass a reset on as a reset, not as a polite close
         except OSError:
             link.close()
         finally:
@@ -216,7 +220,7 @@ class _Pipe:
         if self.link.active(self.direction):  # a fault arrived while we waited: it applies to this data
             self._enqueue(data)
             return True
-        self.dst.settimeout(10.0)
+        self.dst.settimeout(SEND_TIMEOUT)
         self.dst.sendall(data)
         self.sent += len(data)
         return True
@@ -294,7 +298,7 @@ class _Pipe:
         if bandwidth is not None and bandwidth.rate > 0:
             step = max(1, bandwidth.rate // 20)  # about 50 ms of data at a time
             pieces = [p[i : i + step] for p in pieces for i in range(0, len(p), step)]
-        self.dst.settimeout(10.0)
+        self.dst.settimeout(SEND_TIMEOUT)
         for i, piece in enumerate(pieces):
             pause = slicer.delay if slicer is not None else 0.0
             if bandwidth is not None and bandwidth.rate > 0 and i:
@@ -384,6 +388,11 @@ class FaultProxy:
         """Name the connection that will come from ``source_port`` (a simulated client's socket)."""
         with self._lock:
             self._keys[source_port] = key
+
+    def unregister(self, source_port: int) -> None:
+        """Forget a registration whose connection never arrived."""
+        with self._lock:
+            self._keys.pop(source_port, None)
 
     def add(self, fault: Fault) -> None:
         """Add (or replace) a fault; it acts on new and existing connections."""

@@ -8,11 +8,8 @@ expectations of its own (``Check``) to the ten invariants: "a second instance ex
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -25,7 +22,7 @@ from harness.log import LogError, LogReader
 from harness.pbt import SearchOutcome
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
 from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, run_plan
-from harness.target import ServerRun, Target
+from harness.target import Target
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -252,36 +249,6 @@ def events(outcome: RunOutcome, f: str) -> list[Record]:
 # ---------------------------------------------------------------------------
 
 
-def rebindable(host: str, port: int) -> bool:
-    """Whether a new server could listen on ``host:port`` right now (SO_REUSEADDR, as servers restart)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-            s.listen(1)
-        except OSError:
-            return False
-    return True
-
-
-def integrity(path: Path) -> str:
-    """``PRAGMA integrity_check`` of a database file (``ok`` when sound)."""
-    if not path.exists():
-        return f"no database at {path}"
-    try:
-        with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
-            return "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
-    except sqlite3.Error as exc:
-        return str(exc)
-
-
-def traceback_in(run: ServerRun) -> str:
-    """The first lines of a Python traceback the server printed, if any."""
-    text = run.output()
-    at = text.find("Traceback (most recent call last)")
-    return text[at : at + 400] if at >= 0 else ""
-
-
 def stop_and_record(n: NemesisContext, method: str) -> None:
     """Stop the server by ``method`` and record everything invariant 9 needs."""
     srv = n.live.run
@@ -289,19 +256,7 @@ def stop_and_record(n: NemesisContext, method: str) -> None:
     n.event("stop", window="shutdown", phase="start", method=method)
     result = srv.stop(method)
     n.event("stop", window="shutdown", phase="end", method=method)
-    n.history.add(
-        INFO,
-        "shutdown",
-        method=method,
-        exit_code=result.exit_code,
-        seconds=round(result.seconds, 3),
-        forced=result.forced,
-        timeout=n.target.stop_timeout,
-        deadline=n.target.deadline,
-        rebind=rebindable(srv.host, srv.port),
-        integrity=integrity(srv.db_path),
-        traceback=traceback_in(srv),
-    )
+    n.history.add(INFO, "shutdown", **srv.aftermath(result))
     n.server_down = True
 
 

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -406,6 +407,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise TargetError(f"no free port in CHAT_HARNESS_PORTS={spec}")
 
 
+def rebindable(host: str, port: int) -> bool:
+    """Whether a new server could listen on ``host:port`` right now (SO_REUSEADDR, as servers restart)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
 def can_connect(host: str, port: int, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections at ``host:port`` now."""
     try:
@@ -439,6 +452,7 @@ class ServerRun:
         self.stderr_path = workdir / "server.stderr"
         self.stop_result: StopResult | None = None
         self.started_at = 0.0
+        self.warmed = False  # a first message went through (the harness's resource baseline comes after)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if target.copy_cwd and target.cwd is not None:
             if fresh:
@@ -615,6 +629,36 @@ class ServerRun:
             return len(os.listdir(f"/proc/{self.pid}/fd"))
         except OSError:
             return None
+
+    def traceback(self) -> str:
+        """The first lines of a Python traceback the server printed, if any."""
+        text = self.output()
+        at = text.find("Traceback (most recent call last)")
+        return text[at : at + 400] if at >= 0 else ""
+
+    def integrity(self) -> str:
+        """``PRAGMA integrity_check`` of the server's database file (``ok`` when sound)."""
+        if not self.db_path.exists():
+            return f"no database at {self.db_path}"
+        try:
+            with contextlib.closing(sqlite3.connect(self.db_path, timeout=5)) as conn:
+                return "; ".join(str(r[0]) for r in conn.execute("PRAGMA integrity_check"))
+        except sqlite3.Error as exc:
+            return str(exc)
+
+    def aftermath(self, result: StopResult) -> dict[str, Any]:
+        """Everything invariant 9 judges about a stop: exit, time, the log's integrity, the port, tracebacks."""
+        return {
+            "method": result.method,
+            "exit_code": result.exit_code,
+            "seconds": round(result.seconds, 3),
+            "forced": result.forced,
+            "timeout": self.target.stop_timeout,
+            "deadline": self.target.deadline,
+            "rebind": rebindable(self.host, self.port),
+            "integrity": self.integrity(),
+            "traceback": self.traceback(),
+        }
 
     def stderr_tail(self, lines: int = 5) -> str:
         """The last lines the server wrote to stderr, on one line."""

@@ -14,7 +14,6 @@ from harness.scenario import (
     chatter,
     conclude,
     events,
-    integrity,
     run,
     start_marker,
 )
@@ -31,7 +30,7 @@ def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) 
     window = "restart" if clean else "crash"
     n.event(clean or "kill", window=window, phase="start")
     srv.stop(clean or "kill")
-    n.history.add(INFO, "integrity", result=integrity(srv.db_path), after=clean or "SIGKILL")
+    n.history.add(INFO, "integrity", result=srv.integrity(), after=clean or "SIGKILL")
     try:
         n.live.restart()
     except TargetError as exc:

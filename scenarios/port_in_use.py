@@ -7,7 +7,7 @@ import time
 
 from harness.plan import Plan
 from harness.runner import LiveServer
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, run, start_marker, traceback_in
+from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, run, start_marker
 from harness.target import ServerRun, Target, TargetError
 from scenarios.registry import register
 
@@ -47,7 +47,7 @@ class PortInUse:
                     bool(re.search(rf"{port}|in use|en uso|already", text, re.I)),
                     text.splitlines()[-1][:200] if text else "it printed nothing",
                 ),
-                Check("without a traceback", not traceback_in(second), traceback_in(second)[:200]),
+                Check("without a traceback", not second.traceback(), second.traceback()[:200]),
             ]
             plan = Plan(chatter(3, messages=3), seed=ctx.seed, name=self.name)
             runs.append(run(ctx, plan, "first-still-serving", server=live))

@@ -12,7 +12,8 @@ MAX = 64
 # Text a user can send: no C0 controls (TAB allowed), no DEL, not blank.
 chat_text = st.text(
     st.characters(
-        blacklist_categories=("Cs",), blacklist_characters=[chr(c) for c in [*range(0, 9), *range(10, 32), 127]]
+        blacklist_categories=("Cs",),
+        blacklist_characters=[chr(c) for c in [*range(0, 9), *range(10, 32), *range(127, 160)]],
     ),
     min_size=1,
     max_size=40,
@@ -142,6 +143,13 @@ def test_exit_words_and_quit() -> None:
     # The exit word can still be sent as a message, literally.
     assert p.ClientStreamParser().feed(p.encode_message("éxito")) == [p.Message("éxito")]
     assert p.ClientStreamParser().feed(p.encode_message("/quit")) == [p.Message("/quit")]
+
+
+def test_errors_name_the_id_when_the_line_has_one() -> None:
+    assert p.parse_client_line("/id k-1 bad\u009bcontrol".encode()) == p.ProtocolError(
+        p.E_BAD_CHAR, "control character U+009B not allowed: nothing stored", "k-1"
+    )
+    assert p.parse_client_line(b"/id k-2    ") == p.ProtocolError(p.E_EMPTY, "empty message: nothing stored", "k-2")
 
 
 def test_errors_for_bad_lines() -> None:

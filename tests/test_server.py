@@ -317,3 +317,54 @@ def test_history_is_replayed_on_join_in_log_order(start_server: Start) -> None:
     a.send(b"five\n")
     relay = b.next()
     assert isinstance(relay, p.Relay) and (relay.text, relay.history) == ("five", False)
+
+
+def test_clients_that_leave_before_joining_are_not_kept_as_members(tmp_path: Path) -> None:
+    from chat.server import ChatServer, Config, open_listener
+    from chat.store import Store
+
+    config = Config(port=0, db=str(tmp_path / "chat.db"))
+    listener = open_listener("127.0.0.1", 0, 1024)
+    server = ChatServer(config, Store(config.db), listener)
+    server.start()
+    try:
+        port = listener.getsockname()[1]
+        for i in range(100):  # connect and close at once: the reader may finish before the writer joins it
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            if i % 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+        wait_for(lambda: server.client_count == 0, what="every session to end")
+        c = LineClient(port)  # the writer has run every queued join by the time this one is greeted
+        assert [m for m in server._members if m.name != c.name] == []
+        c.close()
+    finally:
+        assert server.shutdown()
+
+
+def test_a_large_history_reaches_a_client_that_reads(start_server: Start) -> None:
+    server = start_server("--history", "400")
+    a = LineClient(server.port)
+    text = "h" * 3000
+    a.send(b"".join(p.encode_message(f"{i} {text}") for i in range(400)))
+    for _ in range(400):
+        a.next_of(p.Ack)
+    b = LineClient(server.port)  # 1.2 MB of history in one go: more than the socket takes at once
+    got = [b.next() for _ in range(400)]
+    assert all(isinstance(e, p.Relay) and e.history for e in got)
+    assert [e.text.split()[0] for e in got] == [str(i) for i in range(400)]  # type: ignore[union-attr]
+
+
+def test_shutdown_stays_quick_while_another_process_locks_the_database(server: ServerProcess) -> None:
+    clients = [LineClient(server.port) for _ in range(10)]
+    blocker = sqlite3.connect(server.db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        for c in clients:
+            c.send(b"".join(p.encode_message(f"m{i}") for i in range(50)))
+        code, took = server.stop("sigterm")
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert took < 2.5, took  # the commits in flight cannot finish: an unclean (1), but prompt, exit
+    assert code in (0, 1)
