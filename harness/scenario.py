@@ -88,6 +88,22 @@ class ScenarioResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class AnyTarget:
+    """Base of a scenario every target can take; ``begin`` marks the start of a run on disk."""
+
+    name: str
+    description: str
+
+    def not_applicable(self, target: Target) -> str | None:
+        """Any server."""
+        return None
+
+    def begin(self, ctx: ScenarioContext) -> float:
+        """Write ``scenario.json`` before anything runs; return the start time for ``conclude``."""
+        start_marker(ctx, self.name)
+        return time.monotonic()
+
+
 class Scenario(Protocol):
     """A named way to attack a server."""
 

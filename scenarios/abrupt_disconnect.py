@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import HALF_CLOSE, HALF_RESET, NO_READ, PAUSE, RESET, SEND, ClientPlan, Op, Plan
-from harness.scenario import ScenarioContext, ScenarioResult, chatter, conclude, run, start_marker
-from harness.target import Target
+from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, chatter, conclude, run
 from scenarios.registry import register
 
 
-class AbruptDisconnect:
+class AbruptDisconnect(AnyTarget):
     """Half the clients chat; the other half break their connections in every way, at random points."""
 
     name = "abrupt-disconnect"
     description = "clients that RST, FIN mid-message or vanish at random points while others keep chatting"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Chatters plus disruptors; then no partial rows, no leak, the others unaffected."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         rng = ctx.rng(self.name)
         n = ctx.n(40)
         clients = chatter(n // 2, messages=8, pause=0.05, start_spread=0.2, rng=rng)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import FAIL, INVOKE, OK
 from harness.plan import RAW, SEND, ClientPlan, Op, Plan
-from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
-from harness.target import Target
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
 from scenarios.registry import register
 
 BAD = {
@@ -20,7 +17,7 @@ BAD = {
 GOOD = ["'; DROP TABLE mensajes; --", "comillas \"dobles\" y 'simples'", "%s %d {0} \\x00 as text", "emoji 😀 y ñ"]
 
 
-class BadInput:
+class BadInput(AnyTarget):
     """Every kind of bad line, each followed by a good one on the same connection."""
 
     name = "bad-input"
@@ -28,14 +25,9 @@ class BadInput:
         "invalid UTF-8, NUL bytes, overlong lines, control characters, SQL quotes: clear answers, nothing partial"
     )
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Send the bad lines; judge the answers and the log."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         bad = dict(BAD)
         if ctx.target.protocol == "chat":
             bad["an overlong line"] = b"y" * (ctx.target.max_line + 100)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import Plan
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -14,28 +13,21 @@ from harness.scenario import (
     conclude,
     fault,
     run,
-    start_marker,
 )
-from harness.target import Target
 from scenarios.registry import register
 
 SLOW_ACK = 1.0
 
 
-class Bandwidth:
+class Bandwidth(AnyTarget):
     """Slow links must only slow their own clients: everyone's acks stay fast."""
 
     name = "bandwidth"
     description = "a narrow downstream link for half the clients: the others' acks stay fast"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Chatty clients; p = 0.5 of the connections get 16 kB/s downstream."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = fault("narrow", "bandwidth", direction="down", probability=0.5, rate=16_000)
         text = "relleno " * 25 + "{i}"
         plan = Plan(

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.clients import Options
 from harness.plan import Plan
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -16,28 +15,21 @@ from harness.scenario import (
     fault,
     run,
     run_start,
-    start_marker,
 )
-from harness.target import Target
 from scenarios.registry import register
 
 START, UNTIL = 0.5, 2.0
 
 
-class BlackHole:
+class BlackHole(AnyTarget):
     """Held data arrives late, after clients gave up and resent: no duplicate, no loss, service resumes."""
 
     name = "black-hole"
     description = "a black hole on half the connections for 1.5 s: late data, timeouts, resends"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Clients wait 1 s for an ack before they give up on a connection."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = fault("hole", "timeout", at=START, until=UNTIL, probability=0.5)
         plan = Plan(chatter(ctx.n(12), messages=40, pause=0.07, rng=ctx.rng(self.name)), ctx.seed, self.name, steps)
         options = Options(ack_timeout=1.0, close_timeout=1.0)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import INFO
 from harness.plan import Plan
 from harness.runner import NemesisContext, RunOutcome
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -15,9 +14,8 @@ from harness.scenario import (
     conclude,
     events,
     run,
-    start_marker,
 )
-from harness.target import Target, TargetError
+from harness.target import TargetError
 from scenarios.registry import register
 
 
@@ -42,7 +40,7 @@ def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) 
     n.event("restarted", window=window, phase="end")
 
 
-class CrashRecovery:
+class CrashRecovery(AnyTarget):
     """Clients keep chatting (and resending after reconnects) across a SIGKILL and a restart."""
 
     name = "crash-recovery"
@@ -50,16 +48,11 @@ class CrashRecovery:
         "SIGKILL under load, restart on the same DB: every acked message present, integrity ok, service resumes"
     )
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     clean = False  # stop with SIGKILL (Restart stops the target's polite way)
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Stop mid-load, restart at once, finish the load."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         plan = Plan(chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
         how = ctx.target.stop if self.clean else None
         outcome = run(ctx, plan, self.name, nemesis=lambda n: kill_and_restart(n, 0.8, clean=how))

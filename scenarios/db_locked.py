@@ -5,12 +5,20 @@ from __future__ import annotations
 import select
 import subprocess
 import sys
-import time
 
 from harness.history import FAIL, INVOKE, OK
 from harness.plan import Plan
 from harness.runner import NemesisContext
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, events, run, start_marker
+from harness.scenario import (
+    AnyTarget,
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    chatter,
+    conclude,
+    events,
+    run,
+)
 from harness.target import Target
 from scenarios.registry import register
 
@@ -26,7 +34,7 @@ HOLD = 2.5  # seconds the lock is held
 BUSY = 1.0  # the server's own wait for a lock, when the target lets us set it
 
 
-class DbLocked:
+class DbLocked(AnyTarget):
     """A second process takes the write lock mid-load and keeps it for a while."""
 
     name = "db-locked"
@@ -38,8 +46,7 @@ class DbLocked:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Lock for HOLD seconds, then check answers during and acks after."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         target = ctx.target.with_option("busy_timeout", BUSY) if ctx.target.supports("busy_timeout") else ctx.target
         window: dict[str, float] = {}
 

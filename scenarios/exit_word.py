@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from harness.plan import EXIT, SEND, ClientPlan, Op, Plan
-from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
-from harness.target import Target
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
 from scenarios.registry import register
 
 
-class ExitWord:
+class ExitWord(AnyTarget):
     """Clients chat, say the exit word (in every accepted spelling), and the server must let them go."""
 
     name = "exit-word"
     description = "'éxito' ends the session and is not stored as a chat message"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Every client: two messages (one containing the word inside a sentence), then the exit word."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         spellings = ["", "exito", "ÉXITO", "  éxito  ", "/quit"] if ctx.target.protocol == "chat" else [""]
         clients = [
             ClientPlan(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -14,28 +13,21 @@ from harness.scenario import (
     fault,
     run,
     run_start,
-    start_marker,
 )
-from harness.target import Target
 from scenarios.registry import register
 
 UNTIL = 2.0
 
 
-class FlakyNetwork:
+class FlakyNetwork(AnyTarget):
     """Resets mid-conversation: clients reconnect and (with ids) resend; nothing lost, nothing twice."""
 
     name = "flaky-network"
     description = "connections reset with a probability: reconnects and resends must not lose or duplicate"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """reset_peer (p = 0.5, after 0.08 s) for two seconds; latency and bursts keep messages in flight when it hits."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = fault("reset", "reset_peer", until=UNTIL, probability=0.5, after=0.08)
         steps += fault("latency", "latency", until=UNTIL, latency=0.025)
         pipelined = ctx.target.protocol == "chat"  # bursts keep several messages in flight when a reset hits

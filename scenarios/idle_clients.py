@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import OK
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, events, run, start_marker
+from harness.scenario import (
+    AnyTarget,
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    chatter,
+    conclude,
+    events,
+    run,
+)
 from harness.target import Target
 from scenarios.registry import register
 
 TIMEOUT = 1.0
 
 
-class IdleClients:
+class IdleClients(AnyTarget):
     """Clients that say one thing and then nothing, among clients that talk every 0.3 s."""
 
     name = "idle-clients"
@@ -27,8 +34,7 @@ class IdleClients:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Idle clients wait 2.5 s; they must be let go after about TIMEOUT seconds."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         target = ctx.target.with_option("idle_timeout", TIMEOUT)
         n = ctx.n(4)
         idle = [ClientPlan([Op(SEND, "hello, then silence"), Op(PAUSE, seconds=2.5 * TIMEOUT)]) for _ in range(n)]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import FAIL, INVOKE, OK
 from harness.plan import SEND, ClientPlan, Op, Plan
 from harness.runner import RUN_ID_LEN
-from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
-from harness.target import Target
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
 from harness.wire import Wire, for_target
 from scenarios.registry import register
 
@@ -30,20 +27,15 @@ def overhead(wire: Wire, client: int, seq: int) -> int:
     return len(wire.encode(f"[{token}] ", token)) - len(wire.frame(b""))
 
 
-class LargeMessage:
+class LargeMessage(AnyTarget):
     """Messages whose encoded line lands just under, on and just over each interesting size."""
 
     name = "large-message"
     description = "sizes around the maximum line length and 1024/4096-byte reads, multibyte characters on the edges"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Each size and character kind once, closed-loop; over the limit must be refused, not cut."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         limit = ctx.target.max_line if ctx.target.protocol == "chat" else None
         sizes = sorted({s + d for s in READ_SIZES + ((limit,) if limit else ()) for d in (-1, 0, 1)})
         if limit:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import FAIL
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.scenario import Check, ScenarioContext, ScenarioResult, conclude, events, run, start_marker
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
 from harness.target import Target
 from scenarios.registry import register
 
 LIMIT = 5
 
 
-class MaxClients:
+class MaxClients(AnyTarget):
     """LIMIT long-lived clients, newcomers while they are connected, latecomers after they leave."""
 
     name = "max-clients"
@@ -29,8 +27,7 @@ class MaxClients:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Fill the server, knock, leave, knock again."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         target = ctx.target.with_option("max_clients", LIMIT)
         holders = [
             ClientPlan([Op(SEND, "holding a seat"), Op(PAUSE, seconds=1.5), Op(SEND, "still here")])

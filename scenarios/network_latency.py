@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import Plan
-from harness.scenario import ScenarioContext, ScenarioResult, chatter, conclude, fault, run, start_marker
-from harness.target import Target
+from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, chatter, conclude, fault, run
 from scenarios.registry import register
 
 
-class NetworkLatency:
+class NetworkLatency(AnyTarget):
     """Chat through a slow network: everything must still be acked, stored once, relayed in order."""
 
     name = "network-latency"
     description = "latency with jitter on every connection, both directions"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """One run through the proxy with a latency fault from the start."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = fault("latency", "latency", latency=0.03, jitter=0.01)
         plan = Plan(chatter(ctx.n(12), messages=10, pause=0.05, rng=ctx.rng(self.name)), ctx.seed, self.name, steps)
         return conclude(self, ctx, t0, [run(ctx, plan, "latency")])

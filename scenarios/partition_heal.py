@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import Plan
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -14,28 +13,21 @@ from harness.scenario import (
     conclude,
     run,
     run_start,
-    start_marker,
 )
-from harness.target import Target
 from scenarios.registry import register
 
 DOWN, UP = 0.5, 2.0
 
 
-class PartitionHeal:
+class PartitionHeal(AnyTarget):
     """Clients retry through the partition; after the heal they converge: acked once, nothing lost."""
 
     name = "partition-heal"
     description = "the network down (connections cut, new ones refused) for 1.5 s, then up: clients converge"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Down at 0.5 s, up at 2 s."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = [{"at": DOWN, "action": "down", "cut": True}, {"at": UP, "action": "up"}]
         plan = Plan(chatter(ctx.n(12), messages=40, pause=0.07, rng=ctx.rng(self.name)), ctx.seed, self.name, steps)
         outcome = run(ctx, plan, "partition")

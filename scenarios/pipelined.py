@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from harness.plan import SEND, ClientPlan, Op, Plan
-from harness.scenario import ScenarioContext, ScenarioResult, conclude, run, start_marker
+from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, conclude, run
 from harness.target import Target
 from scenarios.registry import register
 
 
-class Pipelined:
+class Pipelined(AnyTarget):
     """Bursts of messages in one write each (merged in one read) and one message split over writes."""
 
     name = "pipelined"
@@ -23,8 +22,7 @@ class Pipelined:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Each client sends bursts of five messages in one write, three times."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         clients = []
         for c in range(ctx.n(10)):
             ops = []

@@ -7,27 +7,22 @@ import time
 
 from harness.plan import Plan
 from harness.runner import LiveServer
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, run, start_marker
-from harness.target import ServerRun, Target, TargetError
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, chatter, conclude, run
+from harness.target import ServerRun, TargetError
 from scenarios.registry import register
 
 FAST = 5.0  # seconds a refused second instance may take to give up
 
 
-class PortInUse:
+class PortInUse(AnyTarget):
     """Start, start again on the same port, check the first still serves; stop and restart at once."""
 
     name = "port-in-use"
     description = "a second instance on the busy port fails fast with a clear message while the first keeps serving"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Three instances in a row on one port."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         live = LiveServer(ctx.target, ctx.rundir / "servers")
         runs, checks = [], []
         try:

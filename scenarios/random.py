@@ -6,20 +6,15 @@ import time
 
 from harness.checker import merge
 from harness.pbt import search
-from harness.scenario import ScenarioContext, ScenarioResult, shape_for
-from harness.target import Target
+from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, shape_for
 from scenarios.registry import register
 
 
-class Random:
+class Random(AnyTarget):
     """Draw whole plans from the seed, run each against the live target, shrink the first failure."""
 
     name = "random"
     description = "Hypothesis plans mixing sends, pipelining, pauses, closes, resets, half messages and exit words"
-
-    def not_applicable(self, target: Target) -> str | None:
-        """Every target can take random plans."""
-        return None
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Search for a failing plan within the duration."""

@@ -9,12 +9,21 @@ import time
 from harness.log import LogReader
 from harness.plan import Plan
 from harness.runner import LiveServer
-from harness.scenario import Check, ScenarioContext, ScenarioResult, chatter, conclude, recheck, run, start_marker
-from harness.target import Target, TargetError
+from harness.scenario import (
+    AnyTarget,
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    chatter,
+    conclude,
+    recheck,
+    run,
+)
+from harness.target import TargetError
 from scenarios.registry import register
 
 
-class ServerDown:
+class ServerDown(AnyTarget):
     """Chat, stop the server, knock on the closed port, bring it back, chat again: nothing acked is lost."""
 
     name = "server-down"
@@ -22,14 +31,9 @@ class ServerDown:
         "clients against a stopped server: clear refusals and exit codes, retry until it is back, nothing lost"
     )
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Before, during and after the outage."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         live = LiveServer(ctx.target, ctx.rundir / "servers")
         checks: list[Check] = []
         runs = []

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
 from harness.runner import NemesisContext
 from harness.scenario import (
+    AnyTarget,
     Check,
     ScenarioContext,
     ScenarioResult,
@@ -14,7 +13,6 @@ from harness.scenario import (
     conclude,
     events,
     run,
-    start_marker,
     stop_and_record,
 )
 from harness.target import Target
@@ -23,7 +21,7 @@ from scenarios.registry import register
 STOP_AFTER = 0.8  # seconds into the load
 
 
-class ShutdownUnderLoad:
+class ShutdownUnderLoad(AnyTarget):
     """For each stop method: chat, stop mid-load, then judge the exit, the log and the port."""
 
     name = "shutdown-under-load"
@@ -37,8 +35,7 @@ class ShutdownUnderLoad:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """One fresh server per method."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         runs, checks = [], []
         for method in (m for m in ctx.target.stops if m != "kill"):
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.plan import SEND, ClientPlan, Op, Plan
-from harness.scenario import ScenarioContext, ScenarioResult, conclude, fault, run, start_marker
+from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, conclude, fault, run
 from harness.target import Target
 from scenarios.registry import register
 
 
-class SlicedStream:
+class SlicedStream(AnyTarget):
     """Short, long and multibyte messages, some pipelined, through a slicer."""
 
     name = "sliced-stream"
@@ -24,8 +22,7 @@ class SlicedStream:
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Every client sends the same mix through the slicer."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         steps = fault("slicer", "slicer", size=4, size_jitter=3, delay=0.0003)
         pipelined = ctx.target.protocol == "chat"
         ops = [

@@ -2,31 +2,32 @@
 
 from __future__ import annotations
 
-import time
-
 from harness.history import INVOKE, OK
 from harness.plan import NO_READ, RESET, SEND, TRICKLE, ClientPlan, Op, Plan
-from harness.scenario import Check, ScenarioContext, ScenarioResult, ack_within, conclude, events, run, start_marker
-from harness.target import Target
+from harness.scenario import (
+    AnyTarget,
+    Check,
+    ScenarioContext,
+    ScenarioResult,
+    ack_within,
+    conclude,
+    events,
+    run,
+)
 from scenarios.registry import register
 
 SLOW_ACK = 1.0  # seconds: an ack slower than this means a slow client held others up
 
 
-class SlowClients:
+class SlowClients(AnyTarget):
     """Tricklers and non-readers among normal chatters, who must not notice them."""
 
     name = "slow-clients"
     description = "senders that trickle a message byte by byte and receivers that never read; the others unaffected"
 
-    def not_applicable(self, target: Target) -> str | None:
-        """Any server."""
-        return None
-
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Chatters' acks must stay fast while slow clients linger."""
-        t0 = time.monotonic()
-        start_marker(ctx, self.name)
+        t0 = self.begin(ctx)
         n = ctx.n(8)
         # Enough traffic (bursts of large messages, about 5 MB relayed to each client) that what piles up
         # for a client that stops reading outgrows the kernel's socket buffers (about 4 MB here).
