@@ -205,19 +205,19 @@ def fault(name: str, kind: str, at: float = 0.0, until: float | None = None, **p
     return steps
 
 
-def acked_after(outcome: RunOutcome, moment: float, clients: range | None = None) -> tuple[int, int]:
-    """How many messages first sent after ``moment`` (history seconds) were acked, out of how many."""
+def acked_after(outcome: RunOutcome, after: float, what: str) -> Check:
+    """Every message first sent ``after`` seconds past the clients' start was acked ("once ``what``, ...")."""
+    moment = run_start(outcome) + after
     first: dict[str, Record] = {}
     acked: set[str] = set()
     for r in events(outcome, "send"):
-        if clients is not None and r.client not in clients:
-            continue
         if r.type == "invoke":
             first.setdefault(r.get("token"), r)
         elif r.type == "ok":
             acked.add(r.get("token"))
     later = [t for t, r in first.items() if r.time > moment]
-    return sum(t in acked for t in later), len(later)
+    n = sum(t in acked for t in later)
+    return Check(f"once {what}, every message is acked", n == len(later) if later else None, f"{n}/{len(later)}")
 
 
 def ack_within(outcome: RunOutcome, q: float, limit: float, clients: range | None = None) -> Check:

@@ -12,7 +12,6 @@ from harness.scenario import (
     conclude,
     fault,
     run,
-    run_start,
 )
 from scenarios.registry import register
 
@@ -42,14 +41,9 @@ class FlakyNetwork(AnyTarget):
         plan = Plan(clients, ctx.seed, self.name, steps)
         outcome = run(ctx, plan, "flaky")
         resets = sum(1 for r in outcome.records if r.f == "fault-event" and r.get("event") == "reset")
-        acked, later = acked_after(outcome, run_start(outcome) + UNTIL + 0.3)
         checks = [
             Check("connections were reset", resets > 0, f"{resets} resets"),
-            Check(
-                "once the network is calm, every message is acked",
-                acked == later if later else None,
-                f"{acked}/{later}",
-            ),
+            acked_after(outcome, UNTIL + 0.3, "the network is calm"),
         ]
         return conclude(self, ctx, t0, [outcome], checks)
 
