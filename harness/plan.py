@@ -131,11 +131,6 @@ class Plan:
         """Write the plan as JSON."""
         path.write_text(self.to_json(), encoding="utf-8")
 
-    @property
-    def sends(self) -> int:
-        """How many messages the plan sends (half-sent ones included)."""
-        return sum(op.kind in (*TEXT_KINDS, RAW) for c in self.clients for op in c.ops)
-
     def size(self) -> int:
         """How big the plan is: clients, operations and fault steps."""
         return len(self.clients) + sum(len(c.ops) for c in self.clients) + len(self.faults)

@@ -7,7 +7,6 @@ The plan is written to the run directory before anything runs, so even a hard ki
 from __future__ import annotations
 
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -347,8 +346,3 @@ def probe(ctx: Context, index: int) -> bool:
     )
     h.add(FAIL, "probe", index, error=why)
     return False
-
-
-def remove_tree(path: Path) -> None:
-    """Delete a run's working files (server directories), keeping the run's own records."""
-    shutil.rmtree(path, ignore_errors=True)

@@ -94,11 +94,6 @@ class Target:
         """Whether the server always listens on the same port (tests must not run it twice at once)."""
         return self.port != 0
 
-    @property
-    def relays(self) -> bool:
-        """Whether the server forwards messages to other clients."""
-        return self.relay != "none"
-
     def with_args(self, *args: str) -> Target:
         """The same target with extra command-line arguments (for scenarios that tune the reference)."""
         return replace(self, command=(*self.command, *args))

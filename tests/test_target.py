@@ -25,7 +25,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_the_readme_examples_load() -> None:
     ref = load_target(ROOT / "examples" / "reference.toml")
-    assert ref.protocol == "chat" and ref.port == 0 and ref.log.ts == "fecha_envio" and ref.relays
+    assert ref.protocol == "chat" and ref.port == 0 and ref.log.ts == "fecha_envio" and ref.relay == "others"
     pfo1 = load_target(ROOT / "examples" / "pfo1.toml")
     assert (pfo1.port, pfo1.protocol, pfo1.stop, pfo1.relay, pfo1.normalize) == (
         5000,
