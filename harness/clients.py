@@ -268,13 +268,19 @@ class SimClient:
             self.sock = None
         self._end_record(reason, end_at)
 
-    def close(self, reason: str) -> None:
-        """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
-        assert self.sock is not None
+    def _await_answers(self, during: str) -> bool:
+        """Wait for the answers to what is outstanding; False (connection dropped) if it broke meanwhile."""
         try:
             self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: not self.outstanding)
         except (Broken, OSError) as exc:
-            self._drop(f"broken during close: {_why(exc)}")
+            self._drop(f"broken during {during}: {_why(exc)}")
+            return False
+        return True
+
+    def close(self, reason: str) -> None:
+        """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
+        assert self.sock is not None
+        if not self._await_answers("close"):
             return
         if self.ended:
             self._drop("closed by the server")
@@ -317,10 +323,7 @@ class SimClient:
         if not self._ensure():
             return
         assert self.sock is not None
-        try:
-            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: not self.outstanding)
-        except (Broken, OSError) as exc:
-            self._drop(f"broken during exit: {_why(exc)}")
+        if not self._await_answers("exit"):
             return
         self.h.add(INFO, "exit", self.index, self.conn, word=spelling or None)
         word = self.wire.frame(spelling.encode()) if spelling else self.wire.exit_bytes()
