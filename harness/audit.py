@@ -100,10 +100,21 @@ class Auditor:
     def _audit_token(self, item: tuple[str, float, int, int]) -> None:
         token, acked_at, client, conn = item
         try:
+            # A server without framing may store the message in pieces, its token cut: the checker then
+            # asks whether the first piece's row was committed by now, by id (read first: no race).
+            seen: int | None = self.reader.max_id()
             visible = self.reader.contains(f"[{token}]", self.after)
         except LogError as exc:
             self.history.add(INFO, "audit-error", error=str(exc))
             return
         self.history.add(
-            INFO, "audit", client, conn, token=token, visible=visible, acked_at=acked_at, checked_at=self.history.now()
+            INFO,
+            "audit",
+            client,
+            conn,
+            token=token,
+            visible=visible,
+            max_id=seen,
+            acked_at=acked_at,
+            checked_at=self.history.now(),
         )

@@ -1,4 +1,4 @@
-"""Simulated clients: execute a Plan with real threads and sockets, recording everything in the history.
+"""Simulated clients: execute a Plan with real threads and sockets; the session (sans-IO) records what happened.
 
 One thread per simulated client; every socket operation has a timeout. Each message carries a
 unique token ``[RUN.CLIENT.SEQ]`` at the start of its text, so every stored row maps back to
@@ -6,10 +6,8 @@ exactly one send. With a wire that has message ids (``chat``) the token doubles 
 reconnecting client resends what is unacknowledged; without ids (``pfo1``) a token is never sent
 twice, so any second row is the server's doing.
 
-History records written here (``f`` field):
-``connect`` invoke/ok/fail; ``send`` invoke, then ok (acked), fail (refused) or info (unknown);
-``conn-end`` info with why the connection ended, when it joined (``hello``) and began to end
-(``end``), and the relays it received; ``server-error`` info for errors not tied to a message.
+This module only moves bytes and keeps time; ``harness.session`` decides what the bytes mean and
+writes the history.
 """
 
 from __future__ import annotations
@@ -19,15 +17,13 @@ import itertools
 import socket
 import threading
 import time
-import zlib
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from harness.audit import Auditor
+from harness.ends import End
 from harness.faults import FaultProxy
-from harness.history import FAIL, INFO, INVOKE, OK, History
+from harness.history import INFO, OK, History
 from harness.plan import (
     CLOSE,
     EXIT,
@@ -44,17 +40,13 @@ from harness.plan import (
     Op,
     Plan,
 )
-from harness.wire import ACK, BYE, ERROR, HELLO, RELAY, Wire
+from harness.session import ClientState, Session, token_text
+from harness.wire import Wire
+
+__all__ = ["Context", "Options", "SimClient", "execute", "token_text"]
 
 RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}: close() sends RST
-#: Errors about the connection rather than one line; every other error answers one line, in order.
-CONNECTION_ERRORS = frozenset({"full", "idle", "slow", "shutdown"})
-
-
-def token_text(run_id: str, client: int, seq: int, body: str) -> tuple[str, str]:
-    """The token and the full text of a message."""
-    token = f"{run_id}.{client}.{seq}"
-    return token, f"[{token}] {body}" if body else f"[{token}]"
+QUIET = 0.02  # seconds without data after which a held reply counts as complete
 
 
 @dataclass
@@ -66,6 +58,9 @@ class Options:
     io_timeout: float = 10.0
     close_timeout: float = 5.0
     poll: float = 1.0  # longest a read waits before looking at the clock and the stop flag
+    give_up_after: int = 2  # unanswered sends in a row after which a client abandons its plan (0: never)
+    short_ack_timeout: float = 1.0  # every client's ack timeout once one client gave up on the server
+    reset_after_server_close: bool = False  # answer a server's close with RST: no TIME_WAIT on its fixed port
 
 
 @dataclass
@@ -82,15 +77,24 @@ class Context:
     proxy: FaultProxy | None = None  # clients name their connections to it, for seeded fault decisions
     stop: threading.Event = field(default_factory=threading.Event)
     t0: float = 0.0
+    gate: Callable[[], object] | None = None  # called before each connect (a single-session target restarts)
+    session_lock: threading.Lock | None = None  # held for a whole connection (single-session targets)
+    gave_up: threading.Event = field(default_factory=threading.Event)  # a client abandoned: shorten the waits
     _conns: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_conn(self) -> int:
         """A run-wide connection number."""
         return next(self._conns)
 
+    @property
+    def ack_timeout(self) -> float:
+        """How long a client waits for an answer now."""
+        opts = self.options
+        return min(opts.ack_timeout, opts.short_ack_timeout) if self.gave_up.is_set() else opts.ack_timeout
+
 
 class Broken(Exception):
-    """The connection ended (reset, closed by the server, timed out)."""
+    """The connection broke (reset, or an OS error); the message says how."""
 
 
 class SimClient:
@@ -103,19 +107,12 @@ class SimClient:
         self.ctx = ctx
         self.h = ctx.history
         self.wire = ctx.wire
-        self.seq = 0
+        self.state = ClientState(index, ctx.run_id)
         self.sock: socket.socket | None = None
-        self.conn = -1
-        self.decoder = self.wire.decoder()
-        self.hello_at: float | None = None
-        self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent on this connection, no answer yet
-        self.unacked: OrderedDict[str, str] = OrderedDict()  # ids wire: not acked, resent on reconnect
-        self.relays: list[list[Any]] = []
-        self.ended = False  # the server ended the session (BYE or EOF)
-        self.eof_at: float | None = None
-        self.last_error = ""
+        self.s: Session | None = None
         self.last_send = -1e9
-        self.connects = 0
+        self.unanswered_in_a_row = 0
+        self._holding_gate = False
 
     # -- plan execution ----------------------------------------------------------
 
@@ -126,6 +123,8 @@ class SimClient:
                 return
             ops, i = self.plan.ops, 0
             while i < len(ops) and not self.ctx.stop.is_set():
+                if self._abandon(len(ops) - i):
+                    break
                 j = i + 1
                 if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining:
                     # Back-to-back sends go out in one write, as a buffering client's would, so
@@ -137,15 +136,25 @@ class SimClient:
                 self.step(*ops[i:j])
                 i = j
             if self.sock is not None:
-                self.close("close")
+                self.close(End.CLIENT_CLOSE)
         except Exception as exc:  # a harness bug must not hide as a server anomaly
-            self.h.add(INFO, "client-error", self.index, self.conn, error=repr(exc))
+            self.h.add(INFO, "client-error", self.index, self.s.conn if self.s else -1, error=repr(exc))
         finally:
             if self.sock is not None:
-                self._drop("harness-error")
+                self._finish(End.STOPPED if self.ctx.stop.is_set() else End.HARNESS_ERROR)
+            self._release()
+
+    def _abandon(self, left: int) -> bool:
+        """After ``give_up_after`` unanswered sends in a row, stop knocking: the server does not answer."""
+        limit = self.ctx.options.give_up_after
+        if not limit or self.unanswered_in_a_row < limit:
+            return False
+        self.h.add(INFO, "abandon", self.index, -1, unanswered=self.unanswered_in_a_row, skipped=left)
+        self.ctx.gave_up.set()
+        return True
 
     def step(self, op: Op, *more: Op) -> None:
-        """Perform one operation (or several sends in one write); a connection that breaks is recorded and dropped."""
+        """Perform one operation (or several sends in one write); a connection that breaks is recorded."""
         try:
             if op.kind == SEND:
                 self.send(op, *more)
@@ -153,7 +162,7 @@ class SimClient:
                 self._step(op)
         except Broken as exc:
             if self.sock is not None:
-                self._drop(str(exc))
+                self._finish(End.RESET, str(exc))
 
     def _step(self, op: Op) -> None:
         if op.kind == PAUSE:
@@ -168,67 +177,74 @@ class SimClient:
             self.raw(op)
         elif op.kind == CLOSE:
             if self.sock is not None:
-                self.close("close")
+                self.close(End.CLIENT_CLOSE)
         elif op.kind == RESET:
             if self.sock is not None:
-                self.reset("reset")
+                self.reset(End.CLIENT_RESET)
         elif op.kind == EXIT:
             self.exit(op.text)
         elif op.kind == RECONNECT:
             if self.sock is not None:
-                self.close("reconnect")
+                self.close(End.RECONNECT)
             self.connect()
 
     # -- connections ---------------------------------------------------------------
 
+    def _release(self) -> None:
+        if self._holding_gate and self.ctx.session_lock is not None:
+            self._holding_gate = False
+            self.ctx.session_lock.release()
+
     def connect(self) -> bool:
         """Open a connection (and resend unacknowledged messages when the wire has ids)."""
-        self.conn = self.ctx.next_conn()
-        self.connects += 1
-        self.h.add(INVOKE, "connect", self.index, self.conn)
+        if self.ctx.session_lock is not None and not self._holding_gate:
+            while not self.ctx.session_lock.acquire(timeout=self.ctx.options.poll):
+                if self.ctx.stop.is_set():
+                    return False
+            self._holding_gate = True
+        if self.ctx.gate is not None:
+            self.ctx.gate()
+        conn = self.ctx.next_conn()
+        self.state.connects += 1
+        link = f"{self.index}.{self.state.connects}" if self.ctx.proxy is not None else None
+        s = self.s = Session(self.wire, self.state, conn, self.h.add, self.h.now, link)
+        s.connecting()
         opts = self.ctx.options
         try:
-            sock = self._open(opts.connect_timeout)
+            sock = self._open(opts.connect_timeout, link)
         except OSError as exc:
-            self.h.add(FAIL, "connect", self.index, self.conn, error=_why(exc))
+            s.connect_failed(_why(exc))
+            self._release()
             return False
         sock.settimeout(opts.poll)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
-        self.decoder = self.wire.decoder()
-        self.outstanding.clear()
-        self.relays = []
-        self.ended = False
-        self.eof_at = None
-        self.hello_at = None
         port = sock.getsockname()[1]
         if self.wire.greeting:
             with contextlib.suppress(Broken):
-                self.pump_until(time.monotonic() + opts.ack_timeout, lambda: self.hello_at is not None)
-            if self.hello_at is None:
-                why = f"no greeting ({self.last_error})" if self.last_error else "no greeting"
-                self.h.add(FAIL, "connect", self.index, self.conn, error=why, port=port)
-                if self.sock is not None:
-                    self._drop("no greeting")
+                self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: s.greeted or s.ended)
+            if not s.greeted:
+                why = f"no greeting ({s.last_error})" if s.last_error else "no greeting"
+                s.connect_failed(why, port)
+                self._close_socket()
+                self._release()
                 return False
-        else:
-            self.hello_at = self.h.now()
-        self.h.add(OK, "connect", self.index, self.conn, port=port)
-        if self.wire.ids and self.unacked:
-            return self._transmit(list(self.unacked.items()), resend=True)
+        s.connected(port)
+        if self.wire.ids and self.state.unacked:
+            return self._transmit(list(self.state.unacked.items()), resend=True)
         return True
 
-    def _open(self, timeout: float) -> socket.socket:
+    def _open(self, timeout: float, link: str | None) -> socket.socket:
         """Connect; through a fault proxy, first tell it who is coming (from which source port)."""
-        if self.ctx.proxy is None:
+        if self.ctx.proxy is None or link is None:
             return socket.create_connection((self.ctx.host, self.ctx.port), timeout=timeout)
         sock = socket.socket(socket.AF_INET6 if ":" in self.ctx.host else socket.AF_INET)
         port = 0
         try:
             sock.bind((self.ctx.host, 0))
             port = sock.getsockname()[1]
-            self.ctx.proxy.register(port, f"{self.index}.{self.connects}")
+            self.ctx.proxy.register(port, link)
             sock.settimeout(timeout)
             sock.connect((self.ctx.host, self.ctx.port))
         except OSError:
@@ -239,182 +255,196 @@ class SimClient:
         return sock
 
     def _ensure(self) -> bool:
-        if self.sock is None or self.ended:
-            if self.sock is not None:
-                self._drop("ended by server")
+        """A connection that can take a message: the current one, or a new one."""
+        if self.sock is not None and self.s is not None and (self.s.ended or self.s.full):
+            if self.s.full and not self.s.ended:
+                self.close(End.CLIENT_CLOSE)
+            else:
+                self._finish(self.s.server_end())
+        if self.sock is None:
             return self.connect()
         return True
 
-    def _end_record(self, reason: str, end_at: float) -> None:
-        self.h.add(
-            INFO,
-            "conn-end",
-            self.index,
-            self.conn,
-            reason=reason,
-            hello=self.hello_at,
-            end=end_at,
-            relays=self.relays,
-        )
+    def _close_socket(self, reset: bool = False) -> None:
+        assert self.sock is not None
+        server_closed = self.s is not None and self.s.ended
+        if reset or (server_closed and self.ctx.options.reset_after_server_close):
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
+        self.sock.close()
+        self.sock = None
 
-    def _drop(self, reason: str) -> None:
-        """The connection is gone: what is outstanding becomes unknown."""
-        end_at = self.eof_at if self.eof_at is not None else self.h.now()
-        for token in self.outstanding:
-            self.h.add(INFO, "send", self.index, self.conn, token=token, error=reason)
-        self.outstanding.clear()
+    def _finish(self, reason: End, detail: str = "", began: float | None = None, reset: bool = False) -> None:
+        """The connection is over: close the socket, let the session settle and record it."""
         if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self._end_record(reason, end_at)
+            self._close_socket(reset)
+        if self.s is not None:
+            self.s.end(reason, detail, began)
+        self._release()
 
-    def _await_answers(self, during: str) -> bool:
-        """Wait for the answers to what is outstanding; False (connection dropped) if it broke meanwhile."""
+    def _await_answers(self) -> bool:
+        """Wait for the answers to what is outstanding; False if the connection ended meanwhile."""
+        s = self.s
+        assert s is not None
         try:
-            self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: not self.outstanding)
-        except (Broken, OSError) as exc:
-            self._drop(f"broken during {during}: {_why(exc)}")
+            self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: not s.outstanding or s.ended)
+        except Broken as exc:
+            self._finish(End.RESET, str(exc))
+            return False
+        if s.outstanding and not s.ended:
+            self._count_unanswered(len(s.outstanding))
+            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout")
+            return False
+        if s.ended:
+            self._finish(s.server_end())
             return False
         return True
 
-    def close(self, reason: str) -> None:
-        """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
-        assert self.sock is not None
-        if not self._await_answers("close"):
-            return
-        if self.ended:
-            self._drop("closed by the server")
-            return
-        if not self._then_server_closes(reason, lambda: self.sock.shutdown(socket.SHUT_WR)):  # type: ignore[union-attr]
-            self._drop("server did not close within the close timeout")
+    def _count_unanswered(self, n: int) -> None:
+        self.unanswered_in_a_row += n
 
-    def _then_server_closes(self, reason: str, act: Callable[[], object]) -> bool:
-        """Do ``act``, then read until the server closes; record the end. False if it did not close in time."""
-        end_at = self.h.now()
+    def close(self, reason: End) -> None:
+        """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
+        if not self._await_answers():
+            return
+        self._then_server_closes(reason, lambda: self.sock.shutdown(socket.SHUT_WR))  # type: ignore[union-attr]
+
+    def _then_server_closes(self, reason: End, act: Callable[[], object]) -> None:
+        """Do ``act``, then read until the server closes; record the end."""
+        s = self.s
+        assert s is not None
+        began = self.h.now()
         try:
             act()
-            self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: self.ended)
+            self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: s.ended)
         except (Broken, OSError) as exc:
-            self._drop(f"broken during {reason}: {_why(exc)}")
-            return True
-        if not self.ended:
-            return False
-        assert self.sock is not None
-        self.sock.close()
-        self.sock = None
-        self._end_record(reason, end_at)
-        return True
+            self._finish(End.RESET, f"broken during {reason.value}: {_why(exc)}", began)
+            return
+        if not s.ended:
+            self._finish(End.CLOSE_TIMEOUT, f"the server did not close within {self.ctx.options.close_timeout:g} s")
+            return
+        self._finish(reason, began=began)
 
-    def reset(self, reason: str) -> None:
+    def reset(self, reason: End) -> None:
         """Abrupt close with RST."""
-        assert self.sock is not None
-        end_at = self.h.now()
-        with contextlib.suppress(OSError):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
-        for token in self.outstanding:
-            self.h.add(INFO, "send", self.index, self.conn, token=token, error="reset by client")
-        self.outstanding.clear()
-        self.sock.close()
-        self.sock = None
-        self._end_record(reason, end_at)
+        self._finish(reason, "reset by client", self.h.now(), reset=True)
 
     def exit(self, spelling: str = "") -> None:
-        """Send the exit word (or another spelling of it); the server should end the session."""
-        if not self._ensure():
+        """Say the exit word (or another spelling of it); the server should end the session."""
+        if not self.wire.server_sees_exit_word:
+            if self.sock is not None:  # only the server's own client knows the word: it just closes
+                self.close(End.CLIENT_CLOSE)
             return
-        assert self.sock is not None
-        if not self._await_answers("exit"):
+        if not self._ensure() or not self._await_answers():
             return
-        self.h.add(INFO, "exit", self.index, self.conn, word=spelling or None)
-        word = self.wire.frame(spelling.encode()) if spelling else self.wire.exit_bytes()
-        if not self._then_server_closes("exit", lambda: self._sendall(word)):
-            self.h.add(INFO, "exit-ignored", self.index, self.conn)
-            self.close("close")
+        s = self.s
+        assert s is not None
+        word = s.send_exit(spelling)
+        self._then_server_closes(End.EXIT_WORD, lambda: self._sendall(word))
 
     # -- messages ----------------------------------------------------------------------
-
-    def _next_token(self, body: str) -> tuple[str, str]:
-        self.seq += 1
-        return token_text(self.ctx.run_id, self.index, self.seq, body)
 
     def send(self, *ops: Op) -> None:
         """Send messages in one write; wait for the last one's answer unless it is pipelined."""
         if self.plan.pacing:
             self.pump_until(self.last_send + self.plan.pacing)
+        if self.s is not None and self.sock is not None and self.s.settle_until:
+            self.pump_until(self._settle_deadline())
         if not self._ensure():
             return
+        assert self.s is not None
         self.last_send = time.monotonic()
-        batch = [self._next_token(op.text) for op in ops]
-        if self.wire.ids:
-            self.unacked.update(batch)
+        batch = [self.state.next_token(op.text) for op in ops]
         if not self._transmit(batch):
             return
         if not ops[-1].pipelined or not self.wire.pipelining:
             self._await(batch[-1][0])
 
+    def _settle_deadline(self) -> float:
+        """When the acks of the last message have stopped coming (servers without framing)."""
+        assert self.s is not None
+        while True:
+            wait = self.s.settle_until - self.h.now()
+            if wait <= 0:
+                return time.monotonic()
+            before = self.s.settle_until
+            self.pump_until(time.monotonic() + wait)
+            if self.s.settle_until == before or self.sock is None:
+                return time.monotonic()
+
     def _transmit(self, batch: list[tuple[str, str]], resend: bool = False) -> bool:
-        data = b"".join(self.wire.encode(text, token if self.wire.ids else None) for token, text in batch)
-        for token, text in batch:
-            self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, resend=resend)
-            self.outstanding[token] = text
+        assert self.s is not None
+        data = self.s.send(batch, resend)
         try:
             self._sendall(data)
         except OSError as exc:
-            self._drop(f"send failed: {_why(exc)}")
+            self._finish(End.RESET, f"send failed: {_why(exc)}")
             return False
         return True
 
     def _await(self, token: str) -> None:
-        """Wait for the answer to ``token``; no answer in time drops the connection."""
-        self.pump_until(time.monotonic() + self.ctx.options.ack_timeout, lambda: token not in self.outstanding)
-        if token in self.outstanding:
-            self._drop("no answer within the ack timeout")
+        """Wait for the answer to ``token``; no answer in time ends the connection."""
+        s = self.s
+        assert s is not None
+        try:
+            self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: token not in s.outstanding or s.ended)
+        except Broken as exc:
+            self._finish(End.RESET, str(exc))
+            return
+        if token in s.outstanding and not s.ended:
+            self._count_unanswered(1)
+            s.give_up(token)
+            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout")
+            return
+        if token not in s.outstanding:
+            self.unanswered_in_a_row = 0
+        if s.ended and self.sock is not None and (s.outstanding or s.full):
+            self._finish(s.server_end())
 
     def half_message(self, op: Op) -> None:
         """Send the first half of a message's bytes, then RST (or FIN): it must never be stored."""
         if not self._ensure():
             return
-        assert self.sock is not None
-        token, text = self._next_token(op.text)
-        data = self.wire.encode(text, token if self.wire.ids else None)
-        half = data[: max(1, len(data) // 2)]
-        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, partial=len(half))
+        s = self.s
+        assert s is not None
+        token, text = self.state.next_token(op.text)
+        half = s.send_half(token, text)
         try:
             self._sendall(half)
         except OSError as exc:
-            self._drop(f"send failed: {_why(exc)}")
+            s.half_sent(token, End.RESET, len(half))
+            self._finish(End.RESET, f"send failed: {_why(exc)}")
             return
         if op.kind == HALF_RESET:
-            self.h.add(
-                INFO, "send", self.index, self.conn, token=token, error="half sent, then reset", partial=len(half)
-            )
-            self.reset("half-reset")
+            s.half_sent(token, End.HALF_RESET, len(half))
+            self._finish(End.HALF_RESET, "half a message, then reset", self.h.now(), reset=True)
             return
-        self.h.add(INFO, "send", self.index, self.conn, token=token, error="half sent, then FIN", partial=len(half))
-        if not self._then_server_closes("half-close", lambda: self.sock.shutdown(socket.SHUT_WR)):  # type: ignore[union-attr]
-            self._drop("server did not close after a half message and FIN")
+        s.half_sent(token, End.HALF_CLOSE, len(half))
+        self._then_server_closes(End.HALF_CLOSE, lambda: self.sock.shutdown(socket.SHUT_WR))  # type: ignore[union-attr]
 
     def trickle(self, op: Op) -> None:
         """Send a message one byte at a time, ``op.seconds`` apart, reading meanwhile; wait for its ack."""
         if not self._ensure():
             return
-        token, text = self._next_token(op.text)
-        if self.wire.ids:
-            self.unacked[token] = text
-        data = self.wire.encode(text, token if self.wire.ids else None)
-        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, trickle=op.seconds)
-        self.outstanding[token] = text
+        s = self.s
+        assert s is not None
+        token, text = self.state.next_token(op.text)
+        data = s.send_trickled(token, text, op.seconds)
         for i in range(len(data)):
             try:
                 self._sendall(data[i : i + 1])
             except OSError as exc:
-                self._drop(f"send failed: {_why(exc)}")
+                self._finish(End.RESET, f"send failed: {_why(exc)}")
                 return
             if op.seconds:
-                self.pump_until(time.monotonic() + op.seconds)
-            if self.sock is None or self.ended:
+                try:
+                    self.pump_until(time.monotonic() + op.seconds)
+                except Broken as exc:
+                    self._finish(End.RESET, str(exc))
+                    return
+            if self.sock is None or s.ended:
                 if self.sock is not None:
-                    self._drop("closed by the server during a trickled message")
+                    self._finish(s.server_end(), "closed by the server during a trickled message")
                 return
         self._await(token)
 
@@ -422,16 +452,16 @@ class SimClient:
         """Send a token and raw bytes as one line (bad input, as is); wait for the answer."""
         if not self._ensure():
             return
-        self.seq += 1
-        token = f"{self.ctx.run_id}.{self.index}.{self.seq}"
+        s = self.s
+        assert s is not None
+        self.state.seq += 1
+        token = f"{self.ctx.run_id}.{self.index}.{self.state.seq}"
         payload = f"[{token}] ".encode() + bytes.fromhex(op.data)
-        text = self.wire.as_received(payload).decode("utf-8", errors="replace")
-        self.h.add(INVOKE, "send", self.index, self.conn, token=token, text=text, raw=op.data)
-        self.outstanding[token] = text
+        data = s.send_raw(token, payload, op.data)
         try:
-            self._sendall(self.wire.frame(payload))
+            self._sendall(data)
         except OSError as exc:
-            self._drop(f"send failed: {_why(exc)}")
+            self._finish(End.RESET, f"send failed: {_why(exc)}")
             return
         self._await(token)
 
@@ -442,80 +472,32 @@ class SimClient:
 
     # -- reading -------------------------------------------------------------------------
 
-    def pump_until(self, deadline: float, done: Any = None) -> None:
+    def pump_until(self, deadline: float, done: Callable[[], bool] | None = None) -> None:
         """Read and handle replies until ``done()`` or the deadline; raise Broken if the connection breaks."""
         while not (done is not None and done()):
             now = time.monotonic()
             if now >= deadline or self.ctx.stop.is_set():
                 return
-            if self.sock is None or self.ended:
-                if done is not None and self.sock is not None:
-                    raise Broken("connection ended by the server")
+            s, sock = self.s, self.sock
+            if sock is None or s is None or s.ended:
                 self.ctx.stop.wait(deadline - now)
                 return
+            wait = min(deadline - now, self.ctx.options.poll)
+            if s.holding:
+                wait = min(wait, QUIET)
             try:
-                self.sock.settimeout(min(deadline - now, self.ctx.options.poll))
-                data = self.sock.recv(65536)
+                sock.settimeout(wait)
+                data = sock.recv(65536)
             except TimeoutError:
+                if s.holding:
+                    s.quiet()
                 continue
             except OSError as exc:
                 raise Broken(_why(exc)) from exc
             if not data:
-                self.ended = True
-                self.eof_at = self.h.now()
-                self._settle_outstanding("connection closed by the server")
+                s.eof()
                 continue
-            for reply in self.decoder.feed(data):
-                self.handle(reply)
-
-    def _settle_outstanding(self, reason: str) -> None:
-        for token in self.outstanding:
-            self.h.add(INFO, "send", self.index, self.conn, token=token, error=reason)
-        self.outstanding.clear()
-
-    def handle(self, reply: Any) -> None:
-        """Record one server reply."""
-        kind = reply.kind
-        if kind == ACK:
-            # Answers come in the order of the lines: an ack without an id is for the oldest line.
-            token = reply.cid if reply.cid is not None else next(iter(self.outstanding), None)
-            if token is None or token not in self.outstanding:
-                self.h.add(INFO, "stray-ack", self.index, self.conn, line=reply.line[:200], token=token)
-                if token is not None and token in self.unacked:  # an ack for an earlier connection's send
-                    self.unacked.pop(token)
-                return
-            self.outstanding.pop(token)
-            self.unacked.pop(token, None)
-            self.h.add(OK, "send", self.index, self.conn, token=token, row=reply.row, ts=reply.ts, dup=reply.dup)
-            if self.ctx.auditor is not None:
-                self.ctx.auditor.acked(token, reply.row, self.index, self.conn)
-        elif kind == RELAY:
-            if not reply.dup:  # HIST replays are not relays
-                text = reply.text or ""
-                self.relays.append([reply.row, zlib.crc32(text.encode("utf-8")), _token_of(text)])
-        elif kind == ERROR:
-            self.last_error = f"{reply.code} {reply.text}".strip()
-            token = reply.cid
-            if token is None and reply.code not in CONNECTION_ERRORS:
-                token = next(iter(self.outstanding), None)
-            if token is not None and token in self.outstanding:
-                self.outstanding.pop(token)
-                self.unacked.pop(token, None)
-                self.h.add(FAIL, "send", self.index, self.conn, token=token, code=reply.code, error=reply.text)
-            else:
-                self.h.add(INFO, "server-error", self.index, self.conn, code=reply.code, error=reply.text)
-        elif kind == HELLO:
-            self.hello_at = self.h.now()
-        elif kind == BYE:
-            self.ended = True
-
-
-def _token_of(text: str) -> str | None:
-    if text.startswith("["):
-        end = text.find("]")
-        if end > 0:
-            return text[1:end]
-    return None
+            s.feed(data)
 
 
 def _why(exc: BaseException) -> str:
@@ -545,3 +527,8 @@ def execute(plan: Plan, ctx: Context, timeout: float | None = None) -> list[int]
         for i in stuck:
             threads[i].join(ctx.options.io_timeout + 1)
     return stuck
+
+
+def answered(history: History, client: int) -> bool:
+    """Whether any send of ``client`` was acknowledged (used by the liveness probe)."""
+    return any(r.f == "send" and r.client == client and r.type == OK for r in history.records)

@@ -173,6 +173,7 @@ class _Pipe:
         self.held = 0
         self.sent = 0
         self.eof = False
+        self.stalled: Fault | None = None  # the black hole holding this direction, if any
         self.rngs: dict[str, random.Random] = {}
 
     def _rng(self, fault: Fault, purpose: str) -> random.Random:
@@ -194,6 +195,7 @@ class _Pipe:
                 if self._fatal(faults):
                     return
                 black_hole = any(f.kind == "timeout" for f, _ in faults)
+                self._note_stall(faults, black_hole)
                 if not black_hole and not self._write(faults):
                     return
                 if self.eof and not self.queue:
@@ -206,6 +208,15 @@ class _Pipe:
             link.close()
         finally:
             link.pipe_done()
+
+    def _note_stall(self, faults: list[tuple[Fault, float]], black_hole: bool) -> None:
+        """Record when a black hole starts and stops holding this direction's data."""
+        if black_hole and self.stalled is None:
+            self.stalled = next(f for f, _ in faults if f.kind == "timeout")
+            self.link.proxy.event(self.link, self.stalled, "stall", self.direction)
+        elif not black_hole and self.stalled is not None:
+            self.link.proxy.event(self.link, self.stalled, "release", self.direction)
+            self.stalled = None
 
     def _forward(self) -> bool:
         """No fault in force: pass what arrives straight on; False at end of stream."""
@@ -428,6 +439,7 @@ class FaultProxy:
                 with self._lock:
                     links = list(self._links)
                 for link in links:
+                    self._record({"event": "cut", "link": link.key, "fault": "down", "kind": "down"})
                     link.close()
         else:
             self._open()
@@ -456,7 +468,8 @@ class FaultProxy:
                 key = self._keys.pop(addr[1], None) or f"x{next(self._accepted)}"
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
+            except OSError as exc:
+                self._record({"event": "upstream-refused", "link": key, "error": exc.strerror or str(exc)})
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
                 client.close()
                 continue
@@ -480,9 +493,12 @@ class FaultProxy:
             {"event": "decision", "link": link.key, "fault": fault.name, "kind": fault.kind, "applies": applies}
         )
 
-    def event(self, link: _Link, fault: Fault, what: str) -> None:
-        """Record something a fault did to a connection."""
-        self._record({"event": what, "link": link.key, "fault": fault.name, "kind": fault.kind})
+    def event(self, link: _Link, fault: Fault, what: str, direction: str | None = None) -> None:
+        """Record something a fault did to a connection (reset, a close, a stall and its release)."""
+        entry: dict[str, Any] = {"event": what, "link": link.key, "fault": fault.name, "kind": fault.kind}
+        if direction is not None:
+            entry["direction"] = direction
+        self._record(entry)
 
     def _record(self, entry: dict[str, Any]) -> None:
         with self._lock:

@@ -16,13 +16,14 @@ from typing import Any
 
 from harness import wire as wires
 from harness.audit import Auditor
-from harness.checker import CheckResult, check
+from harness.checker import CheckResult, judge
 from harness.clients import Context, Options, SimClient, execute
 from harness.faults import FaultProxy, parse_schedule, run_schedule
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
+from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
 from harness.plan import SEND, ClientPlan, Op, Plan
-from harness.target import ServerRun, StopResult, Target
+from harness.target import ServerRun, StopResult, Target, describe_fds
 
 
 @dataclass
@@ -57,6 +58,14 @@ class RunOutcome:
     server_pid: int | None = None
     stop: StopResult | None = None
     server_dir: Path | None = None
+    index: RunIndex | None = None
+
+    @property
+    def ix(self) -> RunIndex:
+        """The run's index (built on first use for outcomes made without one)."""
+        if self.index is None:
+            self.index = RunIndex(self.records, self.rows)
+        return self.index
 
 
 class LiveServer:
@@ -97,6 +106,17 @@ class LiveServer:
             self.run.kill()
 
 
+def record_stop(history: History, srv: ServerRun, method: str, stop_tracebacks: list[str] | None = None) -> StopResult:
+    """Stop ``srv`` by ``method`` and record everything invariant 9 judges about it."""
+    began, mark = history.now(), srv.mark()
+    result = srv.stop(method)
+    after = srv.aftermath(result, mark)
+    if stop_tracebacks is not None:
+        stop_tracebacks.extend(tb["text"] for tb in after["tracebacks"])
+    history.add(INFO, "shutdown", began=round(began, 6), **after)
+    return result
+
+
 @dataclass
 class NemesisContext:
     """What a nemesis (something done to the server while clients run) can use and must report."""
@@ -107,6 +127,7 @@ class NemesisContext:
     clients_done: threading.Event
     server_down: bool = False  # the nemesis left the server stopped on purpose
     restarted: bool = False  # thread and descriptor baselines no longer apply
+    stop_tracebacks: list[str] = field(default_factory=list)  # judged with their stop, not as crashes
 
     def wait(self, seconds: float) -> bool:
         """Sleep; False if the clients finished meanwhile."""
@@ -189,12 +210,20 @@ def run_plan(
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
             baseline = 0
         threads0, fds0 = settle(lambda: (first.threads(), first.fds())) if config.resources else (None, None)
+        fd_names0 = first.fd_targets() if config.resources else None
+        out_mark = first.mark()
+        options = config.options
+        if target.fixed_port and not options.reset_after_server_close:
+            options = replace(options, reset_after_server_close=True)  # keep the fixed port out of TIME_WAIT
         history.add(
             INFO,
             "run",
             run_id=run_id,
             target=target.name,
             protocol=target.protocol,
+            framing=target.pfo1.framing if target.protocol == "pfo1" else "newline",
+            exit_words=list(target.exit_words),
+            ack_timeout=options.ack_timeout,
             relay=target.relay,
             normalize=target.normalize,
             baseline_id=baseline,
@@ -238,7 +267,7 @@ def run_plan(
             wire,
             history,
             run_id,
-            config.options,
+            options,
             auditor,
             proxy,
         )
@@ -270,7 +299,15 @@ def run_plan(
             pass  # stopped on purpose: the nemesis recorded how
         elif not srv.alive:
             code = srv.proc.poll() if srv.proc else None
-            history.add(INFO, "server", event="crashed", exit_code=code, stderr=srv.stderr_tail())
+            died = [tb for tb in srv.tracebacks(out_mark) if tb.thread == "main"]
+            history.add(
+                INFO,
+                "server",
+                event="crashed",
+                exit_code=code,
+                stderr=srv.stderr_tail(),
+                exception=died[-1].exception if died else None,
+            )
         else:
             if config.probe:  # straight to the server: the faults are over
                 probe(replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event()), len(plan.clients))
@@ -284,15 +321,17 @@ def run_plan(
                     threads_after=after_t,
                     fds_before=fds0,
                     fds_after=after_f,
+                    fds_leaked=describe_fds(fd_names0, srv.fd_targets()),
                     threads_slack=config.threads_slack,
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
                 )
-        if own and not nctx.server_down and live.run is not None:
+        record_output(history, live.run, out_mark, nctx.stop_tracebacks)
+        if own and not nctx.server_down and live.run is not None and live.run.alive:
             last = live.run
-            stop = live.close()
-            if stop is not None and stop.method != "kill":  # a polite stop is judged (invariant 9)
-                history.add(INFO, "shutdown", **last.aftermath(stop))
+            if target.stop != "kill":  # a polite stop is judged (invariant 9)
+                stop = record_stop(history, last, target.stop)
+            live.close()
         log_error = None
         try:
             rows = reader.rows_after(baseline)
@@ -302,7 +341,8 @@ def run_plan(
         if own:
             live.close()
         history.close()
-    result = check(history.records, rows, log_error)
+    ix = RunIndex(history.records, rows, log_error)
+    result = judge(ix)
     server_dir = live.run.workdir if live.run is not None else None
     return RunOutcome(
         rundir,
@@ -315,7 +355,17 @@ def run_plan(
         srv.pid if srv else None,
         stop,
         server_dir,
+        ix,
     )
+
+
+def record_output(history: History, srv: ServerRun | None, since: tuple[int, int], skip: list[str]) -> None:
+    """Record the tracebacks the server printed during the run (those printed at a stop are judged there)."""
+    if srv is None:
+        return
+    found = [tb.to_dict() for tb in srv.tracebacks(since) if tb.text not in skip]
+    if found:
+        history.add(INFO, "server-output", tracebacks=found)
 
 
 def warm_up(srv: ServerRun, target: Target) -> None:

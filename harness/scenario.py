@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.checker import CheckResult, check, merge
-from harness.history import INFO, Record, latencies
+from harness.checker import CheckResult, merge
+from harness.checks import INVARIANTS
+from harness.history import Record, latencies
+from harness.index import RunIndex
 from harness.log import LogError, LogReader
 from harness.pbt import SearchOutcome
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
-from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, run_plan
+from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, record_stop, run_plan
 from harness.target import Target
 
 
@@ -270,18 +272,25 @@ def stop_and_record(n: NemesisContext, method: str) -> None:
     srv = n.live.run
     assert srv is not None
     n.event("stop", window="shutdown", phase="start", method=method)
-    result = srv.stop(method)
+    record_stop(n.history, srv, method, n.stop_tracebacks)
     n.event("stop", window="shutdown", phase="end", method=method)
-    n.history.add(INFO, "shutdown", **srv.aftermath(result))
     n.server_down = True
 
 
-def recheck(outcome: RunOutcome, reader: LogReader) -> CheckResult:
-    """Check an earlier run again against the log as it is now (only the rows that run could have written)."""
+def still_stored(outcome: RunOutcome, reader: LogReader, after: str) -> Check:
+    """Durability only: every message ``outcome`` saw acknowledged is still in the log (invariant 1, again)."""
     run = next(r for r in outcome.records if r.f == "run")
     last = max((r.id for r in outcome.rows), default=int(run.get("baseline_id", 0)))
+    name = f"every message acked before {after} is still stored"
     try:
         rows = [r for r in reader.rows_after(int(run.get("baseline_id", 0))) if r.id <= last]
     except LogError as exc:
-        return check(outcome.records, [], str(exc))
-    return check(outcome.records, rows)
+        return Check(name, None, f"the log cannot be read: {exc}")
+    judgement = INVARIANTS[1].check(RunIndex(outcome.records, rows))
+    lost = [a.token for a in judgement.anomalies]
+    acked = sum(m.acked for m in outcome.ix.messages.values())
+    return Check(
+        name,
+        not lost,
+        f"{acked - len(lost)}/{acked} still stored" + (f"; lost {', '.join(map(str, lost[:3]))}" if lost else ""),
+    )

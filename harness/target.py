@@ -23,9 +23,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from harness.tracebacks import Traceback
+from harness.tracebacks import parse as parse_tracebacks
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -60,6 +64,9 @@ class Pfo1Options:
     ack: str = "Mensaje recibido"
     exit_word: str = "éxito"
     framing: str = "raw"
+    error: str | None = None  # how the server refuses a message (a regex), if it ever does
+    messages_per_connection: int = 0  # the server answers this many messages, then closes (0: no limit)
+    server_sees_exit_word: bool = True  # False: only the server's own client program acts on the exit word
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,13 @@ class Target:
     def stops(self) -> tuple[str, ...]:
         """Every stop method the server supports (at least its ``stop``)."""
         return self.stop_methods or (self.stop,)
+
+    @property
+    def exit_words(self) -> tuple[str, ...]:
+        """The words that end a session at the server (none when only the server's own client knows one)."""
+        if self.protocol == "chat":
+            return ("éxito", "exito", "/quit")
+        return (self.pfo1.exit_word,) if self.pfo1.server_sees_exit_word and self.pfo1.exit_word else ()
 
     @property
     def deadline(self) -> float:
@@ -186,6 +200,26 @@ def _expect(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise TargetError(f"{where}: '{key}' must be a {names}, not {value!r}")
     return value
+
+
+PFO1_KEYS: dict[str, type] = {
+    "ack": str,
+    "exit_word": str,
+    "framing": str,
+    "error": str,
+    "messages_per_connection": int,
+    "server_sees_exit_word": bool,
+}
+
+
+def _regex(pattern: str, key: str, where: str) -> None:
+    """Refuse a pattern that does not compile or that matches empty text (it would match everywhere)."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise TargetError(f"{where}: '{key}' is not a valid regex: {exc}") from exc
+    if rx.search("") is not None:
+        raise TargetError(f"{where}: '{key}' matches empty text, so it would match anything: {pattern!r}")
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str, where: str) -> str:
@@ -267,15 +301,20 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
         kw["log"] = LogMapping(ts="fecha_envio")
     if "pfo1" in data:
         opts = _expect(data, "pfo1", dict, where)
-        bad = set(opts) - {"ack", "exit_word", "framing"}
+        bad = set(opts) - set(PFO1_KEYS)
         if bad:
             raise TargetError(f"{where}: unknown key(s) in [pfo1]: {', '.join(sorted(bad))}")
+        pw = where + " [pfo1]"
+        for key, expected in PFO1_KEYS.items():
+            if key in opts:
+                _expect(opts, key, expected, pw)
         if "framing" in opts:
-            _choice(opts["framing"], FRAMINGS, "framing", where + " [pfo1]")
-        try:
-            re.compile(opts.get("ack", Pfo1Options.ack))
-        except re.error as exc:
-            raise TargetError(f"{where}: [pfo1] 'ack' is not a valid regex: {exc}") from exc
+            _choice(opts["framing"], FRAMINGS, "framing", pw)
+        if opts.get("messages_per_connection", 0) < 0:
+            raise TargetError(f"{pw}: 'messages_per_connection' must be 0 (no limit) or more")
+        for key in ("ack", "error"):
+            if key in opts:
+                _regex(opts[key], key, pw)
         kw["pfo1"] = Pfo1Options(**opts)
     return Target(**kw)
 
@@ -400,6 +439,24 @@ def free_port(host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise TargetError(f"no free port in CHAT_HARNESS_PORTS={spec}")
+
+
+MAX_SCAN = 4 << 20  # bytes of server output scanned for tracebacks per look
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def describe_fds(before: Counter[str] | None, after: Counter[str] | None) -> str:
+    """What leaked, in words: ``+3 socket, +2 chat.db``."""
+    if before is None or after is None:
+        return ""
+    grown = after - before
+    return ", ".join(f"+{n} {what}" for what, n in grown.most_common(5))
 
 
 def rebindable(host: str, port: int) -> bool:
@@ -625,11 +682,49 @@ class ServerRun:
         except OSError:
             return None
 
+    def mark(self) -> tuple[int, int]:
+        """Where the server's stdout and stderr end now (to read only what comes after)."""
+        return (_size(self.stdout_path), _size(self.stderr_path))
+
+    def output_since(self, mark: tuple[int, int] | None = None) -> tuple[str, str]:
+        """What the server wrote to stdout and to stderr since ``mark`` (everything without one)."""
+        out = []
+        for path, start in zip((self.stdout_path, self.stderr_path), mark or (0, 0), strict=True):
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(start)
+                    out.append(fh.read(MAX_SCAN).decode("utf-8", errors="replace"))
+            except OSError:
+                out.append("")
+        return out[0], out[1]
+
+    def tracebacks(self, since: tuple[int, int] | None = None) -> list[Traceback]:
+        """The Python tracebacks the server printed since ``since`` (on stderr, or on stdout)."""
+        stdout, stderr = self.output_since(since)
+        return parse_tracebacks(stderr) + parse_tracebacks(stdout)
+
     def traceback(self) -> str:
-        """The first lines of a Python traceback the server printed, if any."""
-        text = self.output()
-        at = text.find("Traceback (most recent call last)")
-        return text[at : at + 400] if at >= 0 else ""
+        """The first lines of the first Python traceback the server printed, if any."""
+        found = self.tracebacks()
+        return found[0].text[:400] if found else ""
+
+    def fd_targets(self) -> Counter[str] | None:
+        """What the server's open descriptors point at: ``socket``, ``pipe``, or a file's name (None if unknown)."""
+        try:
+            names = os.listdir(f"/proc/{self.pid}/fd")
+        except OSError:
+            return None
+        out: Counter[str] = Counter()
+        for name in names:
+            try:
+                target = os.readlink(f"/proc/{self.pid}/fd/{name}")
+            except OSError:
+                continue
+            kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else None
+            if target.startswith("anon_inode:"):
+                kind = target.split(":", 1)[1].strip("[]")
+            out[kind or os.path.basename(target) or target] += 1
+        return out
 
     def integrity(self) -> str:
         """``PRAGMA integrity_check`` of the server's database file (``ok`` when sound)."""
@@ -641,8 +736,9 @@ class ServerRun:
         except sqlite3.Error as exc:
             return str(exc)
 
-    def aftermath(self, result: StopResult) -> dict[str, Any]:
-        """Everything invariant 9 judges about a stop: exit, time, the log's integrity, the port, tracebacks."""
+    def aftermath(self, result: StopResult, since: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Everything invariant 9 judges about a stop: exit, time, the log's integrity, the port, and the
+        tracebacks printed since ``since`` (the moment the stop began)."""
         return {
             "method": result.method,
             "exit_code": result.exit_code,
@@ -652,7 +748,7 @@ class ServerRun:
             "deadline": self.target.deadline,
             "rebind": rebindable(self.host, self.port),
             "integrity": self.integrity(),
-            "traceback": self.traceback(),
+            "tracebacks": [tb.to_dict() for tb in self.tracebacks(since)],
         }
 
     def stderr_tail(self, lines: int = 5) -> str:

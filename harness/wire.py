@@ -36,9 +36,24 @@ class Reply:
 class Decoder:
     """Server bytes in, replies out."""
 
+    pending = False  # a reply may be complete but is held until more arrives or the stream goes quiet
+
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes."""
         raise NotImplementedError
+
+    def flush(self) -> list[Reply]:
+        """The stream went quiet or ended: return what was held."""
+        return []
+
+    @property
+    def leftover(self) -> str:
+        """Received text that is no reply (yet)."""
+        return ""
+
+    def take_leftover(self) -> str:
+        """The leftover text, forgotten once taken."""
+        return ""
 
 
 class Wire:
@@ -48,6 +63,9 @@ class Wire:
     ids = False  # messages carry client message ids, so resends are safe
     greeting = False  # the server says something first, on connect
     pipelining = False  # several messages may be in flight on one connection
+    settle = 0.0  # seconds to wait after an ack for more acks of the same message (no framing)
+    per_connection = 0  # the server takes this many messages per connection, then closes (0: any)
+    server_sees_exit_word = True  # the exit word goes to the server (not only to the server's own client)
 
     def encode(self, text: str, cid: str | None) -> bytes:
         """The bytes that send ``text`` (with ``cid`` where the profile has ids)."""
@@ -143,26 +161,76 @@ class ChatWire(Wire):
 
 
 class Pfo1Decoder(Decoder):
-    """Counts ack matches in whatever the server sends, however it is split or merged."""
+    """Finds acks (and refusals) in whatever the server sends, however it is split or merged.
+
+    A match that ends exactly where the received text ends may still grow (``Mensaje recibido:
+    2026-11-29 10:1`` and then ``2:33``), so when the pattern captures anything it is held until
+    more text arrives or the driver says the stream went quiet (``flush``). Text that matches
+    neither pattern stays available as ``leftover``: the checker reports it when a message it
+    followed got no answer.
+    """
 
     KEEP = 4096
 
-    def __init__(self, ack: re.Pattern[str]) -> None:
-        """Count matches of ``ack``."""
+    def __init__(self, ack: re.Pattern[str], error: re.Pattern[str] | None = None) -> None:
+        """Find matches of ``ack`` (and of ``error``, a refusal)."""
         self.ack = ack
+        self.error = error
         self._text = ""
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._may_grow = ack.groups > 0 or (error is not None and error.groups > 0)
+        self.pending = False  # a match at the very end waits for more text or a quiet moment
 
     def feed(self, data: bytes) -> list[Reply]:
-        """Take the next chunk; one ack reply per match of the ack regex."""
+        """Take the next chunk; one reply per complete match."""
         self._text += self._utf8.decode(data)
+        return self._scan(final=False)
+
+    def flush(self) -> list[Reply]:
+        """The stream went quiet (or ended): a match at the end of the text is complete."""
+        return self._scan(final=True)
+
+    def _next(self) -> tuple[str, re.Match[str]] | None:
+        found = [(ACK, m) for m in [self.ack.search(self._text)] if m]
+        if self.error is not None:
+            found += [(ERROR, m) for m in [self.error.search(self._text)] if m]
+        return min(found, key=lambda km: (km[1].start(), km[0] != ERROR)) if found else None
+
+    def _scan(self, final: bool) -> list[Reply]:
         out: list[Reply] = []
-        end = 0
-        for m in self.ack.finditer(self._text):
-            out.append(Reply(ACK, m.group(0), ts=m.groupdict().get("ts")))
-            end = m.end()
-        self._text = self._text[end:][-self.KEEP :]
+        self.pending = False
+        while (hit := self._next()) is not None:
+            kind, m = hit
+            if not final and self._may_grow and m.end() >= len(self._text):
+                self.pending = True
+                break
+            groups = m.groupdict()
+            row = groups.get("id")
+            out.append(
+                Reply(
+                    kind,
+                    m.group(0),
+                    ts=groups.get("ts"),
+                    row=int(row) if row and row.isdigit() else None,
+                    text=m.group(0) if kind == ERROR else None,
+                    code="refused" if kind == ERROR else None,
+                )
+            )
+            self._text = self._text[m.end() if m.end() > m.start() else m.start() + 1 :]
+        self._text = self._text[-self.KEEP :]
         return out
+
+    @property
+    def leftover(self) -> str:
+        """Text received since the last reply that is neither an ack nor a refusal (yet)."""
+        return "" if self.pending else self._text
+
+    def take_leftover(self) -> str:
+        """The leftover text, forgotten once taken."""
+        if self.pending:
+            return ""
+        text, self._text = self._text, ""
+        return text
 
 
 class Pfo1Wire(Wire):
@@ -170,11 +238,25 @@ class Pfo1Wire(Wire):
 
     name = "pfo1"
 
-    def __init__(self, ack: str, exit_word: str, framing: str) -> None:
+    def __init__(
+        self,
+        ack: str,
+        exit_word: str,
+        framing: str,
+        error: str | None = None,
+        per_connection: int = 0,
+        server_sees_exit_word: bool = True,
+    ) -> None:
         """Configure from a target's ``[pfo1]`` table."""
         self.ack = re.compile(ack)
+        self.error = re.compile(error) if error else None
         self.exit_word = exit_word
         self.framing = framing
+        self.per_connection = per_connection
+        self.server_sees_exit_word = server_sees_exit_word
+        # Without framing, one message may be stored (and acknowledged) in pieces: a client waits
+        # until the acks stop coming before it sends again, so every ack is credited to the right send.
+        self.settle = RAW_SETTLE if framing == "raw" else 0.0
 
     def frame(self, payload: bytes) -> bytes:
         """The payload with the target's framing."""
@@ -193,12 +275,17 @@ class Pfo1Wire(Wire):
         return self.frame(self.exit_word.encode("utf-8"))
 
     def decoder(self) -> Decoder:
-        """An ack counter."""
-        return Pfo1Decoder(self.ack)
+        """An ack (and refusal) finder."""
+        return Pfo1Decoder(self.ack, self.error)
+
+
+#: Seconds a client of a server without framing waits after an ack for more acks of the same message.
+RAW_SETTLE = 0.05
 
 
 def for_target(target: Target) -> Wire:
     """The wire profile a target speaks."""
     if target.protocol == "pfo1":
-        return Pfo1Wire(target.pfo1.ack, target.pfo1.exit_word, target.pfo1.framing)
+        p = target.pfo1
+        return Pfo1Wire(p.ack, p.exit_word, p.framing, p.error, p.messages_per_connection, p.server_sees_exit_word)
     return ChatWire()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from harness.history import FAIL, INVOKE, OK
+from harness.ends import End
+from harness.index import Message, RunIndex
 from harness.plan import RAW, SEND, ClientPlan, Op, Plan
-from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, run
 from scenarios.registry import register
 
 BAD = {
@@ -35,23 +36,33 @@ class BadInput(AnyTarget):
         for data in bad.values():
             ops += [Op(RAW, data=data.hex()), Op(SEND, "still here after bad input")]
         ops += [Op(SEND, text) for text in GOOD]
+        # A long line of multibyte characters, under the line limit (and under one 1024-byte read).
+        longest = (ctx.target.max_line - 100) if ctx.target.protocol == "chat" else 700
+        ops.append(Op(SEND, "ñandú 😀 " * (longest // len("ñandú 😀 ".encode()))))
         clients = [ClientPlan(list(ops), start=0.02 * i) for i in range(ctx.n(3))]
         outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "bad-lines")
-        sends = events(outcome, "send")
-        raw_tokens = {r.get("token") for r in sends if r.type == INVOKE and r.get("raw") is not None}
-        answered = {r.get("token"): r.type for r in sends if r.type in (OK, FAIL)}
-        unanswered = [t for t in raw_tokens if t not in answered and not _closed_after(outcome, t)]
+        ix = outcome.ix
+        bad_sends = [m for m in ix.messages.values() if m.raw]
+        good_sends = [m for m in ix.messages.values() if not m.raw and m.client < len(clients)]
+        unanswered = [m.token for m in bad_sends if not _answered_or_closed(ix, m)]
+        refused_good = [m.token for m in good_sends if not m.acked]
         checks = [
             Check(
                 "every bad line gets an answer or a clean close",
                 not unanswered,
-                f"{len(unanswered)} of {len(raw_tokens)} bad lines got neither an answer nor a close"
+                f"{len(unanswered)} of {len(bad_sends)} bad lines got neither an answer nor a close"
                 if unanswered
                 else "",
-            )
+            ),
+            Check(
+                "good lines (quotes, emoji, after bad input) are acknowledged",
+                not refused_good if good_sends else None,
+                f"{len(good_sends) - len(refused_good)}/{len(good_sends)} acked"
+                + (f", e.g. {ix.messages[refused_good[0]].text[:60]!r} was not" if refused_good else ""),
+            ),
         ]
         if ctx.target.protocol == "chat":
-            accepted = [t for t in raw_tokens if answered.get(t) == OK]
+            accepted = [m.token for m in bad_sends if m.acked]
             checks.append(
                 Check(
                     "bad lines are refused with an ERROR", not accepted, f"{len(accepted)} accepted" if accepted else ""
@@ -60,11 +71,17 @@ class BadInput(AnyTarget):
         return conclude(self, ctx, t0, [outcome], checks)
 
 
-def _closed_after(outcome: object, token: str) -> bool:
-    """Whether the server closed the connection a bad line was sent on (a clean way to refuse it)."""
-    records = outcome.records  # type: ignore[attr-defined]
-    conn = next(r.conn for r in records if r.f == "send" and r.get("token") == token)
-    return any(r.f == "conn-end" and r.conn == conn and "closed by the server" in str(r.get("reason")) for r in records)
+def _answered_or_closed(ix: RunIndex, m: Message) -> bool:
+    """A bad line is answered (ack or error) or the server closed its connection right after it."""
+    if m.oks or m.fails:
+        return True
+    return any(
+        (r.get("end") in CLOSED_BY_SERVER) or (ix.conns.get(r.conn) and ix.conns[r.conn].end in CLOSED_BY_SERVER)
+        for r in m.infos
+    )
+
+
+CLOSED_BY_SERVER = {End.SERVER_CLOSE, End.SERVER_ERROR_CLOSE, End.RESET}  # str enum: equal to the recorded values
 
 
 register(BadInput())

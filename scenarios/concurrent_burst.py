@@ -1,25 +1,73 @@
-"""concurrent-burst: many clients (default 500) connect and send at the same moment."""
+"""concurrent-burst: many clients (default 500) connect and send at the same moment.
+
+First, a smaller question that a burst can hide: is a second client served while the first one is
+connected and idle? A server that serves one client at a time answers the burst slowly (its
+clients queue) but never answers B while A sits connected: that is the check that names it.
+"""
 
 from __future__ import annotations
 
-from harness.plan import Plan
-from harness.scenario import AnyTarget, ScenarioContext, ScenarioResult, chatter, conclude, run
+from dataclasses import replace
+
+from harness.ends import End
+from harness.plan import CLOSE, PAUSE, SEND, ClientPlan, Op, Plan
+from harness.runner import RunOutcome
+from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, chatter, conclude, run
 from scenarios.registry import register
+
+IDLE = 3.0  # seconds the first client stays connected and silent
+PATIENCE = 2.0  # seconds the second client waits for its answer meanwhile
 
 
 class ConcurrentBurst(AnyTarget):
-    """Every client starts at once and sends a few messages closed-loop; relays fan out to all."""
+    """Two clients (one idle), then every client at once, sending a few messages closed-loop."""
 
     name = "concurrent-burst"
-    description = "many clients (default 500) connecting and sending at the same moment"
+    description = "a second client is served while a first one idles; then many clients (default 500) at once"
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
-        """One burst."""
+        """The concurrency question, then one burst."""
         t0 = self.begin(ctx)
+        pair = Plan(
+            [
+                ClientPlan([Op(SEND, "first, then silence"), Op(PAUSE, seconds=IDLE), Op(CLOSE)]),
+                ClientPlan([Op(SEND, "second, while the first idles")], start=0.5),
+            ],
+            seed=ctx.seed,
+            name=self.name,
+        )
+        options = replace(ctx.config.options, ack_timeout=PATIENCE)
+        both = run(ctx, pair, "two-clients", options=options, probe=False)
         n = ctx.n(500)
-        plan = Plan(chatter(n, messages=3, pause=0.0), seed=ctx.seed, name=self.name)
-        outcome = run(ctx, plan, "burst")
-        return conclude(self, ctx, t0, [outcome], clients=n)
+        burst = run(ctx, Plan(chatter(n, messages=3, pause=0.0), seed=ctx.seed, name=self.name), "burst")
+        return conclude(self, ctx, t0, [both, burst], [served_side_by_side(both)], clients=n)
+
+
+def served_side_by_side(outcome: RunOutcome) -> Check:
+    """Client 1's message is acknowledged while client 0 is still connected (and idle)."""
+    ix = outcome.ix
+    first = [c for c in ix.conns.values() if c.client == 0]
+    second = next((m for m in ix.messages.values() if m.client == 1), None)
+    name = "a second client is answered while the first is connected and idle"
+    if not first or second is None or not ix.messages:
+        return Check(name, None, "the clients did not get that far")
+    a = first[0]
+    a_left = a.closed_at if a.end is not None else ix.end_of_run()
+    if not any(m.acked for m in ix.messages.values() if m.client == 0):
+        return Check(name, None, "the first client was not answered either")
+    if second.acked and second.oks[0].time < (a_left or 0):
+        return Check(name, True, f"answered in {second.oks[0].time - second.invokes[0].time:.3f} s")
+    if second.acked:
+        return Check(
+            name, False, "it was answered only after the first client left: the server serves one client at a time"
+        )
+    ended = "" if a.end is None else f" (the first client's connection: {End(a.end).value})"
+    return Check(
+        name,
+        False,
+        f"no answer within {PATIENCE:g} s while the first client sat connected: the server serves one client at a time"
+        + ended,
+    )
 
 
 register(ConcurrentBurst())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.history import INFO
 from harness.plan import Plan
-from harness.runner import NemesisContext, RunOutcome
+from harness.runner import NemesisContext, RunOutcome, record_stop
 from harness.scenario import (
     AnyTarget,
     Check,
@@ -26,9 +26,12 @@ def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) 
     srv = n.live.run
     assert srv is not None
     window = "restart" if clean else "crash"
-    n.event(clean or "kill", window=window, phase="start")
-    srv.stop(clean or "kill")
-    n.history.add(INFO, "integrity", result=srv.integrity(), after=clean or "SIGKILL")
+    n.event(clean or "kill", window=window, phase="start", method=clean or "SIGKILL")
+    if clean:
+        record_stop(n.history, srv, clean, n.stop_tracebacks)  # a polite stop is judged like any other
+    else:
+        srv.stop("kill")
+        n.history.add(INFO, "integrity", result=srv.integrity(), after="SIGKILL")
     try:
         n.live.restart()
     except TargetError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.ends import End
 from harness.plan import EXIT, SEND, ClientPlan, Op, Plan
 from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, conclude, events, run
 from scenarios.registry import register
@@ -34,8 +35,8 @@ class ExitWord(AnyTarget):
         options = replace(ctx.config.options, close_timeout=2.0)  # a server that ignores the word keeps us waiting
         outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "exit", options=options)
         exits = len(events(outcome, "exit"))
-        ignored = len(events(outcome, "exit-ignored"))
-        polite = sum(r.get("reason") == "exit" for r in events(outcome, "conn-end"))
+        ignored = sum(c.end == End.CLOSE_TIMEOUT for c in outcome.ix.conns.values())
+        polite = sum(c.end == End.EXIT_WORD for c in outcome.ix.conns.values())
         checks = [
             Check(
                 "the server ends the session after the exit word",

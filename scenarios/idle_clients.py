@@ -42,9 +42,9 @@ class IdleClients(AnyTarget):
         outcome = run(ctx, Plan(idle + active, seed=ctx.seed, name=self.name), "idle", target=target)
         last_ack = {r.client: r.time for r in events(outcome, "send") if r.type == OK}
         told = {r.client for r in events(outcome, "server-error") if r.get("code") == "idle"}
-        ends = {r.client: r for r in events(outcome, "conn-end")}
-        waited = [ends[c].get("end") - last_ack[c] for c in range(n) if c in ends and c in last_ack]
-        active_cut = [c for c in range(n, 2 * n) if ends.get(c) and ends[c].get("reason") not in ("close", "reconnect")]
+        ends = {c.client: c for c in outcome.ix.conns.values() if c.end is not None}
+        waited = [end - last_ack[c] for c in range(n) if c in ends and c in last_ack and (end := ends[c].end_at)]
+        active_cut = [c for c in range(n, 2 * n) if c in ends and not ends[c].end.polite]  # type: ignore[union-attr]
         checks = [
             Check("idle clients are told why", len(told & set(range(n))) == n, f"{len(told & set(range(n)))}/{n}"),
             Check(

@@ -16,8 +16,8 @@ from harness.scenario import (
     ScenarioResult,
     chatter,
     conclude,
-    recheck,
     run,
+    still_stored,
 )
 from harness.target import TargetError
 from scenarios.registry import register
@@ -58,12 +58,7 @@ class ServerDown(AnyTarget):
                 checks += finish_retrying_client(client, LogReader(back.db_path, ctx.target.log))
             after = run(ctx, Plan(chatter(3, messages=3), seed=ctx.seed, name=self.name), "after", server=live)
             runs.append(after)
-            again = recheck(before, LogReader(back.db_path, ctx.target.log))
-            checks.append(
-                Check(
-                    "every message acked before the outage is still stored", again.valid is not False, again.summary()
-                )
-            )
+            checks.append(still_stored(before, LogReader(back.db_path, ctx.target.log), "the outage"))
         finally:
             live.close()
         return conclude(self, ctx, t0, runs, checks)

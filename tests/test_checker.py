@@ -139,20 +139,27 @@ def test_phantom_empty_and_exit_word_rows(fab: Fab) -> None:
     assert all(a.invariant == 3 for a in result.anomalies)
 
 
-def test_partial_rows_truncated_split_and_half_sent(fab: Fab) -> None:
+def test_a_message_stored_in_pieces_is_split_and_a_half_sent_one_partial(fab: Fab) -> None:
     token, text = fab.message(0, 1, body="a long message that gets cut")
     fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
     fab.rec(OK, "send", 0, 0, token=token, row=1)
-    fab.store(text[:20])  # truncated
-    fab.store(text[20:])  # the rest, stored as a row of its own
+    fab.store(text[:20])  # one read
+    fab.store(text[20:])  # the next: a server without framing stores each as a row
     half_token, half_text = fab.message(0, 2)
     fab.rec(INVOKE, "send", 0, 0, token=half_token, text=half_text, partial=5)
     fab.rec(INFO, "send", 0, 0, token=half_token, error="half sent, then reset")
     fab.store(half_text)
     result = fab.result()
-    partial = [a for a in result.anomalies if a.kind == "partial-row"]
-    assert len(partial) == 3, result.anomalies
-    assert {a.token for a in partial} == {token, half_token}
+    assert {(a.kind, a.token) for a in result.anomalies} == {("split", token), ("partial-row", half_token)}
+    assert result.counts.lost == 0  # every byte is stored: framing, not loss
+
+
+def test_truncated_rows_are_partial(fab: Fab) -> None:
+    token, text = fab.message(0, 1, body="a long message that gets cut")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(OK, "send", 0, 0, token=token, row=1)
+    fab.store(text[:20])  # and the rest nowhere
+    assert kinds(fab.result()) == {"partial-row"}
 
 
 def test_merged_rows_are_reported_as_framing(fab: Fab) -> None:

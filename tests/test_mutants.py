@@ -21,20 +21,40 @@ def run(name: str, target: object, tmp_path: Path) -> ScenarioResult:
     return load()[name].run(ctx)
 
 
+def findings(result: ScenarioResult) -> set[str]:
+    """What a scenario reported: anomaly kinds, and ``check:NAME`` for every failed check."""
+    kinds = {a.kind for a in result.check.anomalies} if result.check else set()
+    return kinds | {f"check:{c.name}" for c in result.checks if c.ok is False}
+
+
+def reported(expected: str, found: set[str]) -> bool:
+    """``expected`` (a kind, or ``check:`` and part of a check's name) is among ``found``."""
+    if expected.startswith("check:"):
+        return any(f.startswith("check:") and expected[6:] in f for f in found)
+    return expected in found
+
+
 def test_the_zoo_is_complete() -> None:
-    assert len(ZOO) >= 14
+    assert len(ZOO) >= 20
     registry = load()
     for m in ZOO:
         assert m.defect and m.scenario in registry, m
         assert m.target().name == m.name
+    assert any(not m.caught_by for m in ZOO), "a correct variant keeps the zoo honest"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("m", ZOO, ids=[m.name for m in ZOO])
-def test_each_mutant_is_caught_by_its_scenario(m, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_each_mutant_is_caught_by_its_scenario_with_the_right_anomaly(m, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     result = run(m.scenario, m.target(), tmp_path)
     why = result.check.summary() if result.check else result.reason
+    failed = [f"{c.name}: {c.detail}" for c in result.checks if c.ok is False]
+    if not m.caught_by:  # a correct variant
+        assert result.verdict is True, f"{m.name} ({m.defect}) failed {m.scenario}: {why}; {failed}"
+        return
     assert result.verdict is False, f"{m.name} ({m.defect}) passed {m.scenario}: {why}"
+    found = findings(result)
+    assert any(reported(k, found) for k in m.caught_by), f"{m.name}: expected {m.caught_by}, got {sorted(found)}"
 
 
 @pytest.mark.slow

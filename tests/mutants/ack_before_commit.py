@@ -6,6 +6,7 @@ import time
 from chat import server, store
 
 SCENARIO = "crash-recovery"
+CAUGHT_BY = ("lost",)
 
 
 def apply() -> None:

@@ -5,6 +5,7 @@ import sys
 from chat import server
 
 SCENARIO = "port-in-use"
+CAUGHT_BY = ("check:with a non-zero exit code",)
 
 
 def apply() -> None:

@@ -5,6 +5,7 @@ import sys
 from chat import protocol, server
 
 SCENARIO = "sliced-stream"
+CAUGHT_BY = ("corrupted",)
 
 
 def apply() -> None:

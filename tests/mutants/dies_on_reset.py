@@ -6,6 +6,7 @@ import sys
 from chat import server
 
 SCENARIO = "abrupt-disconnect"
+CAUGHT_BY = ("server-crashed",)
 
 
 def apply() -> None:

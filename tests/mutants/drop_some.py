@@ -5,6 +5,7 @@ import sys
 from chat import server, store
 
 SCENARIO = "concurrent-burst"
+CAUGHT_BY = ("lost",)
 
 
 def apply() -> None:

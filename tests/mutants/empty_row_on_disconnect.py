@@ -5,6 +5,7 @@ import sys
 from chat import server, store
 
 SCENARIO = "abrupt-disconnect"
+CAUGHT_BY = ("empty-row",)
 
 
 def apply() -> None:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from chat import server, store
 
 SCENARIO = "flaky-network"
+CAUGHT_BY = ("duplicate",)
 
 
 def apply() -> None:

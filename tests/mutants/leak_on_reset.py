@@ -6,6 +6,7 @@ import threading
 from chat import server
 
 SCENARIO = "abrupt-disconnect"
+CAUGHT_BY = ("resource-leak",)
 
 
 def apply() -> None:

@@ -6,6 +6,7 @@ import sys
 from chat import server
 
 SCENARIO = "restart"
+CAUGHT_BY = ("check:it started again on the same port and log",)
 
 
 def apply() -> None:

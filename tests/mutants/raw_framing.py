@@ -5,6 +5,7 @@ import sys
 from chat import protocol, server
 
 SCENARIO = "pipelined"
+CAUGHT_BY = ("merged",)
 
 
 def apply() -> None:

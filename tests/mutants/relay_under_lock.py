@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from chat import server
 
 SCENARIO = "slow-clients"
+CAUGHT_BY = ("check:p99 ack latency",)
 
 
 def apply() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from chat import server
 
 SCENARIO = "concurrent-burst"
+CAUGHT_BY = ("missed-relay",)
 
 
 def apply() -> None:

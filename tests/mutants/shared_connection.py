@@ -6,6 +6,7 @@ import sys
 from chat import protocol, server, store
 
 SCENARIO = "concurrent-burst"
+CAUGHT_BY = ("ack-mismatch",)
 
 
 def apply() -> None:

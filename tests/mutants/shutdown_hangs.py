@@ -5,6 +5,7 @@ import sys
 from chat import server
 
 SCENARIO = "shutdown-under-load"
+CAUGHT_BY = ("unclean-shutdown",)
 
 
 def apply() -> None:

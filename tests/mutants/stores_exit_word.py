@@ -5,6 +5,7 @@ import sys
 from chat import protocol, server
 
 SCENARIO = "exit-word"
+CAUGHT_BY = ("exit-word-stored",)
 
 
 def apply() -> None:

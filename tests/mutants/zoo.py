@@ -1,7 +1,9 @@
 """The mutant zoo: each ``NAME.py`` here is the reference server with one realistic defect.
 
-Each mutant states its defect in the first line of its docstring and names, in ``SCENARIO``, the
-scenario its defect belongs to; ``NAME.toml`` is its target file. Nothing here imports the
+Each mutant states its defect in the first line of its docstring, names in ``SCENARIO`` the
+scenario its defect belongs to, and in ``CAUGHT_BY`` what that scenario must report: anomaly kinds,
+or ``check:NAME`` for a scenario check whose name contains NAME (an empty tuple marks a correct
+variant, which must pass); ``NAME.toml`` is its target file. Nothing here imports the
 mutants (importing one must not install its defect): they are read with ``ast``.
 """
 
@@ -24,19 +26,18 @@ class Mutant:
     defect: str
     scenario: str
     target_file: Path
+    caught_by: tuple[str, ...] = ()
 
     def target(self) -> Target:
         """Its target description."""
         return load_target(self.target_file)
 
 
-def _constant(tree: ast.Module, name: str) -> str:
+def _constant(tree: ast.Module, name: str) -> object:
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            value = ast.literal_eval(node.value)
-            if isinstance(value, str):
-                return value
-    raise ValueError(f"no {name} string constant")
+            return ast.literal_eval(node.value)
+    raise ValueError(f"no {name} constant")
 
 
 def mutants() -> list[Mutant]:
@@ -47,7 +48,9 @@ def mutants() -> list[Mutant]:
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         defect = (ast.get_docstring(tree) or "").splitlines()[0]
-        out.append(Mutant(path.stem, defect, _constant(tree, "SCENARIO"), path.with_suffix(".toml")))
+        scenario, caught_by = _constant(tree, "SCENARIO"), _constant(tree, "CAUGHT_BY")
+        assert isinstance(scenario, str) and isinstance(caught_by, tuple), path
+        out.append(Mutant(path.stem, defect, scenario, path.with_suffix(".toml"), caught_by))
     return out
 
 

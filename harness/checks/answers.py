@@ -1,0 +1,122 @@
+"""Invariant 11: on a connection no fault or nemesis touched, every message gets exactly one answer in time.
+
+A send with no ack and no error within the ack timeout is an anomaly (``unanswered``), or
+``unexpected-reply`` when the server did say something that is neither. It is not judged when a
+fault or a nemesis touched the connection meanwhile, when the client broke the connection itself,
+when the server dropped the connection saying why (idle, slow, shutdown), or when the message was
+stored run together with another or in pieces (a framing defect, reported as such). A bad line
+may also be answered by closing the connection.
+"""
+
+from __future__ import annotations
+
+from harness.checks.base import MAX_EVIDENCE, Judgement, invariant
+from harness.ends import End
+from harness.history import FAIL, INVOKE, OK, Record
+from harness.index import Connection, Message, RunIndex
+
+
+@invariant(11, "every message answered")
+def every_message_answered(ix: RunIndex) -> Judgement:
+    """Every send on an untouched connection is acknowledged or refused within the ack timeout."""
+    j = Judgement()
+    for rec in ix.of("send"):
+        if rec.type != INVOKE:
+            continue
+        m = ix.messages.get(rec.get("token"))
+        if m is None or m.partial:
+            continue
+        outcome = ix.settled(m.token, rec.conn)
+        if outcome is not None and outcome.type in (OK, FAIL):
+            continue
+        c = ix.conns.get(rec.conn)
+        until = outcome.time if outcome is not None else (c.closed_at if c and c.closed_at else ix.end_of_run())
+        why = _not_judged(ix, m, rec, outcome, c, until)
+        if why:
+            j.skip(why)
+            continue
+        _unanswered(ix, j, m, rec, outcome, until)
+    _stray_lines(ix, j)
+    abandoned = ix.of("abandon")
+    if abandoned:
+        j.notes.append(
+            f"{len(abandoned)} client(s) gave up their plan after {abandoned[0].get('unanswered')} unanswered "
+            "messages in a row; later waits were shortened"
+        )
+    return j
+
+
+def _not_judged(
+    ix: RunIndex, m: Message, rec: Record, outcome: Record | None, c: Connection | None, until: float
+) -> str | None:
+    """Why this send's missing answer is not held against the server (None when it is)."""
+    if c is None or c.end is None:
+        return "harness"  # the run ended with the connection open
+    end = End.parse(outcome.get("end")) if outcome is not None and outcome.get("end") else c.end
+    if end.client_broke or end.harness:
+        return "client" if end.client_broke else "harness"
+    touch = c.touched(rec.time, until)
+    if touch is not None:
+        return touch.source
+    if c.cause in (End.FAULT, End.NEMESIS):
+        return c.cause.value if c.cause else None
+    if c.errors:
+        return "dropped by the server"
+    if not ix.log_error:
+        st = ix.framing.of(m.token)
+        if st.merged or st.pieces:
+            return "framing"  # stored run together or in pieces: one ack per read, reported as framing
+    if m.raw and end in (End.SERVER_CLOSE, End.SERVER_ERROR_CLOSE, End.RESET):
+        return "bad line answered by a close"
+    return None
+
+
+def _unanswered(ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Record | None, until: float) -> None:
+    said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
+    quote = [said[0].index] if said else []
+    waited = outcome.get("waited") if outcome is not None else None
+    how = str(outcome.get("error")) if outcome is not None else "the run ended first"
+    if waited is not None and waited < ix.ack_timeout:
+        how += f" (waited only {waited:g} s: earlier messages had gone unanswered)"
+    ev = {"token": m.token, "client": m.client, "history": [rec.index, *quote] + ([outcome.index] if outcome else [])}
+    if said:
+        j.add(
+            "unexpected-reply",
+            11,
+            f"message {m.token} got the reply {said[0].get('line')!r}, which is neither an ack nor an error "
+            f"the target file describes ({how})",
+            **ev,
+        )
+    else:
+        j.add(
+            "unanswered",
+            11,
+            f"message {m.token} got no answer (no ack, no error) on connection {rec.conn}, which no fault or "
+            f"nemesis touched: {how}",
+            **ev,
+        )
+
+
+def _stray_lines(ix: RunIndex, j: Judgement) -> None:
+    """Reference protocol: a line the client cannot parse is a protocol violation even when nothing waited."""
+    if ix.protocol != "chat":
+        n = sum(len(v) for v in ix.unexpected.values())
+        if n:
+            first = next(iter(ix.unexpected.values()))[0]
+            j.notes.append(
+                f"{n} piece(s) of server text matched neither the ack nor the error pattern, e.g. {first.get('line')!r}"
+            )
+        return
+    reported = 0
+    quoted = {i for a in j.anomalies for i in a.history}
+    for conn, recs in ix.unexpected.items():
+        loose = [u for u in recs if u.index not in quoted]
+        if loose and reported < MAX_EVIDENCE:
+            reported += 1
+            j.add(
+                "unexpected-reply",
+                11,
+                f"connection {conn} got {len(loose)} line(s) outside the protocol, e.g. {loose[0].get('line')!r}",
+                client=loose[0].client,
+                history=[u.index for u in loose[:MAX_EVIDENCE]],
+            )

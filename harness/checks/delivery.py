@@ -1,0 +1,109 @@
+"""Invariant 7 (servers that relay): every member connected throughout receives each message once, in log order."""
+
+from __future__ import annotations
+
+import zlib
+
+from harness.checks.base import MAX_EVIDENCE, NA, Judgement, invariant, row_dict
+from harness.ends import End
+from harness.index import Connection, RunIndex
+
+
+@invariant(7, "relay delivery", needs_log=True)
+def relay_delivery(ix: RunIndex) -> Judgement:
+    """What was relayed is right; a member that left politely and untouched missed nothing committed meanwhile."""
+    j = Judgement(unit="connections")
+    if ix.relay == "none":
+        j.status = NA
+        return j
+    crc = {r.id: zlib.crc32((r.content or "").encode("utf-8")) for r in ix.rows}
+    baseline = int(ix.settings.get("baseline_id", 0))
+    judged = 0
+    for c in ix.conns.values():
+        if c.record is None:
+            continue
+        seen = _received(ix, c, crc, baseline, j)
+        why = _not_judged(c)
+        if why:
+            j.skip(why)
+            continue
+        judged += 1
+        _missed(ix, c, seen, j)
+    if not judged and j.status != "fail":
+        j.status = NA  # no connection ended politely and untouched: nothing to judge
+    return j
+
+
+def _not_judged(c: Connection) -> str | None:
+    """Why a connection's deliveries cannot be judged (None when they can)."""
+    cause = c.cause
+    if cause is None or c.hello is None or c.end_at is None:
+        return "incomplete"
+    if cause in (End.FAULT, End.NEMESIS):
+        return str(cause.value)
+    touch = c.touched(c.hello, c.end_at)
+    if touch is not None:
+        return touch.source
+    if c.errors:
+        return "dropped by the server"  # idle, slow, shutdown: the server said why and let go
+    if not cause.polite:
+        return "client" if cause.client_broke else "broken"
+    return None
+
+
+def _received(ix: RunIndex, c: Connection, crc: dict[int, int], baseline: int, j: Judgement) -> set[int]:
+    """Check what ``c`` received (twice, out of order, not in the log, other text, its own); return the row ids."""
+    seen: set[int] = set()
+    last = -1
+    ev = {"client": c.client, "history": [c.record.index] if c.record else []}
+    for row_id, checksum, token in ((int(x[0]), x[1], x[2]) for x in c.relays):
+        if row_id <= baseline:
+            continue
+        if row_id in seen:
+            j.add("duplicate-relay", 7, f"connection {c.conn} received row {row_id} twice", **ev)
+        if row_id < last:
+            j.add("relay-order", 7, f"connection {c.conn} received row {row_id} after row {last}", **ev)
+        seen.add(row_id)
+        last = max(last, row_id)
+        if row_id not in crc:
+            j.add("phantom-relay", 7, f"connection {c.conn} received row {row_id}, which is not in the log", **ev)
+        elif checksum != crc[row_id]:
+            j.add(
+                "relay-mismatch",
+                7,
+                f"connection {c.conn} received row {row_id} with other text than stored",
+                rows=[row_dict(ix.row_by_id[row_id])],
+                **ev,
+            )
+        # Only the connection that stored a message must not get it back; a message resent on
+        # several connections may legitimately reach any of the others.
+        m = ix.messages.get(token) if token else None
+        if ix.relay == "others" and m is not None and m.conns == {c.conn}:
+            j.add("relay-to-sender", 7, f"connection {c.conn} received its own message {token}", token=token, **ev)
+    return seen
+
+
+def _missed(ix: RunIndex, c: Connection, seen: set[int], j: Judgement) -> None:
+    assert c.hello is not None and c.end_at is not None
+    missed = []
+    for m in ix.messages.values():
+        if not m.oks or not m.invokes or (ix.relay == "others" and m.client == c.client):
+            continue
+        whole = ix.framing.of(m.token).whole
+        if len(whole) != 1:
+            continue
+        if m.invokes[0].time > c.hello and m.oks[0].time < c.end_at and whole[0] not in seen:
+            missed.append((m, whole[0]))
+    if missed:
+        m, row = missed[0]
+        j.add(
+            "missed-relay",
+            7,
+            f"connection {c.conn} (client {c.client}) was connected from {c.hello:.3f} s to {c.end_at:.3f} s, "
+            f"untouched by faults, and left politely, but did not receive {len(missed)} message(s) committed "
+            f"meanwhile, e.g. {m.token} (row {row})",
+            token=m.token,
+            client=c.client,
+            history=[c.record.index if c.record else -1, *m.evidence()[:2]],
+            rows=[row_dict(ix.row_by_id[r]) for _, r in missed[:MAX_EVIDENCE]],
+        )

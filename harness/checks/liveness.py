@@ -1,0 +1,48 @@
+"""Invariant 8: the server keeps serving — a fresh probe is answered, nothing crashed, no thread died."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from harness.checks.base import FAIL, NA, PASS, Judgement, invariant
+from harness.history import OK
+from harness.index import RunIndex
+
+
+@invariant(8, "liveness")
+def liveness(ix: RunIndex) -> Judgement:
+    """A probe after the run is served; the process did not die; no client's thread died with a traceback."""
+    j = Judgement(status=NA)
+    for rec in ix.of("probe"):
+        if rec.type == OK:
+            j.status = PASS if j.status != FAIL else FAIL
+        elif rec.type == "fail":
+            j.add("not-live", 8, f"a fresh probe client was not served: {rec.get('error')}", history=[rec.index])
+    for rec in ix.of("server"):
+        if rec.get("event") == "crashed":
+            why = rec.get("exception") or rec.get("stderr", "")
+            j.add(
+                "server-crashed",
+                8,
+                f"the server process died during the run (exit code {rec.get('exit_code')}): {why}",
+                history=[rec.index],
+            )
+    crashed: Counter[str] = Counter()
+    first: dict[str, tuple[int, str]] = {}
+    for rec in ix.of("server-output"):
+        for tb in rec.get("tracebacks") or []:
+            if tb.get("interrupt") or tb.get("thread") in ("main", "ignored"):
+                continue
+            key = str(tb.get("exception"))
+            crashed[key] += 1
+            first.setdefault(key, (rec.index, str(tb.get("thread"))))
+    for exception, n in crashed.items():
+        index, thread = first[exception]
+        times = f" ({n} times)" if n > 1 else ""
+        j.add(
+            "thread-crash",
+            8,
+            f"a thread of the server died with a traceback{times}, dropping its client: {thread}: {exception}",
+            history=[index],
+        )
+    return j

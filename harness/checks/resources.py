@@ -1,0 +1,33 @@
+"""Invariant 10: server threads and descriptors return to their baseline after the clients leave."""
+
+from __future__ import annotations
+
+from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
+from harness.index import RunIndex
+
+
+@invariant(10, "resources return to baseline")
+def resources(ix: RunIndex) -> Judgement:
+    """Threads and file descriptors, measured before the clients and after they left."""
+    j = Judgement(status=NA)
+    for rec in ix.of("resources"):
+        if j.status == NA:
+            j.status = PASS
+        for what in ("threads", "fds"):
+            before, after = rec.get(f"{what}_before"), rec.get(f"{what}_after")
+            slack = int(rec.get(f"{what}_slack", 0))
+            if before is None or after is None:
+                j.status = UNKNOWN if j.status == PASS else j.status
+            elif after > before + slack:
+                leaked = rec.get(f"{what}_leaked")
+                named = f": {leaked}" if leaked else ""
+                j.add(
+                    "resource-leak",
+                    10,
+                    f"server {what}: {before} before the clients, still {after} "
+                    f"{rec.get('waited', 0):g} s after they left{named}",
+                    history=[rec.index],
+                )
+    if j.anomalies:
+        j.status = FAIL
+    return j

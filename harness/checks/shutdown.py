@@ -1,0 +1,69 @@
+"""Invariant 9: a stop is clean — exit 0 in time, the log intact, no traceback, the port free at once,
+and the server really stops serving."""
+
+from __future__ import annotations
+
+from harness.checks.base import FAIL, NA, PASS, Judgement, invariant
+from harness.history import OK, Record
+from harness.index import RunIndex
+
+
+@invariant(9, "clean shutdown")
+def clean_shutdown(ix: RunIndex) -> Judgement:
+    """Every stop the run made (and every crash's log) is judged."""
+    j = Judgement(status=NA)
+    for rec in ix.of("integrity"):
+        if rec.get("result") == "ok":
+            j.status = PASS if j.status == NA else j.status
+        else:
+            j.add(
+                "corrupt-log", 9, f"integrity_check after {rec.get('after')}: {rec.get('result')}", history=[rec.index]
+            )
+    for rec in ix.of("shutdown"):
+        if j.status != FAIL:
+            j.status = PASS
+        for problem in _problems(rec):
+            j.add("unclean-shutdown", 9, f"server {problem}", history=[rec.index])
+        served = _served_after(ix, rec)
+        if served:
+            j.add(
+                "serves-after-stop",
+                9,
+                f"after {rec.get('method')} the server kept answering: {served} message(s) acknowledged more than "
+                f"{rec.get('deadline')} s later (the signal ended one thread, not the server?)",
+                history=[rec.index],
+            )
+    return j
+
+
+def _problems(rec: Record) -> list[str]:
+    code, seconds, deadline, method = rec.get("exit_code"), rec.get("seconds"), rec.get("deadline"), rec.get("method")
+    problems = []
+    if rec.get("forced"):
+        problems.append(f"did not exit within {rec.get('timeout')} s of {method} and was killed")
+    elif code != 0:
+        problems.append(f"exited with code {code} after {method}")
+    if deadline is not None and seconds is not None and seconds > deadline and not rec.get("forced"):
+        problems.append(f"took {seconds:.2f} s to stop after {method}, more than {deadline} s")
+    if rec.get("integrity") not in (None, "ok"):
+        problems.append(f"left the log failing integrity_check: {rec.get('integrity')}")
+    for tb in rec.get("tracebacks") or []:
+        if tb.get("interrupt"):
+            problems.append(f"printed an unhandled KeyboardInterrupt traceback on {method} (Ctrl+C is not handled)")
+        else:
+            problems.append(f"printed a traceback while stopping ({tb.get('thread')}): {tb.get('exception')}")
+    if not rec.get("tracebacks") and rec.get("traceback"):  # records written before tracebacks were parsed
+        problems.append("printed a traceback: " + str(rec.get("traceback"))[:200])
+    if rec.get("rebind") is False:
+        problems.append("left its port unusable: it could not be bound again right after the stop")
+    return problems
+
+
+def _served_after(ix: RunIndex, rec: Record) -> int:
+    """Acks that arrived later than the stop deadline after the stop began (the stop did not stop it)."""
+    began = rec.get("began")
+    deadline = rec.get("deadline")
+    if began is None or deadline is None or not rec.get("forced"):
+        return 0
+    late = float(began) + float(deadline)
+    return sum(1 for r in ix.of("send") if r.type == OK and r.time > late and r.time < rec.time)

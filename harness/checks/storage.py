@@ -1,0 +1,172 @@
+"""Invariants 1-4: what the log holds, read through the framing analysis (``harness.framing``)."""
+
+from __future__ import annotations
+
+from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
+from harness.framing import REPLACEMENT, RowKind, normalise
+from harness.index import RunIndex
+
+NO_FRAMING = "the server stores whatever one read returns: its protocol has no message framing"
+
+
+def _rows(ix: RunIndex, ids: list[int]) -> list[dict[str, object]]:
+    return [row_dict(ix.row_by_id[i]) for i in ids[:MAX_EVIDENCE] if i in ix.row_by_id]
+
+
+def _uncertain(ix: RunIndex, conns: set[int]) -> bool:
+    """Whether a message's pieces may have been credited to another connection that sent the same text."""
+    return bool(conns & ix.framing.broken_conns) and not ix.framing.missing
+
+
+@invariant(1, "no acked message lost", needs_log=True)
+def no_acked_message_lost(ix: RunIndex) -> Judgement:
+    """Each acknowledged message is in the log."""
+    j = Judgement()
+    for m in ix.messages.values():
+        if not m.acked or m.partial or ix.framing.of(m.token).stored:
+            continue
+        if _uncertain(ix, m.conns):
+            j.skip("framing")  # every byte those connections sent is stored, in pieces
+            continue
+        j.add(
+            "lost",
+            1,
+            f"message {m.token} was acknowledged but is not in the log",
+            token=m.token,
+            client=m.client,
+            history=m.evidence(),
+        )
+    return j
+
+
+@invariant(2, "no duplicates", needs_log=True)
+def no_duplicates(ix: RunIndex) -> Judgement:
+    """No message is stored twice."""
+    j = Judgement()
+    for m in ix.messages.values():
+        st = ix.framing.of(m.token)
+        copies = len(st.whole) if m.conns & ix.framing.broken_conns else st.copies
+        if copies > 1:
+            j.add(
+                "duplicate",
+                2,
+                f"message {m.token} is stored {copies} times",
+                token=m.token,
+                client=m.client,
+                history=m.evidence(),
+                rows=_rows(ix, st.rows),
+            )
+    return j
+
+
+@invariant(3, "no phantoms, empty, partial, merged or split rows", needs_log=True)
+def rows_are_messages(ix: RunIndex) -> Judgement:
+    """Every row is exactly one message some client sent, and every message is in one row."""
+    j = Judgement()
+    fr = ix.framing
+    foreign = 0
+    for info in fr.rows:
+        row = info.row
+        if info.kind == RowKind.EMPTY:
+            j.add("empty-row", 3, f"row {row.id} is empty", rows=[row_dict(row)])
+        elif info.kind == RowKind.FOREIGN:
+            foreign += 1
+        elif info.kind == RowKind.EXIT_WORD:
+            j.add(
+                "exit-word-stored",
+                3,
+                f"row {row.id} stores the exit word {row.content!r} as a message",
+                rows=[row_dict(row)],
+            )
+        elif info.kind == RowKind.PHANTOM and info.conn is None:
+            j.add("phantom", 3, f"row {row.id} matches nothing any client sent", rows=[row_dict(row)])
+        elif info.kind == RowKind.PHANTOM:
+            j.add(
+                "split",
+                3,
+                f"row {row.id} holds only protocol bytes that connection {info.conn} sent between messages: {NO_FRAMING}",
+                rows=[row_dict(row)],
+            )
+        elif info.kind == RowKind.MERGED:
+            shown = ", ".join(info.tokens[:4])
+            j.add(
+                "merged",
+                3,
+                f"row {row.id} holds {len(info.tokens)} messages (or parts of them) run together ({shown}): {NO_FRAMING}",
+                token=info.tokens[0],
+                rows=[row_dict(row)],
+                history=[i for t in info.tokens[:3] if t in ix.messages for i in ix.messages[t].evidence()[:2]],
+            )
+    if foreign:
+        j.notes.append(f"{foreign} row(s) from earlier runs against the same server were ignored")
+    for m in ix.messages.values():
+        st = fr.of(m.token)
+        if not st.stored:
+            continue
+        ev = {"token": m.token, "client": m.client, "history": m.evidence(), "rows": _rows(ix, st.rows)}
+        if m.partial:
+            j.add(
+                "partial-row",
+                3,
+                f"half of message {m.token} was sent before the client broke the connection, "
+                f"yet row(s) {', '.join(map(str, st.rows[:MAX_EVIDENCE]))} store it",
+                **ev,
+            )
+        elif st.split or (st.pieces and not st.whole and (st.complete or _uncertain(ix, m.conns))):
+            j.add(
+                "split",
+                3,
+                f"message {m.token} was delivered by TCP in pieces and stored as {len(st.pieces)} rows "
+                f"({', '.join(map(str, st.pieces[:MAX_EVIDENCE]))}): {NO_FRAMING}",
+                **ev,
+            )
+        elif not st.complete:
+            j.add("partial-row", 3, f"the log holds only part of message {m.token}", **ev)
+    return j
+
+
+@invariant(4, "stored content equals sent content", needs_log=True)
+def content_intact(ix: RunIndex) -> Judgement:
+    """A stored message is what was sent (after the target's documented normalisation)."""
+    j = Judgement()
+    for info in ix.framing.rows:
+        row = info.row
+        m = ix.messages.get(info.tokens[0]) if info.tokens else None
+        if info.kind == RowKind.CORRUPTED and m is not None:
+            sent, stored = normalise(m.text, ix.normalize), normalise(row.content or "", ix.normalize)
+            if sent.startswith(stored):
+                kind, why = (
+                    "partial-row",
+                    f"row {row.id} holds only the first {len(stored)} of {len(sent)} characters of {m.token}",
+                )
+            else:
+                kind, why = "corrupted", f"row {row.id} differs from what was sent as {m.token}"
+            j.add(
+                kind,
+                3 if kind == "partial-row" else 4,
+                why,
+                token=m.token,
+                client=m.client,
+                history=m.evidence(),
+                rows=[row_dict(row), {"sent": sent[:300]}],
+            )
+        elif info.kind == RowKind.EXTRA and m is not None:
+            j.add(
+                "corrupted",
+                4,
+                f"row {row.id} holds message {m.token} plus characters it was not sent with (framing bytes?)",
+                token=m.token,
+                client=m.client,
+                history=m.evidence(),
+                rows=[row_dict(row), {"sent": m.text[:300]}],
+            )
+        elif info.mangled and REPLACEMENT in (row.content or ""):
+            j.add(
+                "corrupted",
+                4,
+                f"row {row.id} holds a character cut in two between reads, stored as U+FFFD "
+                "(the server decodes each read on its own)",
+                token=info.tokens[0] if info.tokens else None,
+                rows=[row_dict(row)],
+            )
+    return j
