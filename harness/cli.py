@@ -11,16 +11,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness import history as hist
-from harness import report
+from harness import isolation, report
 from harness.checker import check
 from harness.history import History
 from harness.log import LogError, LogReader
 from harness.plan import Plan
 from harness.runner import RunConfig, run_plan
-from harness.scenario import ScenarioContext, ScenarioResult
-from harness.target import TargetError, install_sigterm_cleanup, kill_all, load_target
+from harness.scenario import ScenarioContext, ScenarioResult, run_scenario
+from harness.target import Target, TargetError, install_sigterm_cleanup, kill_all, load_target, set_status
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
 
@@ -96,8 +97,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     report_dir = Path(args.report_dir)
     out_dir = report_dir / run_id
     progress = Progress(args.quiet)
-    config = RunConfig(progress=progress.history)
+    set_status(progress.say)
+    RunConfig(progress=progress.history)
     progress.line(f"chat-harness: run {run_id}, target {target.name}, seed {seed}, scenarios {', '.join(names)}")
+    isolated = isolation_mode(target, args.isolate)
+    if target.fixed_port:
+        how = (
+            f"each scenario in its own {isolated}" if isolated else "one after another, each start waiting for the port"
+        )
+        progress.line(f"chat-harness: fixed port {target.port}: scenarios run {how}")
     results: list[ScenarioResult] = []
     t0 = time.monotonic()
     for name in names:
@@ -108,21 +116,65 @@ def cmd_run(args: argparse.Namespace) -> int:
             results.append(ScenarioResult(name, scenario.description, None, applicable=False, reason=why))
             progress.line(f"  {name:<20} not applicable: {why}")
             continue
-        ctx = ScenarioContext(target, out_dir / name, seed, args.clients, args.duration, config, say=progress.say)
-        try:
-            result = scenario.run(ctx)
-        except TargetError as exc:
-            result = ScenarioResult(name, scenario.description, None, reason=str(exc))
+        job = {
+            "target": args.target,
+            "scenario": name,
+            "rundir": str(out_dir / name),
+            "seed": seed,
+            "clients": args.clients,
+            "duration": args.duration,
+            "quiet": args.quiet,
+        }
+        result = isolation.run(job) if isolated else run_job(job, None, progress)
         results.append(result)
         progress.line(
             f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
             + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}")
         )
     command = " ".join(["chat-harness", *(sys.argv[1:] if argv_is_ours() else [])])
-    data = report.build(run_id, target, seed, results, time.monotonic() - t0, out_dir, command)
+    isolation_text = isolated or (
+        "waiting for the port between starts" if target.fixed_port else "none needed (port 0)"
+    )
+    data = report.build(run_id, target, seed, results, time.monotonic() - t0, out_dir, command, isolation_text)
     path = report.write(report_dir, run_id, data)
+    for i, f in enumerate(data["findings"], 1):
+        progress.line(f"finding {i}: {f['title']} [{', '.join(f['scenarios'])}]")
     progress.line(f"verdict: {data['verdict']}; report: {path}")
     return {"valid": EXIT_VALID, "invalid": EXIT_INVALID}.get(data["verdict"], EXIT_UNKNOWN)
+
+
+def isolation_mode(target: Target, wanted: str) -> str | None:
+    """How a fixed-port target's scenarios are kept apart: a network namespace each, or None (wait for the port)."""
+    if not target.fixed_port or wanted == "no":
+        return None
+    mode = isolation.available()
+    if mode is None and wanted == "yes":
+        raise TargetError("--isolate yes: network namespaces are not available here (Linux, root or user namespaces)")
+    return mode
+
+
+def run_job(job: dict[str, Any], mode: str | None, progress: Progress | None = None) -> ScenarioResult:
+    """Run one scenario as ``job`` describes (here, or inside an isolated child process)."""
+    from scenarios.registry import load
+
+    scenario = load()[job["scenario"]]
+    target = load_target(job["target"])
+    progress = progress or Progress(bool(job["quiet"]))
+    progress.scenario = job["scenario"]
+    set_status(progress.say)
+    ctx = ScenarioContext(
+        target,
+        Path(job["rundir"]),
+        int(job["seed"]),
+        job["clients"],
+        job["duration"],
+        RunConfig(progress=progress.history),
+        say=progress.say,
+    )
+    result = run_scenario(scenario, ctx)
+    if mode:
+        result.extra["isolation"] = mode
+    return result
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -184,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed for plans and faults (default: random, printed)")
     run.add_argument("--clients", type=int, help="simulated clients (scenario default otherwise)")
     run.add_argument("--duration", type=float, help="seconds of search or load per scenario")
+    run.add_argument(
+        "--isolate",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="fixed-port targets: run each scenario in its own network namespace (default: when possible)",
+    )
     common(run)
     run.set_defaults(func=cmd_run)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from harness.audit import Auditor
 from harness.ends import End
 from harness.faults import FaultProxy
-from harness.history import INFO, OK, History
+from harness.history import FAIL, INFO, OK, History
 from harness.plan import (
     CLOSE,
     EXIT,
@@ -60,7 +60,7 @@ class Options:
     poll: float = 1.0  # longest a read waits before looking at the clock and the stop flag
     give_up_after: int = 2  # unanswered sends in a row after which a client abandons its plan (0: never)
     short_ack_timeout: float = 1.0  # every client's ack timeout once one client gave up on the server
-    reset_after_server_close: bool = False  # answer a server's close with RST: no TIME_WAIT on its fixed port
+    reset_after_server_close: bool | None = None  # answer a server's close with RST (None: on fixed ports)
 
 
 @dataclass
@@ -202,9 +202,14 @@ class SimClient:
                 if self.ctx.stop.is_set():
                     return False
             self._holding_gate = True
-        if self.ctx.gate is not None:
-            self.ctx.gate()
         conn = self.ctx.next_conn()
+        if self.ctx.gate is not None:
+            try:
+                self.ctx.gate()
+            except Exception as exc:  # the server could not be started for this session
+                self.h.add(FAIL, "connect", self.index, conn, error=f"the server could not be started: {exc}")
+                self._release()
+                return False
         self.state.connects += 1
         link = f"{self.index}.{self.state.connects}" if self.ctx.proxy is not None else None
         s = self.s = Session(self.wire, self.state, conn, self.h.add, self.h.now, link)

@@ -20,7 +20,8 @@ from harness.history import INVOKE, Record
 EARLY = 0.05  # a fault acts a moment before its record is written
 FAULT_AFTERMATH = 1.0  # held or delayed data still arrives this long after a fault is removed
 NEMESIS_AFTERMATH = 2.0  # answers delayed by a lock or a restart still arrive this long after it
-FINAL_EVENTS = frozenset({"reset", "timeout-close", "limit-close", "cut", "upstream-refused"})
+BACKLOG = 0.3  # a connection opened this long before a partition may still wait in the proxy's backlog
+FINAL_EVENTS = frozenset({"reset", "timeout-close", "limit-close", "cut", "refused", "upstream-refused"})
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,13 @@ def touches(records: Iterable[Record]) -> dict[int, list[Touch]]:
     applies = {(str(r.get("link")), str(r.get("fault"))) for r in records if r.f == "fault-event" and r.get("applies")}
     for name, spans in _windows(records, "fault").items():
         if name == "down":
-            continue  # a partition without a cut refuses new connections; a cut is recorded per link
+            # A partition refuses new connections (a cut is recorded per link); one that was still in the
+            # proxy's backlog when it began is reset, and is recorded unless it arrived in the last instant.
+            for start, end, _ in spans:
+                for conn, (begin, _) in life.items():
+                    if start - BACKLOG <= begin <= end:
+                        out[conn].append(Touch(begin, end + FAULT_AFTERMATH, "fault", "partition (connecting)"))
+            continue
         for start, end, rec in spans:
             label = _fault_label(rec)
             for link, conn in links.items():

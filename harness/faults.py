@@ -434,6 +434,7 @@ class FaultProxy:
             return
         self._down = down
         if down:
+            self._refuse_waiting()
             self._close_listener()
             if cut:
                 with self._lock:
@@ -443,6 +444,24 @@ class FaultProxy:
                     link.close()
         else:
             self._open()
+
+    def _refuse_waiting(self) -> None:
+        """Reset the connections still in the listener's backlog, each recorded (closing it resets them anyway)."""
+        listener = self._listener
+        if listener is None:
+            return
+        listener.setblocking(False)
+        while True:
+            try:
+                client, addr = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                key = self._keys.pop(addr[1], None) or f"x{next(self._accepted)}"
+            self._record({"event": "refused", "link": key, "fault": "down", "kind": "down"})
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
+            client.close()
 
     def current(self) -> tuple[int, list[tuple[Fault, float]]]:
         """A version number that changes with every add or remove, and the faults in force (with when added)."""
@@ -558,16 +577,17 @@ def run_schedule(
     for step in steps:
         if done.wait(max(0.0, t0 + step.at - time.monotonic())):
             return
+        # A start is recorded before it acts, an end after: the windows cover everything the step did.
         if step.action == "add":
             assert step.fault is not None
-            proxy.add(step.fault)
             record("add", window=step.fault.name, phase="start", label=step.fault.kind, fault=step.fault.to_dict())
+            proxy.add(step.fault)
         elif step.action == "remove":
             proxy.remove(step.name)
             record("remove", window=step.name, phase="end")
         elif step.action == "down":
-            proxy.set_down(True, cut=step.cut)
             record("down", window="down", phase="start", label="partition", cut=step.cut)
+            proxy.set_down(True, cut=step.cut)
         else:
             proxy.set_down(False)
             record("up", window="down", phase="end")

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from harness.scenario import ScenarioContext, ScenarioResult
+from harness.scenario import ScenarioContext, ScenarioResult, run_scenario
 from harness.target import ServerRun, Target, load_target
 
 PORTS_PER_WORKER = 400
@@ -104,7 +104,7 @@ def chat_scenario(chat_target: Target, tmp_path: Path, request: pytest.FixtureRe
             return ScenarioResult(name, scenario.description, None, applicable=False, reason=why)
         run_id = f"{report.new_run_id()}-{name}"
         base = Path(report_dir) / run_id if report_dir else tmp_path
-        result = scenario.run(ScenarioContext(chat_target, base / name, seed, clients, duration))
+        result = run_scenario(scenario, ScenarioContext(chat_target, base / name, seed, clients, duration))
         if report_dir:
             data = report.build(run_id, chat_target, seed, [result], result.seconds, base)
             report.write(Path(report_dir), run_id, data)

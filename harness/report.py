@@ -22,7 +22,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from harness import plot
+from harness import findings, plot
+from harness.checker import NAMES
 from harness.history import latencies
 from harness.plan import Plan
 from harness.runner import RunOutcome
@@ -30,8 +31,8 @@ from harness.scenario import ScenarioResult, percentile
 from harness.target import Target
 
 SCHEMA = "chat-harness/report"
-SCHEMA_VERSION = 1
-MAX_ANOMALIES = 50
+SCHEMA_VERSION = 2  # 2: findings, per-kind anomaly counts, not-judged counts, isolation
+MAX_PER_KIND = 10  # anomalies kept per kind and scenario (all are counted in anomaly_kinds)
 MAX_RUNS_PLOTTED = 4
 
 
@@ -142,7 +143,7 @@ def scenario_entry(sr: ScenarioResult, target: Target, base: Path) -> dict[str, 
         anomalies = check.pop("anomalies")
         entry.update(check)
         entry["anomaly_count"] = len(anomalies)
-        entry["anomalies"] = anomalies[:MAX_ANOMALIES]
+        entry["anomalies"] = sample(anomalies)
     entry["checks"] = [c.to_dict() for c in sr.checks]
     entry["latency"] = latency_stats([p for run in sr.runs for p in latencies(run.records)])
     if sr.reason:
@@ -165,6 +166,17 @@ def scenario_entry(sr: ScenarioResult, target: Target, base: Path) -> dict[str, 
     return entry
 
 
+def sample(anomalies: list[dict[str, Any]], per_kind: int = MAX_PER_KIND) -> list[dict[str, Any]]:
+    """Up to ``per_kind`` anomalies of each kind, in order: a rare kind is never cut off by a common one."""
+    seen: dict[str, int] = {}
+    out = []
+    for a in anomalies:
+        seen[a["kind"]] = seen.get(a["kind"], 0) + 1
+        if seen[a["kind"]] <= per_kind:
+            out.append(a)
+    return out
+
+
 def build(
     run_id: str,
     target: Target,
@@ -173,6 +185,7 @@ def build(
     seconds: float,
     base: Path,
     command: str | None = None,
+    isolation: str | None = None,
 ) -> dict[str, Any]:
     """The whole report as plain data (paths relative to ``base``, the run's directory)."""
     scenarios = [scenario_entry(r, target, base) for r in results]
@@ -187,13 +200,15 @@ def build(
     for s in scenarios:
         for k, v in s.get("counts", {}).items():
             totals[k] = totals.get(k, 0) + v
+    found = findings.annotate(scenarios)
     return {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
+        "findings": found,
         "run_id": run_id,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
-        "environment": environment(target, seed),
+        "environment": {**environment(target, seed), "isolation": isolation},
         "command": command,
         "verdict": overall,
         "counts": totals,
@@ -208,6 +223,8 @@ def build(
 _env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]))
 _env.globals["charts"] = plot.run_charts
 _env.globals["shades"] = plot.SHADES
+_env.globals["marks"] = {"pass": "✓", "fail": "✗", "unknown": "?", "n/a": "–"}
+_env.globals["invariant_names"] = {str(k): v for k, v in NAMES.items()}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -218,8 +235,20 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"**Verdict: {report['verdict']}** · target `{env['target']['name']}` ({env['target']['source']}) · "
         f"Python {env['python']} ({env['implementation']}) · {env['platform']} · seed {env['seed']} · "
-        f"{report['seconds']:.1f} s",
+        f"{report['seconds']:.1f} s" + (f" · isolation: {env['isolation']}" if env.get("isolation") else ""),
         "",
+    ]
+    found = report.get("findings", [])
+    if found:
+        out += [f"## Findings ({len(found)})", ""]
+        for i, f in enumerate(found, 1):
+            where = ", ".join(f["scenarios"]) + (
+                f"; also behind failures in {', '.join(f['also_in'])}" if f.get("also_in") else ""
+            )
+            out += [f"{i}. **{f['title']}** ({f['count']} × in {where})", f"   - fix: {f['hint']}"]
+            out += [f"   - e.g. {e}" for e in f["evidence"][:2]]
+        out.append("")
+    out += [
         "| scenario | verdict | sent | acked | stored | lost | dup | indet. | p50 ms | p99 ms | acks/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -246,8 +275,11 @@ def markdown(report: dict[str, Any]) -> str:
                 f"Search: {srch['examples']} plans in {srch['seconds']:.1f} s; minimal failing plan "
                 f"{srch['minimal_plan']}, reproduced {srch['reproduced']}.",
             ]
+        if s.get("anomaly_kinds"):
+            out.append("Anomalies by kind: " + ", ".join(f"{k} × {n}" for k, n in s["anomaly_kinds"].items()))
         for a in s.get("anomalies", [])[:20]:
-            out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {a['message']}")
+            why = f" — consequence of: {a['consequence_of']}" if a.get("consequence_of") else ""
+            out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {a['message']}{why}")
         if s.get("anomaly_count", 0) > 20:
             out.append(f"- … and {s['anomaly_count'] - 20} more in report.json")
         if s.get("replay"):

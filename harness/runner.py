@@ -77,6 +77,9 @@ class LiveServer:
         self.workroot = workroot
         self.run: ServerRun | None = None
         self.starts = 0
+        self.sessions = 0
+        self.held = False  # stopped on purpose: a single-session target is not started again for the next session
+        self._lock = threading.Lock()
 
     def ensure(self) -> ServerRun:
         """A live instance: the current one, or a new one if it died."""
@@ -87,18 +90,34 @@ class LiveServer:
             self.run = ServerRun(self.target, self.workroot / f"server-{self.starts}").start()
         return self.run
 
-    def restart(self) -> ServerRun:
-        """Start again on the same port, in the same directory, over the same log (after a stop or crash)."""
+    def restart(self, wait_port: bool = True) -> ServerRun:
+        """Start again on the same port, in the same directory, over the same log (after a stop or crash).
+
+        ``wait_port=False`` starts at once even if the port is in TIME_WAIT: an immediate restart is tested.
+        """
         assert self.run is not None
         old = self.run
         old.kill()
         self.starts += 1
-        self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False).start()
-        return self.run
+        self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False)
+        return self.run.start(wait_port)
+
+    def next_session(self) -> None:
+        """A single-session server ends with its session: start it again (same port, same log) for the next."""
+        with self._lock:
+            self.sessions += 1
+            if self.held or (self.run is not None and self.run.alive):
+                return
+            if self.run is None:
+                self.ensure()
+                return
+            old = self.run
+            self.starts += 1
+            self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False).start()
 
     def close(self) -> StopResult | None:
         """Stop the instance (the target's stop method)."""
-        if self.run is None:
+        if self.run is None or self.run.proc is None:  # never started (its start failed)
             return None
         try:
             return self.run.stop()
@@ -201,7 +220,8 @@ def run_plan(
     proxy: FaultProxy | None = None
     try:
         srv = first = live.ensure()
-        if not srv.warmed:
+        single = target.single_session
+        if not srv.warmed and not single:  # warming up would spend a single-session server's one session
             warm_up(srv, target)
         reader = LogReader(srv.db_path, target.log)
         try:
@@ -209,12 +229,13 @@ def run_plan(
         except LogError as exc:
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
             baseline = 0
-        threads0, fds0 = settle(lambda: (first.threads(), first.fds())) if config.resources else (None, None)
-        fd_names0 = first.fd_targets() if config.resources else None
+        resources = config.resources and not single  # a server started for every session has no baseline
+        threads0, fds0 = settle(lambda: (first.threads(), first.fds())) if resources else (None, None)
+        fd_names0 = first.fd_targets() if resources else None
         out_mark = first.mark()
         options = config.options
-        if target.fixed_port and not options.reset_after_server_close:
-            options = replace(options, reset_after_server_close=True)  # keep the fixed port out of TIME_WAIT
+        if options.reset_after_server_close is None:  # keep a fixed port out of TIME_WAIT for the next start
+            options = replace(options, reset_after_server_close=target.fixed_port)
         history.add(
             INFO,
             "run",
@@ -261,6 +282,7 @@ def run_plan(
                 )
 
             helpers.append(threading.Thread(target=schedule, name="fault-schedule", daemon=True))
+        live.held = False
         ctx = Context(
             proxy.host if proxy else srv.host,
             proxy.port if proxy else srv.port,
@@ -271,6 +293,9 @@ def run_plan(
             auditor,
             proxy,
         )
+        if single:
+            ctx.session_lock = threading.Lock()
+            ctx.gate = live.next_session
         progress = _Progress(history, config.progress)
         progress.start()
         try:
@@ -297,6 +322,8 @@ def run_plan(
         assert srv is not None
         if nctx.server_down:
             pass  # stopped on purpose: the nemesis recorded how
+        elif single and not srv.alive and srv.proc is not None and srv.proc.poll() == 0:
+            pass  # it served its session and ended, as the target says it does
         elif not srv.alive:
             code = srv.proc.poll() if srv.proc else None
             died = [tb for tb in srv.tracebacks(out_mark) if tb.thread == "main"]
@@ -311,7 +338,7 @@ def run_plan(
         else:
             if config.probe:  # straight to the server: the faults are over
                 probe(replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event()), len(plan.clients))
-            if config.resources and not nctx.restarted:
+            if resources and not nctx.restarted:
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
                 history.add(

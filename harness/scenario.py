@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -24,7 +25,9 @@ from harness.log import LogError, LogReader
 from harness.pbt import SearchOutcome
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
 from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, record_stop, run_plan
-from harness.target import Target
+from harness.target import Target, TargetError
+
+SINGLE_SESSION_CLIENTS = 4  # clients per scenario for a target that serves one session, then exits
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -45,14 +48,17 @@ class ScenarioContext:
     duration: float | None = None
     config: RunConfig = field(default_factory=RunConfig)
     say: Callable[[str], None] = lambda text: None
+    done: list[RunOutcome] = field(default_factory=list)  # every run so far, kept if a later start fails
+    started: float = field(default_factory=time.monotonic)
 
     def rng(self, salt: str = "") -> random.Random:
         """A random generator derived from the run's seed (and ``salt``), for building plans."""
         return random.Random(f"{self.seed}:{salt}")
 
     def n(self, default: int) -> int:
-        """How many clients: ``--clients`` or the scenario's default."""
-        return self.clients if self.clients is not None else default
+        """How many clients: ``--clients`` or the scenario's default (a few, for a server started per session)."""
+        n = self.clients if self.clients is not None else default
+        return min(n, SINGLE_SESSION_CLIENTS) if self.target.single_session else n
 
 
 @dataclass
@@ -103,7 +109,8 @@ class AnyTarget:
     def begin(self, ctx: ScenarioContext) -> float:
         """Write ``scenario.json`` before anything runs; return the start time for ``conclude``."""
         start_marker(ctx, self.name)
-        return time.monotonic()
+        ctx.started = time.monotonic()
+        return ctx.started
 
 
 class Scenario(Protocol):
@@ -174,7 +181,22 @@ def run(
 ) -> RunOutcome:
     """Run ``plan`` in ``ctx.rundir/name`` with the context's settings (``config`` overrides RunConfig fields)."""
     ctx.say(f"{name}: {len(plan.clients)} clients")
-    return run_plan(target or ctx.target, plan, ctx.rundir / name, server=server, config=replace(ctx.config, **config))
+    outcome = run_plan(
+        target or ctx.target, plan, ctx.rundir / name, server=server, config=replace(ctx.config, **config)
+    )
+    ctx.done.append(outcome)
+    return outcome
+
+
+def run_scenario(scenario: Scenario, ctx: ScenarioContext) -> ScenarioResult:
+    """Run ``scenario``; when the server cannot be started midway, keep the runs already made and say why."""
+    try:
+        return scenario.run(ctx)
+    except TargetError as exc:
+        check = Check("the server starts when the scenario needs it", None, str(exc)[:600])
+        result = conclude(scenario, ctx, ctx.started, ctx.done, [check])
+        result.reason = str(exc)[:600]
+        return result
 
 
 def chatter(
@@ -197,6 +219,18 @@ def chatter(
                 ops.append(Op(PAUSE, seconds=round(pause * rng.uniform(0.5, 1.5), 3)))
         plans.append(ClientPlan(ops, start=round(rng.uniform(0, start_spread), 3) if start_spread else 0.0))
     return plans
+
+
+def run_client(target: Target, host: str, port: int, text: str, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Run the target's own client program with ``text`` on its input (raises TimeoutExpired)."""
+    return subprocess.run(
+        target.client_command(host, port),
+        cwd=target.cwd,
+        input=text.encode(),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def fault(name: str, kind: str, at: float = 0.0, until: float | None = None, **params: Any) -> list[dict[str, Any]]:
@@ -272,6 +306,7 @@ def stop_and_record(n: NemesisContext, method: str) -> None:
     srv = n.live.run
     assert srv is not None
     n.event("stop", window="shutdown", phase="start", method=method)
+    n.live.held = True  # a single-session target must stay down, not start for the next session
     record_stop(n.history, srv, method, n.stop_tracebacks)
     n.event("stop", window="shutdown", phase="end", method=method)
     n.server_down = True

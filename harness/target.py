@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class Target:
     stop_methods: tuple[str, ...] = ()
     shutdown_deadline: float | None = None
     options: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    busy_timeout: float | None = None  # seconds the server waits for a locked log (None: not declared)
+    single_session: bool = False  # the server serves one client session, then exits
     source: str = "built-in"
 
     @property
@@ -118,6 +121,16 @@ class Target:
     def stops(self) -> tuple[str, ...]:
         """Every stop method the server supports (at least its ``stop``)."""
         return self.stop_methods or (self.stop,)
+
+    def client_command(self, host: str, port: int, *extra: str) -> list[str]:
+        """The target's own client program, with {host} {port} {python} filled in (run it in ``cwd``)."""
+        values = {"{host}": host, "{port}": str(port), "{python}": sys.executable}
+        cmd = []
+        for part in self.client:
+            for key, value in values.items():
+                part = part.replace(key, value)
+            cmd.append(part)
+        return cmd + list(extra)
 
     @property
     def exit_words(self) -> tuple[str, ...]:
@@ -189,6 +202,8 @@ _TOP_KEYS = {
     "stop_methods",
     "shutdown_deadline",
     "options",
+    "busy_timeout",
+    "single_session",
 }
 
 
@@ -215,7 +230,7 @@ PFO1_KEYS: dict[str, type] = {
 def _regex(pattern: str, key: str, where: str) -> None:
     """Refuse a pattern that does not compile or that matches empty text (it would match everywhere)."""
     try:
-        rx = re.compile(pattern)
+        rx = re.compile(pattern, re.MULTILINE)
     except re.error as exc:
         raise TargetError(f"{where}: '{key}' is not a valid regex: {exc}") from exc
     if rx.search("") is not None:
@@ -251,6 +266,10 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
         kw["stop_methods"] = tuple(_choice(m, STOPS, "stop_methods", where) for m in methods)
     if "shutdown_deadline" in data:
         kw["shutdown_deadline"] = _expect(data, "shutdown_deadline", float, where)
+    if "busy_timeout" in data:
+        kw["busy_timeout"] = _expect(data, "busy_timeout", float, where)
+    if "single_session" in data:
+        kw["single_session"] = _expect(data, "single_session", bool, where)
     if "options" in data:
         opts = _expect(data, "options", dict, where)
         for key, args in opts.items():
@@ -339,15 +358,38 @@ def load_target(spec: str | Path) -> Target:
 # Running a server
 # ---------------------------------------------------------------------------
 
-_live: set[subprocess.Popen[bytes]] = set()
+_live: set[subprocess.Popen[Any]] = set()
 _live_lock = threading.Lock()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+
+
+HARNESS_ROOT = str(Path(__file__).resolve().parent.parent)  # the directory that holds the harness package
+
+
+def python_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment, plus ``extra``, with the harness importable by a child (installed or not)."""
+    env = {**os.environ, **(extra or {})}
+    path = env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = HARNESS_ROOT + (os.pathsep + path if path else "")
+    return env
+
+
+def register_process(proc: subprocess.Popen[Any]) -> None:
+    """Have ``kill_all`` kill this process group too (a child that runs scenarios, say)."""
+    with _live_lock:
+        _live.add(proc)
+
+
+def unregister_process(proc: subprocess.Popen[Any]) -> None:
+    """It ended on its own."""
+    with _live_lock:
+        _live.discard(proc)
 
 
 def kill_all() -> None:
@@ -442,6 +484,112 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 MAX_SCAN = 4 << 20  # bytes of server output scanned for tracebacks per look
+OUTPUT_CAP = 16 << 20  # bytes of each of a server's stdout and stderr kept on disk
+OUTPUT_TAIL = 256 << 10  # and, past that, the last bytes (written when the server ends)
+PORT_WAIT = 75.0  # seconds to wait for a fixed port to leave TIME_WAIT (Linux keeps it about 60 s)
+NOT_CODE = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
+NOT_CODE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".gif", ".doc", ".docx", ".ppt", ".pptx", ".zip", ".mp4")
+BIG_FILE = 5 << 20
+
+_status: list[Callable[[str], None]] = []
+
+
+def set_status(callback: Callable[[str], None] | None) -> None:
+    """Where to say what the harness is waiting for (the CLI's live status line)."""
+    _status.clear()
+    if callback is not None:
+        _status.append(callback)
+
+
+def _say(text: str) -> None:
+    for callback in _status:
+        callback(text)
+
+
+def _not_code(directory: str, names: list[str]) -> set[str]:
+    """What ``copy_cwd`` leaves behind: repositories, caches, documents, pictures and anything over 5 MB."""
+    skip = set()
+    for name in names:
+        path = os.path.join(directory, name)
+        if (
+            name in NOT_CODE
+            or name.lower().endswith(NOT_CODE_SUFFIXES)
+            or (os.path.isfile(path) and os.path.getsize(path) > BIG_FILE)
+        ):
+            skip.add(name)
+    return skip
+
+
+class _Drain(threading.Thread):
+    """Copies one of a server's output pipes to a file, keeping at most OUTPUT_CAP bytes (and the tail)."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        super().__init__(name=f"drain {path.name}", daemon=True)
+        self.fd = fd
+        self.path = path
+        self.dropped = 0
+
+    def run(self) -> None:
+        tail = bytearray()
+        with open(self.path, "ab", buffering=0) as out:
+            kept = out.tell()
+            try:
+                while data := os.read(self.fd, 65536):
+                    room = OUTPUT_CAP - kept
+                    if room > 0:
+                        out.write(data[:room])
+                        kept += min(room, len(data))
+                        data = data[room:]
+                    if data:
+                        self.dropped += len(data)
+                        tail += data
+                        del tail[:-OUTPUT_TAIL]
+            except OSError:
+                pass
+            finally:
+                os.close(self.fd)
+                if self.dropped:
+                    note = f"\n[chat-harness: {self.dropped - len(tail)} bytes of output not kept; the last {len(tail)} follow]\n"
+                    out.write(note.encode() + bytes(tail))
+
+
+def listening(host: str, port: int) -> bool | None:
+    """Whether a socket listens on ``port`` in this network namespace (None when /proc cannot tell)."""
+    found = False
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found = True
+    return found
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now without SO_REUSEADDR."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout: float = PORT_WAIT) -> float:
+    """Wait (bounded) until ``host:port`` can be bound without SO_REUSEADDR; return the seconds waited."""
+    started = time.monotonic()
+    while not port_free(host, port):
+        waited = time.monotonic() - started
+        if waited > timeout:
+            break
+        if listening(host, port):
+            break  # a server holds it: starting another will show what the target does about that
+        _say(f"waiting for port {port} to leave TIME_WAIT ({waited:.0f} s)")
+        time.sleep(0.25)
+    return round(time.monotonic() - started, 3)
 
 
 def _size(path: Path) -> int:
@@ -506,9 +654,12 @@ class ServerRun:
         self.started_at = 0.0
         self.warmed = False  # a first message went through (the harness's resource baseline comes after)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.waited = 0.0  # seconds spent waiting for a fixed port to leave TIME_WAIT before the start
+        self._drains: list[_Drain] = []
+        self._launched_at: tuple[int, int] = (0, 0)
         if target.copy_cwd and target.cwd is not None:
             if fresh:
-                shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True)
+                shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True, ignore=_not_code)
             self.appdir = self.workdir / "app"
         else:
             self.appdir = target.cwd if target.cwd is not None else self.workdir
@@ -531,9 +682,9 @@ class ServerRun:
             text = text.replace("{" + key + "}", value)
         return text
 
-    def start(self) -> ServerRun:
-        """Start the server and wait until it is ready; raise TargetError with its stderr if it is not."""
-        self.launch()
+    def start(self, wait_port: bool = True) -> ServerRun:
+        """Start the server and wait until it is ready; raise TargetError with its output if it is not."""
+        self.launch(wait_port)
         try:
             self._wait_ready()
         except BaseException:
@@ -541,27 +692,43 @@ class ServerRun:
             raise
         return self
 
-    def launch(self) -> ServerRun:
-        """Start the process without waiting for it to be ready."""
+    def launch(self, wait_port: bool = True) -> ServerRun:
+        """Start the process without waiting for it to be ready.
+
+        A fixed port still held by connections in TIME_WAIT would make a server without SO_REUSEADDR
+        fail to bind: unless ``wait_port`` is False (to test an immediate restart), wait until it is free.
+        """
         if self.port == 0:
             self.port = free_port(self.host)
+        elif wait_port and self.target.fixed_port:  # a port the harness chose is its own business
+            self.waited = wait_for_port(self.host, self.port)
         cmd = [self.expand(c) for c in self.target.command]
-        env = {**os.environ, **dict(self.target.env)}
+        env = python_env(dict(self.target.env))
         env.setdefault("PYTHONUNBUFFERED", "1")
         launcher = [sys.executable, "-m", "harness.launch", str(os.getpid()), "--"]
-        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
-            try:
-                self.proc = spawn(
-                    launcher + cmd,
-                    cwd=self.appdir,
-                    env=env,
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise TargetError(f"{self.target.name}: cannot run {cmd[0]!r}: {exc.strerror}") from exc
+        self._launched_at = self.mark()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            self.proc = spawn(
+                launcher + cmd,
+                cwd=self.appdir,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(out_r)
+            os.close(err_r)
+            raise TargetError(f"{self.target.name}: cannot run {cmd[0]!r}: {exc.strerror}") from exc
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self._drains = [_Drain(out_r, self.stdout_path), _Drain(err_r, self.stderr_path)]
+        for drain in self._drains:
+            drain.start()
         with _live_lock:
             _live.add(self.proc)
         self.started_at = time.monotonic()
@@ -590,22 +757,29 @@ class ServerRun:
         while True:
             code = self.proc.poll()
             if code is not None:
-                raise TargetError(
-                    f"{self.target.name} exited with code {code} before it was ready: {self.stderr_tail()}"
-                )
+                self._join_drains(1.0)
+                raise TargetError(f"{self.target.name} exited with code {code} before it was ready: {self.tails()}")
             if line is not None:
-                if line.search(self.stdout_path.read_text(errors="replace")):
+                if line.search(self.output_since(self._launched_at)[0]):  # this instance's output, not an earlier one's
                     return
             elif self._answers():
                 return
             if time.monotonic() > deadline:
                 raise TargetError(
-                    f"{self.target.name} not ready within {self.target.start_timeout:g} s: {self.stderr_tail()}"
+                    f"{self.target.name} not ready within {self.target.start_timeout:g} s: {self.tails()}"
                 )
             time.sleep(0.02)
 
     def _answers(self) -> bool:
-        """Whether the server accepts a connection (and, speaking ``chat``, greets it: it is serving)."""
+        """Whether the server accepts a connection (and, speaking ``chat``, greets it: it is serving).
+
+        A pfo1 server is only looked at from outside (its socket in LISTEN state) where the system says:
+        a server that serves one session, or one client at a time, must not spend it on a probe.
+        """
+        if self.target.protocol != "chat":
+            state = listening(self.host, self.port)
+            if state is not None:
+                return state
         try:
             with socket.create_connection((self.host, self.port), timeout=0.2) as s:
                 if self.target.protocol == "chat":
@@ -664,6 +838,13 @@ class ServerRun:
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
+        self._join_drains(2.0)
+
+    def _join_drains(self, timeout: float) -> None:
+        """Wait for the server's output to be written down (a process that left a child holding it: give up)."""
+        deadline = time.monotonic() + timeout
+        for drain in self._drains:
+            drain.join(max(0.0, deadline - time.monotonic()))
 
     def threads(self) -> int | None:
         """The server process's thread count now (None if unknown)."""
@@ -753,8 +934,10 @@ class ServerRun:
 
     def stderr_tail(self, lines: int = 5) -> str:
         """The last lines the server wrote to stderr, on one line."""
-        try:
-            text = self.stderr_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return "(no stderr)"
+        text = self.output_since(self._launched_at)[1].strip().splitlines()
         return " | ".join(text[-lines:]) or "(stderr empty)"
+
+    def tails(self, lines: int = 4) -> str:
+        """The last lines this instance wrote to stdout and to stderr (student servers print errors on stdout)."""
+        out, err = (t.strip().splitlines() for t in self.output_since(self._launched_at))
+        return f"stdout: {' | '.join(out[-lines:]) or '(empty)'}; stderr: {' | '.join(err[-lines:]) or '(empty)'}"

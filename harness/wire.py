@@ -248,8 +248,8 @@ class Pfo1Wire(Wire):
         server_sees_exit_word: bool = True,
     ) -> None:
         """Configure from a target's ``[pfo1]`` table."""
-        self.ack = re.compile(ack)
-        self.error = re.compile(error) if error else None
+        self.ack = re.compile(ack, re.MULTILINE)  # ^ and $ at line ends: replies are lines, often
+        self.error = re.compile(error, re.MULTILINE) if error else None
         self.exit_word = exit_word
         self.framing = framing
         self.per_connection = per_connection

@@ -30,8 +30,16 @@ print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 conn.execute("ROLLBACK")
 """
-HOLD = 2.5  # seconds the lock is held
 BUSY = 1.0  # the server's own wait for a lock, when the target lets us set it
+PAST = 1.5  # the lock is held this long past the server's wait, so its writes really fail
+DEFAULT_BUSY = 5.0  # Python's sqlite3 waits this long for a lock unless told otherwise
+
+
+def hold_for(target: Target) -> tuple[Target, float]:
+    """The target to run (with a short busy timeout when it can be set) and how long to hold the lock."""
+    if target.supports("busy_timeout"):
+        return target.with_option("busy_timeout", BUSY), BUSY + PAST
+    return target, (target.busy_timeout if target.busy_timeout is not None else DEFAULT_BUSY) + PAST
 
 
 class DbLocked(AnyTarget):
@@ -47,7 +55,8 @@ class DbLocked(AnyTarget):
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Lock for HOLD seconds, then check answers during and acks after."""
         t0 = self.begin(ctx)
-        target = ctx.target.with_option("busy_timeout", BUSY) if ctx.target.supports("busy_timeout") else ctx.target
+        target, hold = hold_for(ctx.target)
+        busy = hold - PAST
         window: dict[str, float] = {}
 
         def nemesis(n: NemesisContext) -> None:
@@ -56,7 +65,7 @@ class DbLocked(AnyTarget):
             srv = n.live.run
             assert srv is not None
             locker = subprocess.Popen(
-                [sys.executable, "-c", LOCKER, str(srv.db_path), str(HOLD)], stdout=subprocess.PIPE
+                [sys.executable, "-c", LOCKER, str(srv.db_path), str(hold)], stdout=subprocess.PIPE
             )
             try:
                 assert locker.stdout is not None
@@ -64,7 +73,7 @@ class DbLocked(AnyTarget):
                     locker.stdout.readline()
                 window["start"] = n.history.now()
                 n.event("lock", window="db-locked", phase="start")
-                locker.wait(HOLD + 10)
+                locker.wait(hold + 10)
                 window["end"] = n.history.now()
                 n.event("unlock", window="db-locked", phase="end")
             finally:
@@ -72,13 +81,14 @@ class DbLocked(AnyTarget):
                 locker.wait(5)
 
         n = ctx.n(10)
-        plan = Plan(chatter(n, messages=45, pause=0.1, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
+        messages = int((hold + 3.0) / 0.1)  # chatting before, during and after the lock
+        plan = Plan(chatter(n, messages=messages, pause=0.1, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
         outcome = run(ctx, plan, "locked", target=target, nemesis=nemesis)
         sends = events(outcome, "send")
         settled = {r.get("token") for r in sends if r.type in (OK, FAIL)}
         acked = {r.get("token") for r in sends if r.type == OK}
         invoked = [r for r in sends if r.type == INVOKE and r.client < n]
-        after = [r for r in invoked if "end" in window and r.time > window["end"] + BUSY]
+        after = [r for r in invoked if "end" in window and r.time > window["end"] + busy]
         checks = [
             Check("the lock was taken while clients chatted", "end" in window),
             Check(
@@ -92,7 +102,7 @@ class DbLocked(AnyTarget):
                 f"{sum(r.get('token') in acked for r in after)}/{len(after)}",
             ),
         ]
-        return conclude(self, ctx, t0, [outcome], checks, hold=HOLD)
+        return conclude(self, ctx, t0, [outcome], checks, hold=hold)
 
 
 register(DbLocked())

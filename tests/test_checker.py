@@ -315,3 +315,150 @@ def test_merge_keeps_the_worst(fab: Fab) -> None:
     merged = merge([good, bad])
     assert merged.valid is False and merged.counts.sent == 2
     assert merged.invariants[3] == "fail"
+
+
+# -- faults, nemeses and answers ------------------------------------------------------------------------
+
+
+def linked(fab: Fab, client: int, conn: int) -> float:
+    """A connection through the fault proxy (its link named like the client's n-th connection)."""
+    fab.rec(INVOKE, "connect", client, conn, link=f"{client}.1")
+    fab.rec(OK, "connect", client, conn, link=f"{client}.1")
+    return fab.t
+
+
+def black_hole_closes(fab: Fab, link: str) -> None:
+    """A downstream black hole on ``link`` that the proxy ends with a FIN (what the issue's plan does)."""
+    fab.rec(
+        INFO,
+        "fault",
+        -1,
+        -1,
+        event="add",
+        window="f0",
+        phase="start",
+        label="timeout",
+        fault={"name": "f0", "kind": "timeout", "direction": "down", "close_after": 0.45},
+    )
+    fab.rec(INFO, "fault-event", -1, -1, event="decision", link=link, fault="f0", kind="timeout", applies=True)
+    fab.rec(INFO, "fault-event", -1, -1, event="timeout-close", link=link, fault="f0", kind="timeout")
+
+
+def test_relays_a_fault_swallowed_are_not_held_against_the_server(fab: Fab) -> None:
+    hello = linked(fab, 1, 1)
+    black_hole_closes(fab, "1.1")
+    fab.sent_acked_stored(0, 1)
+    fab.ended(1, 1, hello, [], reason="client-close")  # the client saw a polite end: it was the proxy's FIN
+    result = fab.result()
+    assert result.valid is True, result.summary()
+    assert result.not_judged[7] == {"fault": 1}
+    assert "not judged" in result.summary()
+
+
+def test_the_same_missed_relay_without_a_fault_is_an_anomaly(fab: Fab) -> None:
+    hello = linked(fab, 1, 1)
+    fab.sent_acked_stored(0, 1)
+    fab.ended(1, 1, hello, [], reason="client-close")
+    assert kinds(fab.result()) == {"missed-relay"}
+
+
+def test_a_server_drop_with_a_reason_is_not_a_missed_relay(fab: Fab) -> None:
+    fab.connected(1, 1)
+    hello = fab.t
+    fab.sent_acked_stored(0, 1)
+    fab.rec(
+        INFO, "conn-end", 1, 1, reason="server-error-close", hello=hello, end=fab.tick(), relays=[], errors=["slow"]
+    )
+    result = fab.result()
+    assert result.valid is True and result.not_judged[7] == {"dropped by the server": 1}
+
+
+def test_a_message_never_answered_on_an_untouched_connection_is_unanswered(fab: Fab) -> None:
+    fab.connected(0, 0)
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(INFO, "send", 0, 0, token=token, error="no answer within the ack timeout", end="ack-timeout")
+    fab.ended(0, 0, 0.0, [], reason="ack-timeout")
+    result = fab.result()
+    assert kinds(result) == {"unanswered"} and result.anomalies[0].invariant == 11
+    assert result.invariants[11] == "fail"
+
+
+def test_an_unanswered_message_a_fault_explains_is_not_judged(fab: Fab) -> None:
+    linked(fab, 0, 0)
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    black_hole_closes(fab, "0.1")
+    fab.rec(INFO, "send", 0, 0, token=token, error="connection closed by the server", end="server-close")
+    fab.ended(0, 0, 0.0, [], reason="server-close")
+    result = fab.result()
+    assert result.valid is True and result.not_judged[11] == {"fault": 1}
+
+
+def test_unanswered_with_a_reply_that_fits_nothing_is_an_unexpected_reply(fab: Fab) -> None:
+    fab.connected(0, 0)
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(INFO, "unexpected-reply", 0, 0, line="Mensaje guardado", waiting=[token])
+    fab.rec(INFO, "send", 0, 0, token=token, error="no answer within the ack timeout", end="ack-timeout")
+    fab.ended(0, 0, 0.0, [], reason="ack-timeout")
+    [a] = fab.result().anomalies
+    assert a.kind == "unexpected-reply" and "Mensaje guardado" in a.message
+
+
+def test_a_bad_line_may_be_answered_by_closing_the_connection(fab: Fab) -> None:
+    fab.connected(0, 0)
+    token = f"{RUN}.0.1"
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=f"[{token}] \ufffd", raw="ff")
+    fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
+    fab.ended(0, 0, 0.0, [], reason="server-close")
+    result = fab.result()
+    assert result.valid is True and result.not_judged[11] == {"bad line answered by a close": 1}
+
+
+def test_a_stop_that_kills_every_connection_explains_their_silence(fab: Fab) -> None:
+    fab.connected(0, 0)
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    fab.rec(INFO, "nemesis", -1, -1, event="stop", window="shutdown", phase="start", method="sigint")
+    fab.rec(INFO, "send", 0, 0, token=token, error="connection closed by the server", end="server-close")
+    fab.ended(0, 0, 0.0, [], reason="server-close")
+    result = fab.result()
+    assert result.valid is True and result.not_judged[11] == {"nemesis": 1}
+
+
+def test_thread_crashes_ctrl_c_tracebacks_and_a_stop_that_does_not_stop(fab: Fab) -> None:
+    tb = {
+        "thread": "Thread-3 (manejar)",
+        "exception": "UnicodeDecodeError: 'utf-8' codec can't decode",
+        "text": "",
+        "interrupt": False,
+    }
+    fab.rec(INFO, "server-output", -1, -1, tracebacks=[tb, tb])
+    stop = fab.tick()
+    fab.connected(0, 0)
+    for seq in range(3):
+        fab.t += 2.0  # acks keep coming long after the stop
+        fab.sent_acked_stored(0, seq + 1)
+    ctrl_c = {"thread": "main", "exception": "KeyboardInterrupt", "text": "", "interrupt": True}
+    fab.rec(
+        INFO,
+        "shutdown",
+        -1,
+        -1,
+        method="sigint",
+        exit_code=-9,
+        seconds=5.0,
+        forced=True,
+        timeout=5.0,
+        deadline=1.0,
+        rebind=True,
+        integrity="ok",
+        tracebacks=[ctrl_c],
+        began=stop,
+    )
+    result = fab.result()
+    assert {"thread-crash", "unclean-shutdown", "serves-after-stop"} <= kinds(result)
+    [crash] = [a for a in result.anomalies if a.kind == "thread-crash"]
+    assert "2 times" in crash.message and "UnicodeDecodeError" in crash.message
+    assert any("KeyboardInterrupt" in a.message for a in result.anomalies if a.kind == "unclean-shutdown")

@@ -1,0 +1,105 @@
+"""Tracebacks in server output, and findings by root cause (both pure: text and report data in)."""
+
+from __future__ import annotations
+
+from harness import findings
+from harness.tracebacks import parse
+
+OUTPUT = """Servidor escuchando en 127.0.0.1:5000
+Exception in thread Thread-3 (manejar_cliente):
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/threading.py", line 1045, in _bootstrap_inner
+    self.run()
+  File "servidor.py", line 31, in manejar_cliente
+    mensaje = data.decode("utf-8")
+              ^^^^^^^^^^^^^^^^^^^^
+UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+Traceback (most recent call last):
+  File "servidor.py", line 60, in <module>
+    main()
+KeyboardInterrupt
+Exception ignored in: <module 'threading' from '/usr/lib/python3.11/threading.py'>
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/threading.py", line 1590, in _shutdown
+    lock.acquire()
+KeyboardInterrupt:
+Traceback (most recent call last):
+  File "a.py", line 1, in f
+ValueError: first
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "a.py", line 3, in f
+sqlite3.OperationalError: database is locked
+"""
+
+
+def test_tracebacks_tell_threads_from_the_main_one_and_ctrl_c_from_crashes() -> None:
+    found = parse(OUTPUT)
+    assert [(t.thread, t.exception.split(":")[0], t.interrupt, t.in_thread) for t in found] == [
+        ("Thread-3 (manejar_cliente)", "UnicodeDecodeError", False, True),
+        ("main", "KeyboardInterrupt", True, False),
+        ("ignored", "KeyboardInterrupt", True, False),
+        ("main", "sqlite3.OperationalError", False, False),  # a chained exception counts once, by its last line
+    ]
+    assert "manejar_cliente" in found[0].text and parse("no traceback here\n") == []
+
+
+def scenario(name: str, anomalies: list[tuple[str, str]], failed_checks: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
+    return {
+        "name": name,
+        "anomalies": [{"kind": k, "message": m} for k, m in anomalies],
+        "checks": [{"name": c, "status": "fail", "detail": ""} for c in failed_checks],
+    }
+
+
+def test_one_defect_seen_in_many_scenarios_is_one_finding_and_its_consequences_point_at_it() -> None:
+    scenarios = [
+        scenario(
+            "concurrent-burst",
+            [("unanswered", "message x got no answer")],
+            ("a second client is answered while the first is connected and idle",),
+        ),
+        scenario("pipelined", [("merged", "row 3 holds 2 messages"), ("unanswered", "y")]),
+        scenario("sliced-stream", [("split", "message z was delivered by TCP in pieces")]),
+        scenario("db-locked", [("lost", "message w was acknowledged but is not in the log")]),
+        scenario(
+            "shutdown-under-load",
+            [
+                ("serves-after-stop", "after sigint the server kept answering"),
+                ("unclean-shutdown", "server did not exit within 5 s of sigint and was killed"),
+            ],
+        ),
+        scenario("restart", [("unclean-shutdown", "server did not exit within 5 s of sigint and was killed")]),
+    ]
+    found = findings.annotate(scenarios)
+    ids = [f["id"] for f in found]
+    assert ids == ["ack-failed-insert", "no-framing", "serial", "stop-keeps-serving"]  # most serious first
+    framing = found[1]
+    assert framing["scenarios"] == ["pipelined", "sliced-stream"] and framing["count"] == 2
+    unanswered = scenarios[0]["anomalies"][0]
+    assert unanswered["finding"] == "unanswered" and unanswered["consequence_of"] == "serial"  # seen there
+    assert scenarios[1]["anomalies"][1]["consequence_of"] == "no-framing"
+    hang = scenarios[5]["anomalies"][0]
+    assert hang["consequence_of"] == "stop-keeps-serving"
+    assert "restart" in found[3]["also_in"]
+    assert all(f["title"] and f["hint"] for f in found)
+
+
+def test_every_anomaly_kind_the_checker_can_report_has_a_finding() -> None:
+    import re
+    from pathlib import Path
+
+    import harness.checks as checks
+
+    source = "\n".join(p.read_text() for p in Path(checks.__file__).parent.glob("*.py"))
+    kinds = set(re.findall(r'j\.add\(\s*"([a-z-]+)"', source)) | {
+        "lost",
+        "corrupted",
+        "partial-row",
+        "unclean-shutdown",
+    }
+    kinds |= {"partial-row", "corrupted"}
+    unmapped = {k for k in kinds if findings.of_anomaly({"kind": k, "message": ""}, "x") == "other"}
+    assert not unmapped, unmapped
