@@ -6,6 +6,7 @@ Exit codes: 0 valid, 1 invalid (an invariant was broken), 2 unknown or harness e
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
@@ -220,6 +221,37 @@ def cmd_check(args: argparse.Namespace) -> int:
     return exit_code(result.valid)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check a target file's claims against the real server (start, one message, the log, the stop)."""
+    import tempfile
+
+    from harness.doctor import diagnose
+
+    target = load_target(args.target)
+    with tempfile.TemporaryDirectory(prefix="chat-harness-doctor-") as tmp:
+        d = diagnose(target, Path(tmp))
+    print(d.text())
+    return EXIT_VALID if d.healthy else EXIT_INVALID
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Guess a target file for a server directory from its code, write it, and let doctor check it."""
+    from harness.init import guess, toml
+
+    directory = Path(args.directory).resolve()
+    if not directory.is_dir():
+        print(f"chat-harness: {directory} is not a directory", file=sys.stderr)
+        return EXIT_UNKNOWN
+    out = Path(args.output or f"{directory.name}.toml").resolve()
+    if out.exists() and not args.force:
+        print(f"chat-harness: {out} exists (--force to overwrite)", file=sys.stderr)
+        return EXIT_UNKNOWN
+    cwd = os.path.relpath(directory, out.parent)
+    out.write_text(toml(guess(directory), directory.name, cwd), encoding="utf-8")
+    print(f"wrote {out}")
+    return cmd_doctor(argparse.Namespace(target=str(out))) if not args.no_doctor else EXIT_VALID
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     ap = argparse.ArgumentParser(prog="chat-harness", description="Property-based concurrency tests for chat servers.")
@@ -256,6 +288,17 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--target", default="reference", help="target file giving the log mapping")
     chk.add_argument("--db", help="the log file, if it moved since the run")
     chk.set_defaults(func=cmd_check)
+
+    doc = sub.add_parser("doctor", help="check a target file against its server (in seconds)")
+    doc.add_argument("target", help="a target TOML file")
+    doc.set_defaults(func=cmd_doctor)
+
+    ini = sub.add_parser("init", help="write a first target file for a server directory, then check it")
+    ini.add_argument("directory", help="the directory with the server's code")
+    ini.add_argument("-o", "--output", help="the target file to write (default: DIRECTORY_NAME.toml here)")
+    ini.add_argument("--force", action="store_true", help="overwrite an existing file")
+    ini.add_argument("--no-doctor", action="store_true", help="only write the file")
+    ini.set_defaults(func=cmd_init)
 
     lst = sub.add_parser("list", help="list the scenarios")
     lst.set_defaults(func=cmd_list)

@@ -59,6 +59,7 @@ class Options:
     close_timeout: float = 5.0
     poll: float = 1.0  # longest a read waits before looking at the clock and the stop flag
     give_up_after: int = 2  # unanswered sends in a row after which a client abandons its plan (0: never)
+    give_up_seconds: float = 15.0  # ... provided they cost it this long (short timeouts under a fault do not)
     short_ack_timeout: float = 1.0  # every client's ack timeout once one client gave up on the server
     reset_after_server_close: bool | None = None  # answer a server's close with RST (None: on fixed ports)
 
@@ -112,6 +113,7 @@ class SimClient:
         self.s: Session | None = None
         self.last_send = -1e9
         self.unanswered_in_a_row = 0
+        self.waited_in_a_row = 0.0
         self._holding_gate = False
 
     # -- plan execution ----------------------------------------------------------
@@ -126,7 +128,7 @@ class SimClient:
                 if self._abandon(len(ops) - i):
                     break
                 j = i + 1
-                if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining:
+                if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining and not self.wire.per_connection:
                     # Back-to-back sends go out in one write, as a buffering client's would, so
                     # the server sees them together every time (framing defects reproduce).
                     while j < len(ops) and ops[j].kind == SEND and ops[j].pipelined:
@@ -147,7 +149,7 @@ class SimClient:
     def _abandon(self, left: int) -> bool:
         """After ``give_up_after`` unanswered sends in a row, stop knocking: the server does not answer."""
         limit = self.ctx.options.give_up_after
-        if not limit or self.unanswered_in_a_row < limit:
+        if not limit or self.unanswered_in_a_row < limit or self.waited_in_a_row < self.ctx.options.give_up_seconds:
             return False
         self.h.add(INFO, "abandon", self.index, -1, unanswered=self.unanswered_in_a_row, skipped=left)
         self.ctx.gave_up.set()
@@ -212,7 +214,8 @@ class SimClient:
                 return False
         self.state.connects += 1
         link = f"{self.index}.{self.state.connects}" if self.ctx.proxy is not None else None
-        s = self.s = Session(self.wire, self.state, conn, self.h.add, self.h.now, link)
+        on_ack = self.ctx.auditor.acked if self.ctx.auditor is not None else None
+        s = self.s = Session(self.wire, self.state, conn, self.h.add, self.h.now, link, on_ack)
         s.connecting()
         opts = self.ctx.options
         try:
@@ -229,6 +232,9 @@ class SimClient:
         if self.wire.greeting:
             with contextlib.suppress(Broken):
                 self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: s.greeted or s.ended)
+            if not s.greeted and self.ctx.stop.is_set():
+                self._finish(End.STOPPED, "the run's time was up")
+                return False
             if not s.greeted:
                 why = f"no greeting ({s.last_error})" if s.last_error else "no greeting"
                 s.connect_failed(why, port)
@@ -279,37 +285,57 @@ class SimClient:
         self.sock.close()
         self.sock = None
 
-    def _finish(self, reason: End, detail: str = "", began: float | None = None, reset: bool = False) -> None:
+    def _finish(
+        self,
+        reason: End,
+        detail: str = "",
+        began: float | None = None,
+        reset: bool = False,
+        waited: float | None = None,
+    ) -> None:
         """The connection is over: close the socket, let the session settle and record it."""
         if self.sock is not None:
             self._close_socket(reset)
         if self.s is not None:
-            self.s.end(reason, detail, began)
+            self.s.end(reason, detail, began, waited)
         self._release()
 
     def _await_answers(self) -> bool:
         """Wait for the answers to what is outstanding; False if the connection ended meanwhile."""
         s = self.s
         assert s is not None
+        wait = self.ctx.ack_timeout
         try:
-            self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: not s.outstanding or s.ended)
+            self.pump_until(time.monotonic() + wait, lambda: not s.outstanding or s.ended)
         except Broken as exc:
             self._finish(End.RESET, str(exc))
             return False
+        if self._stopped():
+            return False
         if s.outstanding and not s.ended:
-            self._count_unanswered(len(s.outstanding))
-            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout")
+            self._count_unanswered(len(s.outstanding), wait)
+            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout", waited=wait)
             return False
         if s.ended:
             self._finish(s.server_end())
             return False
         return True
 
-    def _count_unanswered(self, n: int) -> None:
+    def _count_unanswered(self, n: int, waited: float) -> None:
         self.unanswered_in_a_row += n
+        self.waited_in_a_row += waited
+
+    def _stopped(self) -> bool:
+        """The run's time is up: end the connection as the harness's doing (nothing in flight is judged)."""
+        if not self.ctx.stop.is_set():
+            return False
+        if self.sock is not None:
+            self._finish(End.STOPPED, "the run's time was up")
+        return True
 
     def close(self, reason: End) -> None:
         """Polite close: wait for outstanding answers, send FIN, read until the server closes."""
+        self._settle()
         if not self._await_answers():
             return
         self._then_server_closes(reason, lambda: self.sock.shutdown(socket.SHUT_WR))  # type: ignore[union-attr]
@@ -324,6 +350,8 @@ class SimClient:
             self.pump_until(time.monotonic() + self.ctx.options.close_timeout, lambda: s.ended)
         except (Broken, OSError) as exc:
             self._finish(End.RESET, f"broken during {reason.value}: {_why(exc)}", began)
+            return
+        if not s.ended and self._stopped():
             return
         if not s.ended:
             self._finish(End.CLOSE_TIMEOUT, f"the server did not close within {self.ctx.options.close_timeout:g} s")
@@ -340,6 +368,7 @@ class SimClient:
             if self.sock is not None:  # only the server's own client knows the word: it just closes
                 self.close(End.CLIENT_CLOSE)
             return
+        self._settle()
         if not self._ensure() or not self._await_answers():
             return
         s = self.s
@@ -353,8 +382,7 @@ class SimClient:
         """Send messages in one write; wait for the last one's answer unless it is pipelined."""
         if self.plan.pacing:
             self.pump_until(self.last_send + self.plan.pacing)
-        if self.s is not None and self.sock is not None and self.s.settle_until:
-            self.pump_until(self._settle_deadline())
+        self._settle()
         if not self._ensure():
             return
         assert self.s is not None
@@ -364,6 +392,11 @@ class SimClient:
             return
         if not ops[-1].pipelined or not self.wire.pipelining:
             self._await(batch[-1][0])
+
+    def _settle(self) -> None:
+        """Without framing: wait until the acks of the last message stop coming (each is credited to it)."""
+        if self.s is not None and self.sock is not None and self.s.settle_until:
+            self.pump_until(self._settle_deadline())
 
     def _settle_deadline(self) -> float:
         """When the acks of the last message have stopped coming (servers without framing)."""
@@ -391,18 +424,23 @@ class SimClient:
         """Wait for the answer to ``token``; no answer in time ends the connection."""
         s = self.s
         assert s is not None
+        wait = self.ctx.ack_timeout
         try:
-            self.pump_until(time.monotonic() + self.ctx.ack_timeout, lambda: token not in s.outstanding or s.ended)
+            self.pump_until(time.monotonic() + wait, lambda: token not in s.outstanding or s.ended)
         except Broken as exc:
             self._finish(End.RESET, str(exc))
             return
+        if self._stopped():
+            return
         if token in s.outstanding and not s.ended:
-            self._count_unanswered(1)
-            s.give_up(token)
-            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout")
+            s.quiet()  # a reply held back until more text came is complete now
+        if token in s.outstanding and not s.ended:
+            self._count_unanswered(1, wait)
+            s.give_up(token, wait)
+            self._finish(End.ACK_TIMEOUT, "no answer within the ack timeout", waited=wait)
             return
         if token not in s.outstanding:
-            self.unanswered_in_a_row = 0
+            self.unanswered_in_a_row, self.waited_in_a_row = 0, 0.0
         if s.ended and self.sock is not None and (s.outstanding or s.full):
             self._finish(s.server_end())
 

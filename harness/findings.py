@@ -70,6 +70,13 @@ CATALOGUE = {
             "Decode complete messages only (after framing), or with an incremental UTF-8 decoder.",
         ),
         _k(
+            "truncates",
+            16,
+            "The server stores only part of some messages (the rest is nowhere in the log).",
+            "Read the whole message before storing it: frame messages (a newline, or a length first) and read "
+            "until one is complete.",
+        ),
+        _k(
             "junk-rows",
             16,
             "The log holds rows no client sent (empty, or invented).",
@@ -285,7 +292,7 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
     if kind == "corrupted":
         return "mangles-cut-characters" if "U+FFFD" in text else "corrupts"
     if kind == "partial-row":
-        return "stores-half-messages" if text.startswith("half of") else "loses-acked"
+        return "stores-half-messages" if text.startswith("half of") else "truncates"
     if kind == "unclean-shutdown":
         if "KeyboardInterrupt" in text:
             return "ctrl-c-traceback"

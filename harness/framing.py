@@ -31,6 +31,7 @@ from enum import Enum
 from harness.log import Row
 
 REPLACEMENT = "\ufffd"
+EXIT_TOKEN = "exit:"  # sends whose token starts so are exit words, not messages
 WINDOW = 8192  # bytes past a connection's last piece where a row that continues nothing exactly is looked for
 BUDGET = 20_000  # backtracking steps per analysis
 RETRIES = 64  # times a finished placement that leaves holes is retried from its latest choices
@@ -432,7 +433,11 @@ class _Analysis:
         self, row: Row, conn: int, start: int, end: int, mangled: bool, covered: dict[str, list[tuple[int, int]]]
     ) -> RowInfo:
         stream = self.streams[conn]
+        # A character was cut if a read began or ended inside it (a U+FFFD the client sent is no cut).
+        mangled = any(at < stream.length and 0x80 <= stream.data[at] < 0xC0 for at in (start, end))
         tokens = stream.tokens_in(start, end)
+        if tokens and all(t.startswith(EXIT_TOKEN) for t in tokens):
+            return RowInfo(row, RowKind.EXIT_WORD, [], conn, mangled)
         whole_of: list[str] = []
         for t in tokens:
             s, e = stream.spans[t]
@@ -506,7 +511,7 @@ class _Analysis:
             return 0
         sent_ascii = sent_high = 0
         for s in self.sends:
-            if s.conn in broken and not s.partial:
+            if s.conn in broken and not s.partial and not s.token.startswith(EXIT_TOKEN):
                 text = s.data[s.offset : s.offset + s.size]
                 high = sum(b >= 0x80 for b in text)
                 sent_ascii += _visible(text) - high

@@ -17,7 +17,7 @@ from typing import Any
 from harness import exposure
 from harness.ends import End
 from harness.exposure import Touch
-from harness.framing import Framing, Sent, analyse, sent
+from harness.framing import EXIT_TOKEN, Framing, Sent, analyse, sent
 from harness.history import FAIL, INFO, INVOKE, OK, Record
 from harness.log import Row
 
@@ -162,7 +162,12 @@ class RunIndex:
         """Every send as it went on the wire, for the framing analysis."""
         wire, ids = _wire_encoder(self.settings)
         out = []
-        for rec in self.of("send"):
+        for rec in sorted(self.of("send") + self.of("exit"), key=lambda r: r.index):
+            if rec.f == "exit":  # the exit word went on the wire too: a server without framing may store it
+                word = rec.get("word")
+                data = wire.frame(word.encode()) if word else wire.exit_bytes()
+                out.append(sent(f"{EXIT_TOKEN}{rec.index}", rec.conn, word or data.decode().strip(), data))
+                continue
             if rec.type != INVOKE or rec.get("token") is None:
                 continue
             token, text = rec.get("token"), rec.get("text", "")

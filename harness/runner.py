@@ -106,14 +106,21 @@ class LiveServer:
         """A single-session server ends with its session: start it again (same port, same log) for the next."""
         with self._lock:
             self.sessions += 1
-            if self.held or (self.run is not None and self.run.alive):
+            if self.held:
                 return
             if self.run is None:
                 self.ensure()
+            assert self.run is not None
+            if self.run.sessions and self.run.alive:
+                self.run.wait_exit(SESSION_END)  # it is ending after the last session: do not knock on it
+            if self.run.alive:
+                self.run.sessions += 1
                 return
             old = self.run
             self.starts += 1
-            self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False).start()
+            self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False)
+            self.run.start()
+            self.run.sessions += 1
 
     def close(self) -> StopResult | None:
         """Stop the instance (the target's stop method)."""
@@ -181,6 +188,7 @@ def wait_back(sample: Callable[[], int | None], baseline: int | None, slack: int
 
 
 RUN_ID_LEN = 6
+SESSION_END = 5.0  # seconds a single-session server may take to exit after its session
 
 
 def new_run_id() -> str:

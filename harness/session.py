@@ -68,14 +68,17 @@ class Session:
         record: Recorder,
         now: Callable[[], float],
         link: str | None = None,
+        on_ack: Callable[[str, int | None, int, int], object] | None = None,
     ) -> None:
-        """A session for connection ``conn`` of ``state``'s client; ``link`` names it to the fault proxy."""
+        """A session for connection ``conn`` of ``state``'s client; ``link`` names it to the fault proxy;
+        ``on_ack(token, row, client, conn)`` hears of every credited ack (the auditor)."""
         self.wire = wire
         self.state = state
         self.conn = conn
         self.record = record
         self.now = now
         self.link = link
+        self.on_ack = on_ack
         self.decoder = wire.decoder()
         self.hello_at: float | None = None
         self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent here, not answered yet
@@ -225,6 +228,8 @@ class Session:
         self.state.unacked.pop(token, None)
         self.last_acked = token
         self._rec(OK, "send", token=token, row=reply.row, ts=reply.ts, dup=reply.dup)
+        if self.on_ack is not None:
+            self.on_ack(token, reply.row, self.state.index, self.conn)
 
     def _error(self, reply: Reply) -> None:
         code = reply.code or "error"
@@ -247,12 +252,21 @@ class Session:
 
     # -- ending ------------------------------------------------------------------------
 
-    def give_up(self, token: str) -> None:
-        """No answer to ``token`` within the ack timeout."""
+    def give_up(self, token: str, waited: float | None = None) -> None:
+        """No answer to ``token`` within the ack timeout (``waited`` seconds)."""
+        self.quiet()  # a reply held back until more text came is complete now
+        if token not in self.outstanding:
+            return
         self._leftover()
-        if token in self.outstanding:
-            self.outstanding.pop(token)
-            self._rec(INFO, "send", token=token, error="no answer within the ack timeout", end=End.ACK_TIMEOUT.value)
+        self.outstanding.pop(token)
+        self._rec(
+            INFO,
+            "send",
+            token=token,
+            error="no answer within the ack timeout",
+            end=End.ACK_TIMEOUT.value,
+            waited=waited,
+        )
 
     def _leftover(self) -> None:
         text = self.decoder.take_leftover()
@@ -265,7 +279,7 @@ class Session:
             return End.EXIT_WORD
         return End.SERVER_ERROR_CLOSE if self.conn_errors else End.SERVER_CLOSE
 
-    def end(self, reason: End, detail: str = "", began: float | None = None) -> None:
+    def end(self, reason: End, detail: str = "", began: float | None = None, waited: float | None = None) -> None:
         """The connection is over: what is still outstanding becomes unknown; record why it ended."""
         if self.finished:
             return
@@ -276,7 +290,8 @@ class Session:
             reason = End.SERVER_ERROR_CLOSE  # dropped by the server (idle, slow, shutdown) while leaving
         why = detail or reason.value
         for token in self.outstanding:
-            self._rec(INFO, "send", token=token, error=why, end=reason.value)
+            extra = {"waited": waited} if waited is not None else {}
+            self._rec(INFO, "send", token=token, error=why, end=reason.value, **extra)
         self.outstanding.clear()
         end_at = began if began is not None else (self.eof_at if self.eof_at is not None else self.now())
         self._rec(

@@ -298,7 +298,9 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
             kw[key] = _choice(_expect(data, key, str, where), allowed, key, where)
     protocol = kw.get("protocol", "chat")
     if protocol == "pfo1":
-        kw.setdefault("relay", "none")
+        if kw.get("relay", "none") != "none":
+            raise TargetError(f"{where}: 'relay' needs protocol = \"chat\" (pfo1 replies carry no relayed messages)")
+        kw["relay"] = "none"
         kw.setdefault("normalize", "strip")
     if not (0 <= kw.get("port", 0) <= 65535):
         raise TargetError(f"{where}: 'port' must be between 0 and 65535")
@@ -655,6 +657,7 @@ class ServerRun:
         self.warmed = False  # a first message went through (the harness's resource baseline comes after)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.waited = 0.0  # seconds spent waiting for a fixed port to leave TIME_WAIT before the start
+        self.sessions = 0  # client sessions given to this instance (single-session targets)
         self._drains: list[_Drain] = []
         self._launched_at: tuple[int, int] = (0, 0)
         if target.copy_cwd and target.cwd is not None:

@@ -180,6 +180,7 @@ class Pfo1Decoder(Decoder):
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._may_grow = ack.groups > 0 or (error is not None and error.groups > 0)
         self.pending = False  # a match at the very end waits for more text or a quiet moment
+        self._tail = False  # the last reply's line may still be arriving: its rest belongs to it
 
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; one reply per complete match."""
@@ -190,46 +191,67 @@ class Pfo1Decoder(Decoder):
         """The stream went quiet (or ended): a match at the end of the text is complete."""
         return self._scan(final=True)
 
-    def _next(self) -> tuple[str, re.Match[str]] | None:
-        found = [(ACK, m) for m in [self.ack.search(self._text)] if m]
+    def _next(self, pos: int = 0) -> tuple[str, re.Match[str]] | None:
+        found = [(ACK, m) for m in [self.ack.search(self._text, pos)] if m]
         if self.error is not None:
-            found += [(ERROR, m) for m in [self.error.search(self._text)] if m]
+            found += [(ERROR, m) for m in [self.error.search(self._text, pos)] if m]
         return min(found, key=lambda km: (km[1].start(), km[0] != ERROR)) if found else None
+
+    def _line_end(self, pos: int) -> int | None:
+        """Where the reply whose match ends at ``pos`` ends: its newline, or the next reply (None: not yet seen)."""
+        newline = self._text.find("\n", pos)
+        nxt = self._next(pos)
+        ends = [e for e in (newline + 1 if newline >= 0 else None, nxt[1].start() if nxt else None) if e is not None]
+        return min(ends) if ends else None
 
     def _scan(self, final: bool) -> list[Reply]:
         out: list[Reply] = []
         self.pending = False
-        while (hit := self._next()) is not None:
+        while True:
+            if self._tail:  # the rest of the previous reply's line is part of it, not text of its own
+                end = self._line_end(0)
+                if end is not None:
+                    self._text, self._tail = self._text[end:], False
+                elif final:
+                    self._text, self._tail = "", False
+                else:
+                    self._text, self.pending = "", True
+                    break
+            hit = self._next()
+            if hit is None:
+                break
             kind, m = hit
             if not final and self._may_grow and m.end() >= len(self._text):
                 self.pending = True
                 break
             groups = m.groupdict()
             row = groups.get("id")
+            line = self._text[m.start() : self._line_end(m.end()) or len(self._text)].strip()
             out.append(
                 Reply(
                     kind,
-                    m.group(0),
+                    line,
                     ts=groups.get("ts"),
                     row=int(row) if row and row.isdigit() else None,
-                    text=m.group(0) if kind == ERROR else None,
+                    text=line if kind == ERROR else None,
                     code="refused" if kind == ERROR else None,
                 )
             )
             self._text = self._text[m.end() if m.end() > m.start() else m.start() + 1 :]
+            self._tail = True
         self._text = self._text[-self.KEEP :]
         return out
 
     @property
     def leftover(self) -> str:
         """Text received since the last reply that is neither an ack nor a refusal (yet)."""
-        return "" if self.pending else self._text
+        return "" if self.pending or self._tail else self._text
 
     def take_leftover(self) -> str:
         """The leftover text, forgotten once taken."""
-        if self.pending:
-            return ""
-        text, self._text = self._text, ""
+        text = self.leftover
+        if text:
+            self._text = ""
         return text
 
 

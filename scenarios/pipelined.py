@@ -17,7 +17,9 @@ class Pipelined(AnyTarget):
     description = "back-to-back sends without waiting for acks: merged and split messages (framing)"
 
     def not_applicable(self, target: Target) -> str | None:
-        """Any server: without framing, this is where it shows."""
+        """Any server that takes several messages per connection: without framing, this is where it shows."""
+        if target.protocol == "pfo1" and target.pfo1.messages_per_connection == 1:
+            return "the server takes one message per connection: nothing to send back to back"
         return None
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:

@@ -462,3 +462,18 @@ def test_thread_crashes_ctrl_c_tracebacks_and_a_stop_that_does_not_stop(fab: Fab
     [crash] = [a for a in result.anomalies if a.kind == "thread-crash"]
     assert "2 times" in crash.message and "UnicodeDecodeError" in crash.message
     assert any("KeyboardInterrupt" in a.message for a in result.anomalies if a.kind == "unclean-shutdown")
+
+
+def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: Fab) -> None:
+    fab.connected(0, 0)
+    ta, xa = fab.message(0, 1)
+    tb, xb = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=ta, text=xa)
+    fab.rec(INVOKE, "send", 0, 0, token=tb, text=xb)
+    row = fab.store(xb)
+    fab.rec(OK, "send", 0, 0, token=tb, row=row, ts="T")  # B answered, A skipped: the server dropped A
+    fab.t = 30.0
+    fab.rec(INFO, "nemesis", -1, -1, event="kill", window="crash", phase="start", method="SIGKILL")
+    fab.rec(INFO, "send", 0, 0, token=ta, error="connection closed by the server", end="server-close")
+    fab.ended(0, 0, 0.0, [], reason="server-close")
+    assert kinds(fab.result()) == {"unanswered"}

@@ -246,3 +246,12 @@ def test_a_pfo1_style_server_on_a_fixed_port(tmp_path: Path) -> None:
     assert proc.returncode == 0, report["scenarios"][0]
     assert report["scenarios"][0]["counts"]["acked"] > 0
     assert not can_connect("127.0.0.1", 5000)
+
+
+def test_every_ack_is_audited_against_the_log_and_an_early_ack_is_caught(tmp_path: Path) -> None:
+    plan = Plan([ClientPlan([Op(SEND, f"m{i}") for i in range(5)]) for _ in range(3)], seed=3, name="audit")
+    good = run_plan(reference(), plan, tmp_path / "reference")
+    audits = [r for r in good.records if r.f == "audit"]
+    assert len(audits) >= 15 and all(r.get("visible") for r in audits), good.result.summary()
+    early = run_plan(broken("ack_before_commit"), plan, tmp_path / "early")
+    assert "ack-before-commit" in {a.kind for a in early.result.anomalies}, early.result.summary()

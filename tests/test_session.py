@@ -129,3 +129,20 @@ def test_end_reasons_parse_old_and_new_records() -> None:
     assert End.parse("connection closed by the server") is End.SERVER_CLOSE and End.SERVER_CLOSE.by_server
     assert End.parse("half-reset").client_broke and End.STOPPED.harness
     assert End.SERVER_CLOSE == "server-close"  # a str enum: equal to the value written in the history
+
+
+def test_a_reply_owns_the_rest_of_its_line_so_it_is_never_blamed_on_the_next_message() -> None:
+    wire = Pfo1Wire("Mensaje recibido", "éxito", "newline", error="^Error:")
+    s, h = session(wire)
+    s.send([("ab12cd.0.1", "[ab12cd.0.1] " + "x" * 600)])
+    s.feed(b"Error: el mensaje supera")
+    s.feed(b" los 500 caracteres\n")
+    s.send([("ab12cd.0.2", "[ab12cd.0.2] hola")])
+    s.feed(b"Mensaje recibido: 10:12")
+    s.feed(b":33\n")
+    s.send([("ab12cd.0.3", "[ab12cd.0.3] chau")])
+    s.give_up("ab12cd.0.3")
+    [refused] = [r for r in h.records if r.f == "send" and r.type == FAIL]
+    assert refused.get("error").startswith("Error: el mensaje supera")
+    assert [r.get("token") for r in h.records if r.f == "send" and r.type == OK] == ["ab12cd.0.2"]
+    assert not [r for r in h.records if r.f == "unexpected-reply"]  # the tails were their replies' own

@@ -15,6 +15,8 @@ from harness.ends import End
 from harness.history import FAIL, INVOKE, OK, Record
 from harness.index import Connection, Message, RunIndex
 
+DUE = 1.0  # seconds past the ack timeout still counted as "while the client waited"
+
 
 @invariant(11, "every message answered")
 def every_message_answered(ix: RunIndex) -> Judgement:
@@ -31,6 +33,10 @@ def every_message_answered(ix: RunIndex) -> Judgement:
             continue
         c = ix.conns.get(rec.conn)
         until = outcome.time if outcome is not None else (c.closed_at if c and c.closed_at else ix.end_of_run())
+        # The answer was due within the ack timeout (after the last byte, for a trickled message): what
+        # touched the connection only later cannot explain its absence.
+        trickled = float(rec.get("trickle") or 0.0) * len(m.text.encode("utf-8"))
+        until = min(until, rec.time + trickled + ix.ack_timeout + DUE)
         why = _not_judged(ix, m, rec, outcome, c, until)
         if why:
             j.skip(why)
@@ -55,11 +61,14 @@ def _not_judged(
     end = End.parse(outcome.get("end")) if outcome is not None and outcome.get("end") else c.end
     if end.client_broke or end.harness:
         return "client" if end.client_broke else "harness"
-    touch = c.touched(rec.time, until)
+    waited = outcome.get("waited") if outcome is not None else None
+    if waited is not None and waited < ix.ack_timeout:
+        return "shortened wait"  # another client had already given up on this server: counted there
+    if ix.log_error and ix.settings.get("framing") == "raw":
+        return "framing unknown (log unreadable)"
+    touch = c.touched(rec.time, until)  # also a fault or nemesis that ended it while the answer was due
     if touch is not None:
         return touch.source
-    if c.cause in (End.FAULT, End.NEMESIS):
-        return c.cause.value if c.cause else None
     if c.errors:
         return "dropped by the server"
     if not ix.log_error:
@@ -74,10 +83,7 @@ def _not_judged(
 def _unanswered(ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Record | None, until: float) -> None:
     said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
     quote = [said[0].index] if said else []
-    waited = outcome.get("waited") if outcome is not None else None
     how = str(outcome.get("error")) if outcome is not None else "the run ended first"
-    if waited is not None and waited < ix.ack_timeout:
-        how += f" (waited only {waited:g} s: earlier messages had gone unanswered)"
     ev = {"token": m.token, "client": m.client, "history": [rec.index, *quote] + ([outcome.index] if outcome else [])}
     if said:
         j.add(

@@ -1,0 +1,280 @@
+"""``chat-harness doctor TARGET``: check every claim of a target file against the real server, in seconds.
+
+It starts the server once, sends one message, reads the answer and the log, stops the server, and
+says for each key whether it holds — and, when it does not, what the server actually did and which
+value would fit (a reply the ack pattern misses is quoted; a log that is not where the file says
+is looked for; the tables and columns found are listed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.log import LogError, LogReader
+from harness.runner import new_run_id
+from harness.target import ServerRun, Target, TargetError, wait_for_port
+from harness.wire import for_target
+
+ANSWER_WAIT = 5.0
+
+
+@dataclass
+class Finding:
+    """One claim of the target file, checked."""
+
+    key: str
+    ok: bool | None
+    said: str
+    fix: str = ""
+
+
+@dataclass
+class Diagnosis:
+    """Everything the doctor found."""
+
+    target: Target
+    findings: list[Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, key: str, ok: bool | None, said: str, fix: str = "") -> None:
+        """Record one checked claim."""
+        self.findings.append(Finding(key, ok, said, fix))
+
+    @property
+    def healthy(self) -> bool:
+        """No claim was found false."""
+        return all(f.ok is not False for f in self.findings)
+
+    def text(self) -> str:
+        """For people: one line per claim, a fix under each wrong one."""
+        lines = [f"chat-harness doctor: {self.target.name} ({self.target.source})"]
+        for f in self.findings:
+            mark = {True: "ok  ", False: "FAIL", None: "??  "}[f.ok]
+            lines.append(f"  {mark} {f.key}: {f.said}")
+            if f.fix and f.ok is not True:
+                lines.append(f"       fix: {f.fix}")
+        verdict = "the target file matches the server" if self.healthy else "fix the lines marked FAIL"
+        lines.append(f"{verdict} ({self.seconds:.1f} s)")
+        return "\n".join(lines)
+
+
+def diagnose(target: Target, workdir: Path) -> Diagnosis:
+    """Start ``target`` once in ``workdir`` and check its file's claims."""
+    started = time.monotonic()
+    d = Diagnosis(target)
+    srv = ServerRun(target, workdir / "server")
+    try:
+        if target.fixed_port:
+            waited = wait_for_port(target.host, target.port, timeout=10)
+            if waited > 1:
+                d.add("port", None, f"port {target.port} was busy (TIME_WAIT?) for {waited:.0f} s before the start")
+        try:
+            srv.start()
+        except TargetError as exc:
+            d.add("command / ready", False, str(exc)[:500], _start_fix(target, str(exc)))
+            return d
+        d.add(
+            "command / ready",
+            True,
+            f"ready {time.monotonic() - srv.started_at:.2f} s after the start on port {srv.port}",
+        )
+        token = f"{new_run_id()}.0.1"
+        text = f"[{token}] hola doctor"
+        reply = _talk(target, srv, text, token)
+        _check_reply(d, target, reply)
+        time.sleep(0.2)  # a commit after the answer (itself a defect) still counts as "stored" here
+        _check_log(d, target, srv, token)
+        _check_stop(d, target, srv)
+    finally:
+        srv.kill()
+        d.seconds = time.monotonic() - started
+    return d
+
+
+def _talk(target: Target, srv: ServerRun, text: str, token: str) -> str:
+    """Send one message the way the harness would; return whatever came back within a few seconds."""
+    wire = for_target(target)
+    data = b""
+    try:
+        with socket.create_connection((srv.host, srv.port), timeout=ANSWER_WAIT) as s:
+            s.settimeout(ANSWER_WAIT)
+            if target.protocol == "chat":
+                with contextlib.suppress(TimeoutError):
+                    data += s.recv(4096)  # the greeting
+            s.sendall(wire.encode(text, token if wire.ids else None))
+            deadline = time.monotonic() + ANSWER_WAIT
+            while time.monotonic() < deadline:
+                s.settimeout(max(0.05, min(0.3, deadline - time.monotonic())))
+                try:
+                    chunk = s.recv(4096)
+                except TimeoutError:
+                    if data and (target.protocol != "chat" or b"\n" in data[data.find(b"\n") + 1 :]):
+                        break  # something came, then silence
+                    continue
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as exc:
+        return f"\x00{exc.strerror or exc}"
+    return data.decode("utf-8", errors="replace")
+
+
+def _check_reply(d: Diagnosis, target: Target, reply: str) -> None:
+    if reply.startswith("\x00"):
+        d.add("answer", False, f"sending a message failed: {reply[1:]}")
+        return
+    if not reply.strip():
+        fix = ""
+        if target.protocol == "pfo1" and target.pfo1.framing != "newline":
+            fix = 'if the server reads lines (makefile, readline, split on "\\n"): [pfo1] framing = "newline"'
+        d.add("answer", False, f"no answer within {ANSWER_WAIT:g} s", fix)
+        return
+    if target.protocol == "chat":
+        ok = "Mensaje recibido" in reply and " id=" in reply
+        d.add(
+            "answer",
+            ok,
+            f"the server answered {reply.strip()[:200]!r}",
+            "" if ok else 'protocol = "pfo1", with an ack pattern',
+        )
+        return
+    ack = re.compile(target.pfo1.ack, re.MULTILINE)
+    m = ack.search(reply)
+    if m:
+        ts = m.groupdict().get("ts")
+        d.add(
+            "[pfo1] ack",
+            True,
+            f"{target.pfo1.ack!r} matches the answer {reply.strip()[:120]!r}" + (f" (ts = {ts!r})" if ts else ""),
+        )
+        return
+    words = re.match(r"\W*([^\d\[\]():]+?)\s*[:\[(\d]", reply.strip())
+    guess = _pattern(words.group(1).strip() if words else reply.strip()[:20])
+    d.add(
+        "[pfo1] ack",
+        False,
+        f"{target.pfo1.ack!r} does not match what the server answered: {reply.strip()[:200]!r}",
+        f"[pfo1] ack = {guess!r}",
+    )
+
+
+def _pattern(text: str) -> str:
+    """``text`` as a regex that matches it literally (spaces left as they are, for people to read)."""
+    return "".join("\\" + ch if ch in ".^$*+?{}[]\\|()" else ch for ch in text)
+
+
+def _check_log(d: Diagnosis, target: Target, srv: ServerRun, token: str) -> None:
+    path = srv.db_path
+    if not path.exists():
+        found = sorted(p for pattern in ("*.db", "*.sqlite", "*.sqlite3") for p in srv.appdir.rglob(pattern))
+        fix = ", ".join(f'path = "{{workdir}}/{p.relative_to(srv.appdir)}"' for p in found[:3]) or (
+            "no SQLite file appeared in the server's directory; is the message stored at all?"
+        )
+        d.add("[log] path", False, f"no database at {path}", fix)
+        return
+    d.add("[log] path", True, f"{path.name} exists")
+    tables = _tables(path)
+    if target.log.table not in tables:
+        d.add(
+            "[log] table",
+            False,
+            f"no table {target.log.table!r}; the file has {sorted(tables) or 'no tables'}",
+            f"table = {sorted(tables)[0]!r}" if len(tables) == 1 else "",
+        )
+        return
+    columns = tables[target.log.table]
+    missing = [c for c in (target.log.id, target.log.content, target.log.ts) if c and c not in columns]
+    if missing:
+        d.add(
+            "[log] columns",
+            False,
+            f"{target.log.table} has columns {columns}, not {missing}",
+            _column_fix(path, target, columns, token),
+        )
+        return
+    d.add("[log] table / columns", True, f"{target.log.table}({', '.join(columns)})")
+    try:
+        stored = LogReader(path, target.log).contains(f"[{token}]", 0)
+    except LogError as exc:
+        d.add("the message's row", False, str(exc))
+        return
+    d.add(
+        "the message's row",
+        stored,
+        f"the message sent is in {target.log.table}.{target.log.content}"
+        if stored
+        else "the message sent is not in the log",
+        "" if stored else _column_fix(path, target, columns, token),
+    )
+
+
+def _tables(path: Path) -> dict[str, list[str]]:
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            return {
+                n: [r[1] for r in conn.execute(f"PRAGMA table_info('{n}')")]
+                for n in names
+                if not n.startswith("sqlite_")
+            }
+    except sqlite3.Error:
+        return {}
+
+
+def _column_fix(path: Path, target: Target, columns: list[str], token: str) -> str:
+    """Which column holds the message just sent (its token), as a target file line."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=5)) as conn:
+            for col in columns:
+                hit = conn.execute(
+                    f'SELECT 1 FROM "{target.log.table}" WHERE instr(CAST("{col}" AS TEXT), ?) > 0 LIMIT 1', (token,)
+                ).fetchone()
+                if hit:
+                    return f"[log] content = {col!r}"
+    except sqlite3.Error:
+        pass
+    return ""
+
+
+def _check_stop(d: Diagnosis, target: Target, srv: ServerRun) -> None:
+    result = srv.stop()
+    if not result.forced and result.exit_code == 0:
+        d.add("stop", True, f"{result.method} ended it with exit code 0 in {result.seconds:.2f} s")
+        return
+    said = f"{result.method}: " + (
+        f"still running after {target.stop_timeout:g} s (killed)" if result.forced else f"exit code {result.exit_code}"
+    )
+    fix = ""
+    if result.forced:
+        ended: list[tuple[str, int | None]] = []
+        for method in (m for m in ("sigint", "sigterm", "stdin-newline") if m != result.method):
+            again = ServerRun(target, srv.workdir.parent / f"stop-{method}")
+            try:
+                again.start()
+                tried = again.stop(method)
+            except TargetError:
+                continue
+            finally:
+                again.kill()
+            if not tried.forced:
+                ended.append((method, tried.exit_code))
+        ended.sort(key=lambda m: m[1] != 0)  # a clean exit first
+        if ended:
+            fix = f'stop = "{ended[0][0]}" (it ended the server, exit code {ended[0][1]})'
+        else:
+            fix = 'stop = "kill" (nothing else ends it; the shutdown scenarios will not apply)'
+    d.add("stop", False if result.forced else None, said, fix)
+
+
+def _start_fix(target: Target, error: str) -> str:
+    if "in use" in error or "already" in error or "Errno 98" in error:
+        return f"something else listens on port {target.port}; stop it (or give the server another port)"
+    if target.ready.startswith("line:"):
+        return 'the ready line never appeared: ready = "listen" waits for the port instead'
+    return "check 'command' and 'cwd' (the server's own output is quoted above)"
