@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from harness.audit import Auditor
 from harness.ends import End
 from harness.faults import FaultProxy
-from harness.history import FAIL, INFO, OK, History
+from harness.history import FAIL, INFO, History
 from harness.plan import (
     CLOSE,
     EXIT,
@@ -570,8 +570,3 @@ def execute(plan: Plan, ctx: Context, timeout: float | None = None) -> list[int]
         for i in stuck:
             threads[i].join(ctx.options.io_timeout + 1)
     return stuck
-
-
-def answered(history: History, client: int) -> bool:
-    """Whether any send of ``client`` was acknowledged (used by the liveness probe)."""
-    return any(r.f == "send" and r.client == client and r.type == OK for r in history.records)

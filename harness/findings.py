@@ -22,11 +22,12 @@ class Kind:
     rank: int  # the report lists findings by rank, most serious first
     title: str
     hint: str
-    explains: frozenset[str] = frozenset()  # findings whose symptoms this one causes
+    explains: frozenset[str] = frozenset()  # findings whose symptoms this one causes (in the same scenario)
+    everywhere: bool = False  # it causes them in every scenario, not only where it was seen
 
 
-def _k(id: str, rank: int, title: str, hint: str, *explains: str) -> Kind:
-    return Kind(id, rank, title, hint, frozenset(explains))
+def _k(id: str, rank: int, title: str, hint: str, *explains: str, everywhere: bool = False) -> Kind:
+    return Kind(id, rank, title, hint, frozenset(explains), everywhere)
 
 
 CATALOGUE = {
@@ -40,6 +41,7 @@ CATALOGUE = {
             "Send the ack only after a successful commit; on an error answer with an error line "
             "(and wait longer for a lock: sqlite3.connect(db, timeout=...)).",
             "loses-acked",
+            "ack-before-commit",
         ),
         _k(
             "ack-before-commit",
@@ -101,10 +103,17 @@ CATALOGUE = {
             "back end up in one row, and a long message (or one TCP delivers in pieces) in several.",
             "End each message with a newline and split the stream on it, keeping a partial line for the next read "
             "(or send each message's length first).",
-            "unanswered",
             "stray-acks",
             "mangles-cut-characters",
             "junk-rows",
+        ),
+        _k(
+            "splits-at-cr",
+            21,
+            "The server ends a message at a lone carriage return (\\r), not only at the newline, so one message is "
+            "stored as two: a socket file opened in text mode translates every \\r into a line end.",
+            "Open the socket file with newline='\\n' (conn.makefile('r', encoding='utf-8', newline='\\n')), or split "
+            "the received bytes on b'\\n' yourself.",
         ),
         _k(
             "serial",
@@ -112,7 +121,10 @@ CATALOGUE = {
             "The server serves one client at a time: a second client gets no answer while the first one is connected.",
             "Serve each connection in its own thread: threading.Thread(target=handle, args=(conn,), daemon=True).start().",
             "unanswered",
+            "silent-on-db-error",
             "slow-for-others",
+            "not-live",
+            everywhere=True,
         ),
         _k(
             "thread-crash",
@@ -121,6 +133,7 @@ CATALOGUE = {
             "Catch errors inside the client handler; decode with errors handled "
             "(data.decode('utf-8', errors='replace')) or refuse the message with an error line.",
             "unanswered",
+            "truncates",
         ),
         _k(
             "crashes",
@@ -136,6 +149,13 @@ CATALOGUE = {
             28,
             "After the run, a new client was not served.",
             "Keep accepting connections whatever happens to one client.",
+        ),
+        _k(
+            "silent-on-db-error",
+            24,
+            "When storing fails (the database is locked), the server neither stores nor answers the message: "
+            "the client is left waiting.",
+            "Catch the database error and answer with an error line (or wait longer: sqlite3.connect(db, timeout=...)).",
         ),
         _k(
             "unanswered",
@@ -162,6 +182,7 @@ CATALOGUE = {
             "threads (not daemon threads) kept the process alive.",
             "Make client threads daemon threads, or close the client sockets and join the threads when stopping.",
             "stop-hangs",
+            everywhere=True,
         ),
         _k(
             "stop-hangs",
@@ -278,6 +299,9 @@ CHECKS = (  # (part of a check's name, scenario or "", finding)
     ("ack latency", "", "slow-for-others"),
     ("newcomers", "", "limits"),
     ("idle clients", "", "limits"),
+    ("every message gets an answer", "db-locked", "silent-on-db-error"),
+    ("every message is acked", "", "unanswered"),
+    ("every bad line gets an answer", "", "unanswered"),
     ("every message gets an answer", "", "unanswered"),
     ("acknowledged", "", "unanswered"),
     ("stops cleanly", "", "unclean-stop"),
@@ -289,6 +313,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
     kind, text = a["kind"], a["message"]
     if kind == "lost":
         return {"db-locked": "ack-failed-insert", "crash-recovery": "ack-before-commit"}.get(scenario, "loses-acked")
+    if kind == "split" and "carriage return" in text:
+        return "splits-at-cr"
     if kind == "corrupted":
         return "mangles-cut-characters" if "U+FFFD" in text else "corrupts"
     if kind == "partial-row":
@@ -296,6 +322,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
     if kind == "unclean-shutdown":
         if "KeyboardInterrupt" in text:
             return "ctrl-c-traceback"
+        if "port unusable" in text:
+            return "no-reuseaddr"  # its closing connections hold the port: only SO_REUSEADDR lets a server bind
         return "stop-hangs" if "was killed" in text else "unclean-stop"
     return ANOMALY.get(kind, "other")
 
@@ -325,8 +353,10 @@ def annotate(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     consequences: dict[str, set[str]] = defaultdict(set)
     for item, f, scenario in marks:
         item["finding"] = f
-        # The cause seen in the same scenario, if any, else the most serious one seen anywhere.
-        candidates = [g for g in present if f in CATALOGUE[g].explains]
+        # A cause seen in the same scenario, or one that acts everywhere (the most serious first).
+        candidates = [
+            g for g in present if f in CATALOGUE[g].explains and (g in here[scenario] or CATALOGUE[g].everywhere)
+        ]
         candidates.sort(key=lambda g: (g not in here[scenario], CATALOGUE[g].rank))
         cause = candidates[0] if candidates else None
         if cause is not None:

@@ -406,7 +406,8 @@ def record_output(history: History, srv: ServerRun | None, since: tuple[int, int
 def warm_up(srv: ServerRun, target: Target) -> None:
     """One message through a fresh server before its baseline is taken, so what it creates lazily
     (a pool thread, the log's WAL files) counts as baseline, not as a leak."""
-    ctx = Context(srv.host, srv.port, wires.for_target(target), History(), "0" * RUN_ID_LEN)
+    quiet_port = Options(reset_after_server_close=target.fixed_port)  # no TIME_WAIT for the next start
+    ctx = Context(srv.host, srv.port, wires.for_target(target), History(), "0" * RUN_ID_LEN, quiet_port)
     ctx.t0 = time.monotonic()
     SimClient(0, ClientPlan([Op(SEND, "warm-up")]), ctx).run()
     srv.warmed = True

@@ -56,7 +56,7 @@ class ShutdownUnderLoad(AnyTarget):
             checks.append(
                 Check(
                     f"stopped by {method} while clients chatted",
-                    bool(stopped),
+                    bool(stopped) or None,
                     "" if stopped else "the clients finished before the stop",
                 )
             )

@@ -1,0 +1,96 @@
+"""Real-world-style PFO1 answers (tests/pfo1_servers): each known defect is named, by its finding, by
+the scenario that provokes it — and what a server does right is not called wrong.
+
+Every server listens on the fixed port 5000 without SO_REUSEADDR, as handed-in answers do; each run
+gets a network namespace of its own where the platform allows it (so these tests run side by side),
+and waits for the port otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness import findings, isolation, report
+from harness.cli import run_job
+from harness.scenario import ScenarioResult
+from harness.target import load_target
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+ISOLATED = isolation.available() is not None
+
+# (server, scenario, findings it must get); an empty set: the scenario must pass (no false alarm).
+EXPECTED: list[tuple[str, str, set[str]]] = [
+    ("hilos_basico", "pipelined", {"no-framing"}),
+    ("hilos_basico", "bad-input", {"truncates"}),
+    ("hilos_basico", "shutdown-under-load", {"stop-keeps-serving"}),
+    ("hilos_basico", "abrupt-disconnect", set()),
+    ("serial", "concurrent-burst", {"serial"}),
+    ("serial", "port-in-use", {"busy-port"}),
+    ("serial", "bad-input", set()),
+    ("una_sesion", "shutdown-under-load", {"ctrl-c-traceback"}),
+    ("una_sesion", "large-message", {"no-framing"}),
+    ("un_mensaje", "large-message", {"truncates"}),
+    ("un_mensaje", "port-in-use", {"busy-port"}),
+    ("ack_sin_insert", "db-locked", {"ack-failed-insert"}),
+    ("ack_sin_insert", "abrupt-disconnect", {"stores-half-messages"}),
+    ("decode_estricto", "bad-input", {"thread-crash"}),
+    ("cliente_salida", "exit-word", set()),  # its own client handles the word: correct
+    ("cliente_salida", "server-down", {"client-down"}),
+    ("refusal", "large-message", set()),  # refusing long messages with an error line is fair
+    ("refusal", "bad-input", set()),
+]
+CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
+
+
+def run(server: str, scenario: str, seed: int = 11) -> tuple[ScenarioResult, list[dict]]:  # type: ignore[type-arg]
+    """Run one scenario against one server; return the result and the findings the report would list."""
+    spec = (
+        str(HERE / "pfo1_servers" / f"{server}.toml")
+        if server != "pfo1_newline"
+        else str(ROOT / "examples" / "pfo1_newline.toml")
+    )
+    with tempfile.TemporaryDirectory(prefix="pfo1-") as tmp:
+        job = {
+            "target": spec,
+            "scenario": scenario,
+            "rundir": str(Path(tmp) / scenario),
+            "seed": seed,
+            "clients": None,
+            "duration": 10.0,
+            "quiet": True,
+        }
+        result = isolation.run(job) if ISOLATED else run_job(job, None)
+        entry = report.scenario_entry(result, load_target(spec), Path(tmp))
+    return result, findings.annotate([entry])
+
+
+def explain(result: ScenarioResult, found: list[dict]) -> str:  # type: ignore[type-arg]
+    lines = [result.check.summary() if result.check else result.reason]
+    lines += [f"  check {c.name}: {c.ok} {c.detail}" for c in result.checks if c.ok is not True]
+    lines += [f"  finding {f['id']}: {f['evidence'][:1]}" for f in found]
+    return "\n".join(lines)
+
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+if not ISOLATED:
+    pytestmark.append(pytest.mark.xdist_group("port-5000"))
+
+
+@pytest.mark.parametrize(("server", "scenario", "expected"), EXPECTED, ids=[f"{s}-{n}" for s, n, _ in EXPECTED])
+def test_each_known_defect_is_named(server: str, scenario: str, expected: set[str]) -> None:
+    result, found = run(server, scenario)
+    ids = {f["id"] for f in found}
+    if not expected:
+        assert result.verdict is True, explain(result, found)
+    else:
+        assert result.verdict is False and expected <= ids, explain(result, found)
+
+
+@pytest.mark.parametrize("scenario", CORRECT)
+def test_a_correct_pfo1_server_passes(scenario: str) -> None:
+    result, found = run("pfo1_newline", scenario)
+    assert result.verdict is True and not found, explain(result, found)
