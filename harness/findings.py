@@ -304,6 +304,7 @@ CHECKS = (  # (part of a check's name, scenario or "", finding)
     ("every bad line gets an answer", "", "unanswered"),
     ("every message gets an answer", "", "unanswered"),
     ("acknowledged", "", "unanswered"),
+    ("answered", "", "unanswered"),
     ("stops cleanly", "", "unclean-stop"),
 )
 

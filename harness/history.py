@@ -102,9 +102,10 @@ class History:
             return len(self.records)
 
 
-def latencies(records: Iterable[Record]) -> list[tuple[float, float, int]]:
-    """(ack time, seconds from the send that got acked to its ack, client) for every acked send."""
+def latencies(records: Iterable[Record], refusals: bool = False) -> list[tuple[float, float, int]]:
+    """(answer time, seconds from the send to its ack, client) for every acked send (and refused one)."""
     sent: dict[str, float] = {}
+    answers = (OK, FAIL) if refusals else (OK,)
     out = []
     for r in records:
         if r.f != "send":
@@ -112,7 +113,7 @@ def latencies(records: Iterable[Record]) -> list[tuple[float, float, int]]:
         token = r.get("token")
         if r.type == INVOKE:
             sent[token] = r.time
-        elif r.type == OK and token in sent:
+        elif r.type in answers and token in sent:
             out.append((r.time, r.time - sent[token], r.client))
     return out
 

@@ -258,7 +258,7 @@ def acked_after(outcome: RunOutcome, after: float, what: str) -> Check:
 
 def ack_within(outcome: RunOutcome, q: float, limit: float, clients: range | None = None) -> Check:
     """A check that the ``q`` quantile of ack latency (of ``clients``) stays under ``limit`` seconds."""
-    values = sorted(lat for _, lat, c in latencies(outcome.records) if clients is None or c in clients)
+    values = sorted(lat for _, lat, c in latencies(outcome.records, refusals=True) if clients is None or c in clients)
     v = percentile(values, q)
     whose = "normal clients' " if clients is not None else ""
     return Check(

@@ -81,7 +81,7 @@ def test_report_files(tmp_path: Path) -> None:
     path = report.write(tmp_path / "reports", "20261128-000000-py311-0001", data)
     assert path == tmp_path / "reports" / "20261128-000000-py311-0001" / "report.json"
     saved = json.loads(path.read_text())
-    assert (saved["schema"], saved["version"], saved["verdict"]) == ("chat-harness/report", 1, "invalid")
+    assert (saved["schema"], saved["version"], saved["verdict"]) == ("chat-harness/report", 2, "invalid")
     assert saved["environment"]["seed"] == 42 and saved["environment"]["python"]
     good, bad, na = saved["scenarios"]
     assert good["verdict"] == "valid" and good["checks"][0]["status"] == "pass"
