@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.checker import CheckResult, merge
-from harness.checks import INVARIANTS
+from harness.checks import INVARIANTS, scenario_check
 from harness.history import Record, latencies
 from harness.index import RunIndex
 from harness.log import LogError, LogReader
@@ -241,6 +241,7 @@ def fault(name: str, kind: str, at: float = 0.0, until: float | None = None, **p
     return steps
 
 
+@scenario_check("acked-after")
 def acked_after(outcome: RunOutcome, after: float, what: str) -> Check:
     """Every message first sent ``after`` seconds past the clients' start was acked ("once ``what``, ...")."""
     moment = run_start(outcome) + after
@@ -256,6 +257,7 @@ def acked_after(outcome: RunOutcome, after: float, what: str) -> Check:
     return Check(f"once {what}, every message is acked", n == len(later) if later else None, f"{n}/{len(later)}")
 
 
+@scenario_check("answer-latency")
 def ack_within(outcome: RunOutcome, q: float, limit: float, clients: range | None = None) -> Check:
     """A check that the ``q`` quantile of ack latency (of ``clients``) stays under ``limit`` seconds."""
     values = sorted(lat for _, lat, c in latencies(outcome.records, refusals=True) if clients is None or c in clients)
@@ -312,6 +314,7 @@ def stop_and_record(n: NemesisContext, method: str) -> None:
     n.server_down = True
 
 
+@scenario_check("still-stored")
 def still_stored(outcome: RunOutcome, reader: LogReader, after: str) -> Check:
     """Durability only: every message ``outcome`` saw acknowledged is still in the log (invariant 1, again)."""
     run = next(r for r in outcome.records if r.f == "run")

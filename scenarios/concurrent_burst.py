@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.checks import scenario_check
 from harness.ends import End
 from harness.plan import CLOSE, PAUSE, RECONNECT, SEND, ClientPlan, Op, Plan
 from harness.runner import RunOutcome
@@ -46,6 +47,7 @@ class ConcurrentBurst(AnyTarget):
         return conclude(self, ctx, t0, runs, checks, clients=n)
 
 
+@scenario_check("served-side-by-side")
 def served_side_by_side(outcome: RunOutcome) -> Check:
     """Client 1's message is acknowledged while client 0 is still connected (and idle)."""
     ix = outcome.ix

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.checks import scenario_check
 from harness.history import INFO
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
 from harness.runner import NemesisContext, RunOutcome, record_stop
@@ -77,6 +78,7 @@ class CrashRecovery(AnyTarget):
         return conclude(self, ctx, t0, [outcome], restart_checks(outcome, immediate=self.clean))
 
 
+@scenario_check("restarted")
 def restart_checks(outcome: RunOutcome, immediate: bool = False) -> list[Check]:
     """Did the stop happen under load, and did the server come back (at once, when that is tested)?"""
     restarted = events(outcome, "nemesis")

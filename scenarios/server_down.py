@@ -6,6 +6,7 @@ import socket
 import subprocess
 import time
 
+from harness.checks import scenario_check
 from harness.log import LogReader
 from harness.plan import Plan
 from harness.runner import LiveServer
@@ -65,6 +66,7 @@ class ServerDown(AnyTarget):
         return conclude(self, ctx, t0, runs, checks)
 
 
+@scenario_check("refused-at-once")
 def refused_at_once(host: str, port: int) -> Check:
     """Connections to a stopped server must be refused, not left hanging."""
     slowest, outcomes = 0.0, []

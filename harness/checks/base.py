@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from harness.index import RunIndex
@@ -81,10 +81,13 @@ def invariant(number: int, name: str, needs_log: bool = False) -> Callable[[Chec
     return register
 
 
-def scenario_check(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a scenario's own check (a function over a run index returning a ``Check``)."""
+F = TypeVar("F", bound=Callable[..., Any])
 
-    def register(check: Callable[..., Any]) -> Callable[..., Any]:
+
+def scenario_check(name: str) -> Callable[[F], F]:
+    """Register a scenario's own check (a function over a run and its parameters, returning a ``Check``)."""
+
+    def register(check: F) -> F:
         if name in SCENARIO_CHECKS:
             raise ValueError(f"scenario check {name!r} registered twice")
         SCENARIO_CHECKS[name] = check
