@@ -59,6 +59,10 @@ class Message:
         recs = sorted(self.invokes + self.oks + self.fails + self.infos, key=lambda r: r.index)
         return [r.index for r in recs][: MAX_EVIDENCE * 2]
 
+    def about(self) -> dict[str, Any]:
+        """What an anomaly about this message names: the message, its client, its history lines."""
+        return {"token": self.token, "client": self.client, "history": self.evidence()}
+
 
 @dataclass
 class Connection:

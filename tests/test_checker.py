@@ -320,6 +320,14 @@ def test_merge_keeps_the_worst(fab: Fab) -> None:
 # -- faults, nemeses and answers ------------------------------------------------------------------------
 
 
+def unanswered(fab: Fab, client: int, conn: int, seq: int, end: str, **sent: object) -> str:
+    """A send on ``conn`` that is settled without an answer (``end``); return its token."""
+    token, text = fab.message(client, seq)
+    fab.rec(INVOKE, "send", client, conn, token=token, text=text, **sent)
+    fab.rec(INFO, "send", client, conn, token=token, error=end, end=end)
+    return token
+
+
 def linked(fab: Fab, client: int, conn: int) -> float:
     """A connection through the fault proxy (its link named like the client's n-th connection)."""
     fab.rec(INVOKE, "connect", client, conn, link=f"{client}.1")
@@ -375,9 +383,7 @@ def test_a_server_drop_with_a_reason_is_not_a_missed_relay(fab: Fab) -> None:
 
 def test_a_message_never_answered_on_an_untouched_connection_is_unanswered(fab: Fab) -> None:
     fab.connected(0, 0)
-    token, text = fab.message(0, 1)
-    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
-    fab.rec(INFO, "send", 0, 0, token=token, error="no answer within the ack timeout", end="ack-timeout")
+    unanswered(fab, 0, 0, 1, "ack-timeout")
     fab.ended(0, 0, 0.0, [], reason="ack-timeout")
     result = fab.result()
     assert kinds(result) == {"unanswered"} and result.anomalies[0].invariant == 11
@@ -386,10 +392,8 @@ def test_a_message_never_answered_on_an_untouched_connection_is_unanswered(fab: 
 
 def test_an_unanswered_message_a_fault_explains_is_not_judged(fab: Fab) -> None:
     linked(fab, 0, 0)
-    token, text = fab.message(0, 1)
-    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
     black_hole_closes(fab, "0.1")
-    fab.rec(INFO, "send", 0, 0, token=token, error="connection closed by the server", end="server-close")
+    unanswered(fab, 0, 0, 1, "server-close")
     fab.ended(0, 0, 0.0, [], reason="server-close")
     result = fab.result()
     assert result.valid is True and result.not_judged[11] == {"fault": 1}
@@ -418,10 +422,8 @@ def test_a_bad_line_may_be_answered_by_closing_the_connection(fab: Fab) -> None:
 
 def test_a_stop_that_kills_every_connection_explains_their_silence(fab: Fab) -> None:
     fab.connected(0, 0)
-    token, text = fab.message(0, 1)
-    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
     fab.rec(INFO, "nemesis", -1, -1, event="stop", window="shutdown", phase="start", method="sigint")
-    fab.rec(INFO, "send", 0, 0, token=token, error="connection closed by the server", end="server-close")
+    unanswered(fab, 0, 0, 1, "server-close")
     fab.ended(0, 0, 0.0, [], reason="server-close")
     result = fab.result()
     assert result.valid is True and result.not_judged[11] == {"nemesis": 1}

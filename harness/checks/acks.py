@@ -90,9 +90,7 @@ def _refused_but_stored(ix: RunIndex, j: Judgement) -> None:
                 "error-but-stored",
                 6,
                 f"the server refused message {m.token} ({codes}) but row(s) {', '.join(map(str, st.rows[:3]))} store it",
-                token=m.token,
-                client=m.client,
-                history=m.evidence(),
+                **m.about(),
                 rows=[row_dict(ix.row_by_id[i]) for i in st.rows[:1] if i in ix.row_by_id],
             )
 

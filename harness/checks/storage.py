@@ -32,9 +32,7 @@ def no_acked_message_lost(ix: RunIndex) -> Judgement:
             "lost",
             1,
             f"message {m.token} was acknowledged but is not in the log",
-            token=m.token,
-            client=m.client,
-            history=m.evidence(),
+            **m.about(),
         )
     return j
 
@@ -51,9 +49,7 @@ def no_duplicates(ix: RunIndex) -> Judgement:
                 "duplicate",
                 2,
                 f"message {m.token} is stored {copies} times",
-                token=m.token,
-                client=m.client,
-                history=m.evidence(),
+                **m.about(),
                 rows=_rows(ix, st.rows),
             )
     return j
@@ -103,7 +99,7 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
         st = fr.of(m.token)
         if not st.stored:
             continue
-        ev = {"token": m.token, "client": m.client, "history": m.evidence(), "rows": _rows(ix, st.rows)}
+        ev = {**m.about(), "rows": _rows(ix, st.rows)}
         if m.partial:
             j.add(
                 "partial-row",
@@ -151,9 +147,7 @@ def content_intact(ix: RunIndex) -> Judgement:
                 kind,
                 3 if kind == "partial-row" else 4,
                 why,
-                token=m.token,
-                client=m.client,
-                history=m.evidence(),
+                **m.about(),
                 rows=[row_dict(row), {"sent": sent[:300]}],
             )
         elif info.kind == RowKind.EXTRA and m is not None:
@@ -161,9 +155,7 @@ def content_intact(ix: RunIndex) -> Judgement:
                 "corrupted",
                 4,
                 f"row {row.id} holds message {m.token} plus characters it was not sent with (framing bytes?)",
-                token=m.token,
-                client=m.client,
-                history=m.evidence(),
+                **m.about(),
                 rows=[row_dict(row), {"sent": m.text[:300]}],
             )
         elif info.mangled and REPLACEMENT in (row.content or ""):
