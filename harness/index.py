@@ -103,7 +103,8 @@ def _wire_encoder(settings: dict[str, Any]) -> tuple[Any, bool]:
     from harness import wire  # the wire profiles know the framing; imported late (wire imports target)
 
     if settings.get("protocol") == "pfo1":
-        return wire.Pfo1Wire(".", str(settings.get("exit_word", "éxito")), str(settings.get("framing", "raw"))), False
+        words = settings.get("exit_words") or ["éxito"]
+        return wire.Pfo1Wire(".", str(words[0]), str(settings.get("framing", "raw"))), False
     return wire.ChatWire(), True
 
 
