@@ -67,9 +67,17 @@ CATALOGUE = {
         _k(
             "mangles-cut-characters",
             15,
-            "A multibyte character (ñ, é, 😀) cut between two reads is stored as U+FFFD: the server decodes each "
-            "read on its own.",
+            "A multibyte character (ñ, é, 😀) cut between two reads is stored as U+FFFD, or dropped: the server "
+            "decodes each read on its own.",
             "Decode complete messages only (after framing), or with an incremental UTF-8 decoder.",
+        ),
+        _k(
+            "drops-invalid-bytes",
+            16,
+            "The server silently drops bytes that are not valid UTF-8 (decode(errors='ignore')) and stores and "
+            "acknowledges what is left: the client is told a text was saved that is not the one it sent.",
+            "Refuse a message that is not valid UTF-8 with an error line, or store it with errors='replace' "
+            "so the damage shows.",
         ),
         _k(
             "truncates",
@@ -121,6 +129,7 @@ CATALOGUE = {
             "The server serves one client at a time: a second client gets no answer while the first one is connected.",
             "Serve each connection in its own thread: threading.Thread(target=handle, args=(conn,), daemon=True).start().",
             "unanswered",
+            "small-backlog",
             "silent-on-db-error",
             "slow-for-others",
             "not-live",
@@ -156,6 +165,14 @@ CATALOGUE = {
             "When storing fails (the database is locked), the server neither stores nor answers the message: "
             "the client is left waiting.",
             "Catch the database error and answer with an error line (or wait longer: sqlite3.connect(db, timeout=...)).",
+        ),
+        _k(
+            "small-backlog",
+            29,
+            "Under a burst of connections the server's listen queue overflows: the kernel completes some "
+            "connections the server then does not accept in time, so their messages get no answer.",
+            "Listen with a larger backlog (server.listen(socket.SOMAXCONN), or at least the number of clients "
+            "expected at once) and keep the accept loop doing nothing but accept.",
         ),
         _k(
             "unanswered",
@@ -319,7 +336,13 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
     if kind == "corrupted":
         return "mangles-cut-characters" if "U+FFFD" in text else "corrupts"
     if kind == "partial-row":
+        if "not valid UTF-8" in text:
+            return "drops-invalid-bytes"
+        if "cut between two reads" in text:
+            return "mangles-cut-characters"
         return "stores-half-messages" if text.startswith("half of") else "truncates"
+    if kind == "unanswered" and "listen queue was full" in text:
+        return "small-backlog"
     if kind == "unclean-shutdown":
         if "KeyboardInterrupt" in text:
             return "ctrl-c-traceback"

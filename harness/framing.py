@@ -84,6 +84,7 @@ class Storage:
     whole: list[int] = field(default_factory=list)  # rows holding all of it (alone, or run together with others)
     pieces: list[int] = field(default_factory=list)  # rows holding a part of it
     pieces_complete: bool = False  # the pieces together hold all of it
+    lost_cut_characters: bool = False  # what the pieces miss is only bytes of multibyte characters
     merged: bool = False  # it shares a row with another message
 
     @property
@@ -119,7 +120,13 @@ class Framing:
     rows: list[RowInfo]
     storage: dict[str, Storage]
     broken_conns: set[int]  # connections with a message split or run together with another
-    missing: int = 0  # visible bytes sent on those connections that no row holds
+    missing_ascii: int = 0  # visible ASCII bytes sent on those connections that no row holds
+    missing_high: int = 0  # and other bytes (of multibyte characters, or invalid), as far as counting can tell
+
+    @property
+    def missing(self) -> int:
+        """Visible bytes sent on the broken connections that no row holds."""
+        return self.missing_ascii + self.missing_high
 
     def of(self, token: str) -> Storage:
         """Where ``token``'s message is stored (an empty Storage when nowhere)."""
@@ -262,12 +269,14 @@ class _Analysis:
             else:
                 infos.append(self._unplaced(row, row.content or ""))
         for token, spans in covered.items():
-            self.store(token).pieces_complete = self._complete(token, spans)
+            st = self.store(token)
+            st.pieces_complete = self._complete(token, spans)
+            st.lost_cut_characters = not st.pieces_complete and self._complete(token, spans, high=True)
         broken = {i.conn for i in infos if i.conn is not None and i.kind in (RowKind.MERGED, RowKind.FRAGMENT)}
         for st in self.storage.values():
             if st.split or st.merged:
                 broken.update(self.conns_of.get(st.token, []))
-        return Framing(infos, self.storage, broken, self._missing(broken, infos, placements))
+        return Framing(infos, self.storage, broken, *self._missing(broken, infos, placements))
 
     # -- rows that are exactly one message ------------------------------------------------------------------
 
@@ -479,8 +488,9 @@ class _Analysis:
 
     # -- per message ----------------------------------------------------------------------------------------
 
-    def _complete(self, token: str, spans: list[tuple[int, int]]) -> bool:
-        """Whether ``spans`` cover the message's bytes, but for whitespace the target strips."""
+    def _complete(self, token: str, spans: list[tuple[int, int]], high: bool = False) -> bool:
+        """Whether ``spans`` cover the message's bytes, but for whitespace the target strips (and, with
+        ``high``, but for any bytes of multibyte characters)."""
         conns = self.conns_of.get(token, [])
         stream = self.streams.get(conns[0]) if conns else None
         span = stream.spans.get(token) if stream else None
@@ -489,26 +499,28 @@ class _Analysis:
         start, end = span
         at = start
         for s, e in sorted(spans):
-            if s > at and not self._gap_ok(stream.data[at:s]):
+            if s > at and not self._gap_ok(stream.data[at:s], high):
                 return False
             at = max(at, e)
-        return at >= end or self._gap_ok(stream.data[at:end])
+        return at >= end or self._gap_ok(stream.data[at:end], high)
 
-    def _gap_ok(self, gap: bytes) -> bool:
+    def _gap_ok(self, gap: bytes, high: bool = False) -> bool:
         """A gap a correct placement may leave: whitespace the target strips, or the continuation bytes of
         a character whose start one piece holds (as far as decoding can tell, they belong to either)."""
         if self.normalize == "strip":
             gap = bytes(b for b in gap if b not in WHITESPACE)
-        return _continuation(gap)
+        return all(b >= 0x80 for b in gap) if high else _continuation(gap)
 
-    def _missing(self, broken: set[int], infos: list[RowInfo], placements: list[Placement | None]) -> int:
+    def _missing(
+        self, broken: set[int], infos: list[RowInfo], placements: list[Placement | None]
+    ) -> tuple[int, int]:
         """Visible bytes sent on ``broken`` connections that no row holds: counted, not attributed.
 
         Visible ASCII bytes are counted exactly (a cut never falls inside one); other bytes allowing up
         to three for each replacement character (a cut character's bytes, or invalid ones).
         """
         if not broken:
-            return 0
+            return 0, 0
         sent_ascii = sent_high = 0
         for s in self.sends:
             if s.conn in broken and not s.partial and not s.token.startswith(EXIT_TOKEN):
@@ -529,7 +541,7 @@ class _Analysis:
                     stored_ascii += not ch.isspace()
                 elif not ch.isspace():
                     stored_high += len(ch.encode("utf-8"))
-        return max(0, sent_ascii - stored_ascii) + max(0, sent_high - stored_high)
+        return max(0, sent_ascii - stored_ascii), max(0, sent_high - stored_high)
 
 
 def analyse(

@@ -72,6 +72,7 @@ class Connection:
     client: int
     link: str | None = None
     opened: float = 0.0
+    connected: float | None = None  # when the connect returned
     hello: float | None = None
     end: End | None = None  # as the client saw it; None if it never ended (or never opened)
     end_at: float | None = None  # when it began to end
@@ -81,6 +82,11 @@ class Connection:
     record: Record | None = None
     touches: list[Touch] = field(default_factory=list)
     failed: bool = False  # the connect failed
+
+    @property
+    def connect_seconds(self) -> float | None:
+        """How long the connect took (None if it never returned)."""
+        return None if self.connected is None else self.connected - self.opened
 
     @property
     def cause(self) -> End | None:
@@ -197,6 +203,8 @@ class RunIndex:
             c = out.setdefault(rec.conn, Connection(rec.conn, rec.client))
             if rec.type == INVOKE:
                 c.opened = rec.time
+            elif rec.type == OK:
+                c.connected = rec.time
             if rec.get("link"):
                 c.link = str(rec.get("link"))
             if rec.type == FAIL:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import findings
 from harness.checker import check, merge
 from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
 from harness.log import LogReader, Row
@@ -388,6 +390,35 @@ def test_a_message_never_answered_on_an_untouched_connection_is_unanswered(fab: 
     result = fab.result()
     assert kinds(result) == {"unanswered"} and result.anomalies[0].invariant == 11
     assert result.invariants[11] == "fail"
+
+
+def test_an_unanswered_message_on_a_connection_that_took_a_syn_retry_to_open_blames_the_listen_queue(
+    fab: Fab,
+) -> None:
+    fab.connected(0, 0)  # opened at once: its missing answer is plain "unanswered"
+    unanswered(fab, 0, 0, 1, "ack-timeout")
+    fab.ended(0, 0, 0.0, [], reason="ack-timeout")
+    fab.rec(INVOKE, "connect", 1, 1)
+    fab.t += 1.02  # the kernel dropped the SYN (the accept queue was full) and resent it a second later
+    fab.rec(OK, "connect", 1, 1)
+    unanswered(fab, 1, 1, 1, "ack-timeout")
+    fab.ended(1, 1, 0.0, [], reason="ack-timeout")
+    result = fab.result()
+    assert kinds(result) == {"unanswered"}
+    named = {a.client: findings.of_anomaly(asdict(a), "concurrent-burst") for a in result.anomalies}
+    assert named == {0: "unanswered", 1: "small-backlog"}
+
+
+def test_a_row_without_the_invalid_bytes_of_a_raw_message_is_named_as_such(fab: Fab) -> None:
+    token, _ = fab.message(0, 1)
+    fab.connected(0, 0)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=f"[{token}] ok\ufffd", raw=b"ok\xff".hex())
+    fab.store(f"[{token}] ok")  # decode(errors="ignore"): the invalid byte is gone, the rest acked
+    fab.rec(OK, "send", 0, 0, token=token, row=None, ts="T")
+    fab.ended(0, 0, 0.0, [], reason="client-close")
+    result = fab.result()
+    assert kinds(result) == {"partial-row"}, result.summary()
+    assert findings.of_anomaly(asdict(result.anomalies[0]), "bad-input") == "drops-invalid-bytes"
 
 
 def test_an_unanswered_message_a_fault_explains_is_not_judged(fab: Fab) -> None:

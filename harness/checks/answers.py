@@ -16,6 +16,8 @@ from harness.history import FAIL, INVOKE, OK, Record
 from harness.index import Connection, Message, RunIndex
 
 DUE = 1.0  # seconds past the ack timeout still counted as "while the client waited"
+SYN_RETRY = 0.9  # a loopback connect this slow had its SYN dropped (Linux resends it after 1 s)
+BACKLOG = "the server's listen queue was full"
 
 
 @invariant(11, "every message answered")
@@ -41,7 +43,7 @@ def every_message_answered(ix: RunIndex) -> Judgement:
         if why:
             j.skip(why)
             continue
-        _unanswered(ix, j, m, rec, outcome, until)
+        _unanswered(ix, j, m, rec, outcome, until, c)
     _stray_lines(ix, j)
     abandoned = ix.of("abandon")
     if abandoned:
@@ -80,7 +82,9 @@ def _not_judged(
     return None
 
 
-def _unanswered(ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Record | None, until: float) -> None:
+def _unanswered(
+    ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Record | None, until: float, c: Connection | None
+) -> None:
     said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
     quote = [said[0].index] if said else []
     how = str(outcome.get("error")) if outcome is not None else "the run ended first"
@@ -94,11 +98,18 @@ def _unanswered(ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Re
             **ev,
         )
     else:
+        slow = c.connect_seconds if c is not None and c.link is None else None
+        queue = (
+            f"; opening the connection took {slow:.1f} s (its SYN was dropped and resent: {BACKLOG}), so the "
+            "server probably never accepted it in time"
+            if slow is not None and slow >= SYN_RETRY
+            else ""
+        )
         j.add(
             "unanswered",
             11,
             f"message {m.token} got no answer (no ack, no error) on connection {rec.conn}, which no fault or "
-            f"nemesis touched: {how}",
+            f"nemesis touched: {how}{queue}",
             **ev,
         )
 

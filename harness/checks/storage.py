@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
 from harness.framing import REPLACEMENT, RowKind, normalise
-from harness.index import RunIndex
+from harness.index import Message, RunIndex
 
 NO_FRAMING = "the server stores whatever one read returns: its protocol has no message framing"
+DROPS_INVALID = "the server silently drops the bytes that are not valid UTF-8"
+CUT_DROPPED = "characters cut between two reads were dropped (the server decodes each read on its own)"
+
+
+def _without_invalid(ix: RunIndex, m_text: str, stored: str) -> bool:
+    """Whether ``stored`` is the sent text with its undecodable bytes (shown as U+FFFD) left out."""
+    return REPLACEMENT in m_text and normalise(m_text.replace(REPLACEMENT, ""), ix.normalize) == normalise(
+        stored, ix.normalize
+    )
 
 
 def _rows(ix: RunIndex, ids: list[int]) -> list[dict[str, object]]:
     return [row_dict(ix.row_by_id[i]) for i in ids[:MAX_EVIDENCE] if i in ix.row_by_id]
 
 
-def _uncertain(ix: RunIndex, conns: set[int]) -> bool:
-    """Whether a message's pieces may have been credited to another connection that sent the same text."""
-    return bool(conns & ix.framing.broken_conns) and not ix.framing.missing
+def _uncertain(ix: RunIndex, m: Message) -> bool:
+    """Whether a message's pieces may have been credited to another connection that sent the same text.
+
+    So they may when no byte is missing from the log, and, for a message all ASCII, when every ASCII
+    byte is there (what is missing is bytes of other messages' multibyte characters).
+    """
+    fr = ix.framing
+    if not m.conns & fr.broken_conns:
+        return False
+    return not fr.missing or (not fr.missing_ascii and m.text.isascii())
 
 
 @invariant(1, "no acked message lost", needs_log=True)
@@ -25,7 +41,7 @@ def no_acked_message_lost(ix: RunIndex) -> Judgement:
     for m in ix.messages.values():
         if not m.acked or m.partial or ix.framing.of(m.token).stored:
             continue
-        if _uncertain(ix, m.conns):
+        if _uncertain(ix, m):
             j.skip("framing")  # every byte those connections sent is stored, in pieces
             continue
         j.add(
@@ -108,12 +124,16 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
                 f"yet row(s) {', '.join(map(str, st.rows[:MAX_EVIDENCE]))} store it",
                 **ev,
             )
-        elif st.split or (len(st.pieces) > 1 and not st.whole and _uncertain(ix, m.conns)):
+        elif st.split or (len(st.pieces) > 1 and not st.whole and _uncertain(ix, m)):
             j.add("split", 3, _split_message(ix, m.token, m.text, st.pieces), **ev)
-        elif not st.complete and st.pieces and not st.whole and _uncertain(ix, m.conns):
+        elif not st.complete and st.pieces and not st.whole and _uncertain(ix, m):
             j.skip("framing")  # a piece of it here, the rest credited to another connection that sent the same text
         elif not st.complete:
-            j.add("partial-row", 3, f"the log holds only part of message {m.token}", **ev)
+            stored = "".join(ix.row_by_id[i].content or "" for i in sorted(st.rows) if i in ix.row_by_id)
+            why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
+            if not why and (st.lost_cut_characters or (m.conns & fr.broken_conns and not fr.missing_ascii)):
+                why = f": only bytes of multibyte characters are missing: {CUT_DROPPED}"
+            j.add("partial-row", 3, f"the log holds only part of message {m.token}{why}", **ev)
     return j
 
 
@@ -136,7 +156,9 @@ def content_intact(ix: RunIndex) -> Judgement:
         m = ix.messages.get(info.tokens[0]) if info.tokens else None
         if info.kind == RowKind.CORRUPTED and m is not None:
             sent, stored = normalise(m.text, ix.normalize), normalise(row.content or "", ix.normalize)
-            if sent.startswith(stored):
+            if m.raw and _without_invalid(ix, m.text, row.content or ""):
+                kind, why = "partial-row", f"row {row.id} holds {m.token} without some of its bytes: {DROPS_INVALID}"
+            elif sent.startswith(stored):
                 kind, why = (
                     "partial-row",
                     f"row {row.id} holds only the first {len(stored)} of {len(sent)} characters of {m.token}",
