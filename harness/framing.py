@@ -511,9 +511,7 @@ class _Analysis:
             gap = bytes(b for b in gap if b not in WHITESPACE)
         return all(b >= 0x80 for b in gap) if high else _continuation(gap)
 
-    def _missing(
-        self, broken: set[int], infos: list[RowInfo], placements: list[Placement | None]
-    ) -> tuple[int, int]:
+    def _missing(self, broken: set[int], infos: list[RowInfo], placements: list[Placement | None]) -> tuple[int, int]:
         """Visible bytes sent on ``broken`` connections that no row holds: counted, not attributed.
 
         Visible ASCII bytes are counted exactly (a cut never falls inside one); other bytes allowing up

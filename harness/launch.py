@@ -2,6 +2,11 @@
 
 On Linux it sets the parent-death signal to SIGKILL (prctl), which survives exec, so even a
 SIGKILLed harness leaves no orphan server behind. Elsewhere it just execs.
+
+It also gives the server the signal dispositions a terminal would: a process started in the
+background by a non-interactive shell (``cmd &``, nohup, some CI runners) inherits SIGINT ignored,
+an ignored signal stays ignored across exec, and Python then never installs its KeyboardInterrupt
+handler — so a server that stops on Ctrl+C would ignore the harness's SIGINT and be blamed for it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ def main(argv: list[str]) -> None:
     if len(argv) < 3 or argv[1] != "--":
         sys.exit("usage: python -m harness.launch PARENT_PID -- COMMAND [ARG ...]")
     parent, cmd = int(argv[0]), argv[2:]
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

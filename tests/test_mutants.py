@@ -16,8 +16,11 @@ ZOO = mutants()
 SETTINGS = {"concurrent-burst": {"clients": 150}}  # enough churn, less time than the default 500
 
 
-def run(name: str, target: object, tmp_path: Path) -> ScenarioResult:
-    ctx = ScenarioContext(target, tmp_path / name, seed=2026, **SETTINGS.get(name, {}))  # type: ignore[arg-type]
+SEEDS = (2026, 2027, 2028)  # a defect that shows only under some timings gets this many tries to show
+
+
+def run(name: str, target: object, tmp_path: Path, seed: int = SEEDS[0]) -> ScenarioResult:
+    ctx = ScenarioContext(target, tmp_path / f"{name}-{seed}", seed=seed, **SETTINGS.get(name, {}))  # type: ignore[arg-type]
     return load()[name].run(ctx)
 
 
@@ -49,10 +52,15 @@ def test_each_mutant_is_caught_by_its_scenario_with_the_right_anomaly(m, tmp_pat
     result = run(m.scenario, m.target(), tmp_path)
     why = result.check.summary() if result.check else result.reason
     failed = [f"{c.name}: {c.detail}" for c in result.checks if c.ok is False]
-    if not m.caught_by:  # a correct variant
+    if not m.caught_by:  # a correct variant: it must pass the first time
         assert result.verdict is True, f"{m.name} ({m.defect}) failed {m.scenario}: {why}; {failed}"
         return
-    assert result.verdict is False, f"{m.name} ({m.defect}) passed {m.scenario}: {why}"
+    for seed in SEEDS[1:]:  # timing decides whether e.g. a reset lands between a commit and its ack
+        if result.verdict is not True:
+            break
+        result = run(m.scenario, m.target(), tmp_path, seed)
+    why = result.check.summary() if result.check else result.reason
+    assert result.verdict is False, f"{m.name} ({m.defect}) passed {m.scenario} with seeds {SEEDS}: {why}"
     found = findings(result)
     assert any(reported(k, found) for k in m.caught_by), f"{m.name}: expected {m.caught_by}, got {sorted(found)}"
 

@@ -149,3 +149,42 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+CTRL_C_SERVER = """
+import socket, sys
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+try:
+    s.accept()
+except KeyboardInterrupt:
+    print("stopped by Ctrl+C", flush=True)
+"""
+
+IGNORING_HARNESS = """
+import signal, sys
+from pathlib import Path
+from harness.target import ServerRun, load_target
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for "harness &" started by a non-interactive shell
+run = ServerRun(load_target(sys.argv[1]), Path(sys.argv[2])).start()
+result = run.stop("sigint")
+print(result.exit_code, result.forced, flush=True)
+"""
+
+
+def test_a_harness_started_with_sigint_ignored_still_stops_a_ctrl_c_server(tmp_path: Path) -> None:
+    (tmp_path / "srv.py").write_text(CTRL_C_SERVER)
+    path = write(
+        tmp_path,
+        f'name = "ctrl-c"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}"]\nport = 0\n'
+        'ready = "line:listening"\nstop = "sigint"\nstop_timeout = 5\n[log]\npath = "{workdir}/chat.db"\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", IGNORING_HARNESS, str(path), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.split() == ["0", "False"], done.stdout + done.stderr
+    assert "stopped by Ctrl+C" in (tmp_path / "run" / "server.stdout").read_text()
