@@ -17,6 +17,7 @@ from typing import Any
 from harness import history as hist
 from harness import isolation, report
 from harness.checker import check
+from harness.doctor import Diagnosis
 from harness.history import History
 from harness.log import LogError, LogReader
 from harness.plan import Plan
@@ -223,20 +224,29 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check a target file's claims against the real server (start, one message, the log, the stop)."""
-    import tempfile
-
-    from harness.doctor import diagnose
-
-    target = load_target(args.target)
-    with tempfile.TemporaryDirectory(prefix="chat-harness-doctor-") as tmp:
-        d = diagnose(target, Path(tmp))
+    d = _diagnose(args.target, args.isolate)
     print(d.text())
     return EXIT_VALID if d.healthy else EXIT_INVALID
 
 
+def _diagnose(path: str, isolate: str) -> Diagnosis:
+    """Run the doctor on the target file at ``path`` (a fixed-port server in its own namespace when possible)."""
+    import tempfile
+
+    from harness.doctor import diagnose
+
+    target = load_target(path)
+    isolated = isolation_mode(target, isolate)
+    with tempfile.TemporaryDirectory(prefix="chat-harness-doctor-") as tmp:
+        if isolated:  # a fixed port: this machine's port 5000 (busy, or in TIME_WAIT) does not matter
+            job = {"call": "doctor", "target": str(Path(path).resolve()), "workdir": tmp}
+            return isolation.run(job, timeout=300)  # type: ignore[no-any-return]
+        return diagnose(target, Path(tmp))
+
+
 def cmd_init(args: argparse.Namespace) -> int:
-    """Guess a target file for a server directory from its code, write it, and let doctor check it."""
-    from harness.init import guess, toml
+    """Guess a target file for a server directory from its code, write it, and let doctor check (and correct) it."""
+    from harness.init import guess, learn, toml
 
     directory = Path(args.directory).resolve()
     if not directory.is_dir():
@@ -247,9 +257,19 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"chat-harness: {out} exists (--force to overwrite)", file=sys.stderr)
         return EXIT_UNKNOWN
     cwd = os.path.relpath(directory, out.parent)
-    out.write_text(toml(guess(directory), directory.name, cwd), encoding="utf-8")
+    g = guess(directory)
+    out.write_text(toml(g, directory.name, cwd), encoding="utf-8")
     print(f"wrote {out}")
-    return cmd_doctor(argparse.Namespace(target=str(out))) if not args.no_doctor else EXIT_VALID
+    if args.no_doctor:
+        return EXIT_VALID
+    d = _diagnose(str(out), "auto")
+    changed = learn(g, {f.key: (f.ok, f.said) for f in d.findings})
+    if changed:  # what the server did overrules what its code suggested: write that, and check again
+        out.write_text(toml(g, directory.name, cwd), encoding="utf-8")
+        print("\n".join([f"corrected {out.name} from what the server did:", *(f"  {c}" for c in changed)]))
+        d = _diagnose(str(out), "auto")
+    print(d.text())
+    return EXIT_VALID if d.healthy else EXIT_INVALID
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", help="check a target file against its server (in seconds)")
     doc.add_argument("target", help="a target TOML file")
+    doc.add_argument(
+        "--isolate",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="a fixed-port server runs in its own network namespace (default: when possible)",
+    )
     doc.set_defaults(func=cmd_doctor)
 
     ini = sub.add_parser("init", help="write a first target file for a server directory, then check it")

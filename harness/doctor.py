@@ -41,6 +41,7 @@ class Diagnosis:
     target: Target
     findings: list[Finding] = field(default_factory=list)
     seconds: float = 0.0
+    isolation: str | None = None  # how a fixed-port server was kept apart from this machine's port
 
     def add(self, key: str, ok: bool | None, said: str, fix: str = "") -> None:
         """Record one checked claim."""
@@ -53,7 +54,8 @@ class Diagnosis:
 
     def text(self) -> str:
         """For people: one line per claim, a fix under each wrong one."""
-        lines = [f"chat-harness doctor: {self.target.name} ({self.target.source})"]
+        where = f", in a {self.isolation} of its own" if self.isolation else ""
+        lines = [f"chat-harness doctor: {self.target.name} ({self.target.source}{where})"]
         for f in self.findings:
             mark = {True: "ok  ", False: "FAIL", None: "??  "}[f.ok]
             lines.append(f"  {mark} {f.key}: {f.said}")
@@ -64,10 +66,10 @@ class Diagnosis:
         return "\n".join(lines)
 
 
-def diagnose(target: Target, workdir: Path) -> Diagnosis:
-    """Start ``target`` once in ``workdir`` and check its file's claims."""
+def diagnose(target: Target, workdir: Path, isolation: str | None = None) -> Diagnosis:
+    """Start ``target`` once in ``workdir`` and check its file's claims (``isolation``: the namespace it runs in)."""
     started = time.monotonic()
-    d = Diagnosis(target)
+    d = Diagnosis(target, isolation=isolation)
     srv = ServerRun(target, workdir / "server")
     try:
         if target.fixed_port:
@@ -84,12 +86,19 @@ def diagnose(target: Target, workdir: Path) -> Diagnosis:
             True,
             f"ready {time.monotonic() - srv.started_at:.2f} s after the start on port {srv.port}",
         )
-        token = f"{new_run_id()}.0.1"
-        text = f"[{token}] hola doctor"
-        reply = _talk(target, srv, text, token)
-        _check_reply(d, target, reply)
+        run_id = new_run_id()
+        token = f"{run_id}.0.1"
+        texts = [f"[{token}] hola doctor"]
+        if target.protocol == "pfo1" and target.pfo1.messages_per_connection != 1:
+            texts.append(f"[{run_id}.0.2] otra vez")  # does the connection outlive one message?
+        replies = _talk(target, srv, texts)
+        _check_reply(d, target, replies[0])
+        if len(replies) > 1 and not replies[0].startswith(CLOSED):
+            _check_second(d, replies[1])
         time.sleep(0.2)  # a commit after the answer (itself a defect) still counts as "stored" here
         _check_log(d, target, srv, token)
+        if target.protocol == "pfo1":
+            _check_session(d, target, srv)
         _check_stop(d, target, srv)
     finally:
         srv.kill()
@@ -97,36 +106,92 @@ def diagnose(target: Target, workdir: Path) -> Diagnosis:
     return d
 
 
-def _talk(target: Target, srv: ServerRun, text: str, token: str) -> str:
-    """Send one message the way the harness would; return whatever came back within a few seconds."""
+CLOSED = "\x00"  # a reply that starts so: the connection failed or the server closed it (the reason follows)
+
+
+def _talk(target: Target, srv: ServerRun, texts: list[str]) -> list[str]:
+    """Send ``texts`` on one connection, each once the previous one was answered; return the answers.
+
+    An answer is whatever came back within a few seconds; one starting with CLOSED says the connection
+    failed or the server closed it before answering (and no later text is sent).
+    """
     wire = for_target(target)
-    data = b""
+    out: list[str] = []
     try:
         with socket.create_connection((srv.host, srv.port), timeout=ANSWER_WAIT) as s:
             s.settimeout(ANSWER_WAIT)
             if target.protocol == "chat":
                 with contextlib.suppress(TimeoutError):
-                    data += s.recv(4096)  # the greeting
-            s.sendall(wire.encode(text, token if wire.ids else None))
-            deadline = time.monotonic() + ANSWER_WAIT
-            while time.monotonic() < deadline:
-                s.settimeout(max(0.05, min(0.3, deadline - time.monotonic())))
+                    s.recv(4096)  # the greeting
+            for text in texts:
+                token = text[1 : text.index("]")]
                 try:
-                    chunk = s.recv(4096)
-                except TimeoutError:
-                    if data and (target.protocol != "chat" or b"\n" in data[data.find(b"\n") + 1 :]):
-                        break  # something came, then silence
-                    continue
-                if not chunk:
+                    s.sendall(wire.encode(text, token if wire.ids else None))
+                    data, closed = _answer(target, s)
+                except OSError as exc:
+                    out.append(f"{CLOSED}{exc.strerror or exc}")
                     break
-                data += chunk
+                reply = data.decode("utf-8", errors="replace")
+                out.append(f"{CLOSED}the server closed the connection" if closed and not reply.strip() else reply)
+                if closed:
+                    if len(out) < len(texts) and reply.strip():
+                        out.append(f"{CLOSED}the server closed the connection after answering the first")
+                    break
     except OSError as exc:
-        return f"\x00{exc.strerror or exc}"
-    return data.decode("utf-8", errors="replace")
+        out.append(f"{CLOSED}{exc.strerror or exc}")
+    return out or [f"{CLOSED}nothing sent"]
+
+
+def _answer(target: Target, s: socket.socket) -> tuple[bytes, bool]:
+    """What the server says within ANSWER_WAIT (until it falls silent after saying something); and whether it closed."""
+    data = b""
+    deadline = time.monotonic() + ANSWER_WAIT
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.05, min(0.3, deadline - time.monotonic())))
+        try:
+            chunk = s.recv(4096)
+        except TimeoutError:
+            if data and (target.protocol != "chat" or b"\n" in data):
+                return data, False  # something came, then silence
+            continue
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def _check_second(d: Diagnosis, reply: str) -> None:
+    if reply.startswith(CLOSED):
+        d.add(
+            "[pfo1] messages_per_connection",
+            False,
+            f"a second message on the same connection got no answer: {reply[1:]}",
+            "[pfo1] messages_per_connection = 1 (the server answers one message per connection)",
+        )
+    elif not reply.strip():
+        d.add("second message", None, f"a second message on the same connection got no answer within {ANSWER_WAIT:g} s")
+    else:
+        d.add("second message", True, "a second message on the same connection was answered")
+
+
+def _check_session(d: Diagnosis, target: Target, srv: ServerRun) -> None:
+    """Does the server outlive its first client? (``single_session`` says it does not.)"""
+    code = srv.wait_exit(1.0)
+    if code is None and target.single_session:
+        d.add("single_session", None, "single_session = true, yet the server still runs after its first client left")
+    elif code is not None and not target.single_session:
+        d.add(
+            "single_session",
+            False,
+            f"the server exited (code {code}) once its first client left",
+            "single_session = true (the harness then starts it again for every client session)",
+        )
+    elif code is not None:
+        d.add("single_session", True, f"the server exited (code {code}) once its client left, as declared")
 
 
 def _check_reply(d: Diagnosis, target: Target, reply: str) -> None:
-    if reply.startswith("\x00"):
+    if reply.startswith(CLOSED):
         d.add("answer", False, f"sending a message failed: {reply[1:]}")
         return
     if not reply.strip():
@@ -243,6 +308,19 @@ def _column_fix(path: Path, target: Target, columns: list[str], token: str) -> s
 
 
 def _check_stop(d: Diagnosis, target: Target, srv: ServerRun) -> None:
+    if not srv.alive and target.single_session:  # it ended with its session: stop a fresh instance instead
+        fresh = ServerRun(target, srv.workdir.parent / "stop-check")
+        try:
+            fresh.start()
+            _check_stop(d, target, fresh)
+        except TargetError as exc:
+            d.add("stop", None, f"not checked: a second instance did not start ({str(exc)[:200]})")
+        finally:
+            fresh.kill()
+        return
+    if not srv.alive:
+        d.add("stop", None, "not checked: the server had already exited")
+        return
     result = srv.stop()
     if not result.forced and result.exit_code == 0:
         d.add("stop", True, f"{result.method} ended it with exit code 0 in {result.seconds:.2f} s")

@@ -27,9 +27,12 @@ class Guess:
     columns: list[str] = field(default_factory=lambda: ["id", "contenido", "fecha_envio", "ip_cliente"])
     ack: str = "Mensaje recibido"
     framing: str = "raw"
+    error: str | None = None  # how the server refuses a message, if it does
     stop: str = "sigint"
     exit_word: str = "éxito"
     server_sees_exit_word: bool = True
+    messages_per_connection: int = 0
+    single_session: bool = False
     client: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -68,8 +71,13 @@ def guess(directory: Path) -> Guess:
         r"""f?['"]([^'"{]*[Rr]ecibido[^'"{:]*)""", code
     ):
         g.ack = m.group(1).strip(" :[(")
-    if re.search(r"makefile|readline\(|split\(\s*b?['\"]\\n['\"]|\\n['\"]\s+in\b", code):
+    if re.search(r"makefile|readline\(|(?:split|find|index|partition)\(\s*b?['\"]\\n['\"]|\\n['\"]\s+in\b", code):
         g.framing = "newline"
+    for line in code.splitlines():  # a reply (not a print) that starts with "Error": how it refuses
+        m = re.search(r"""f?['"](Error|ERROR)\b""", line)
+        if m and "print(" not in line and re.search(r"send|respond|reply|enviar|responder|encode", line, re.I):
+            g.error = f"^{m.group(1)}"
+            break
     if "KeyboardInterrupt" not in code and "signal.signal" not in code:
         g.stop = "sigint"
         g.notes.append("the code does not handle Ctrl+C: expect a KeyboardInterrupt traceback when it stops")
@@ -126,6 +134,8 @@ def toml(g: Guess, name: str, cwd: str) -> str:
     ]
     if g.client:
         lines.append(f'client = ["{{python}}", "{g.client}"]')
+    if g.single_session:
+        lines.append("single_session = true    # it serves one client, then exits: started again for every session")
     lines += [
         "",
         "[log]",
@@ -139,6 +149,26 @@ def toml(g: Guess, name: str, cwd: str) -> str:
         f'exit_word = "{g.exit_word}"',
         f'framing = "{g.framing}"',
     ]
+    if g.error:
+        lines.append(f'error = "{g.error}"       # a reply starting so refuses the message')
+    if g.messages_per_connection:
+        lines.append(f"messages_per_connection = {g.messages_per_connection}  # then it closes the connection")
     if not g.server_sees_exit_word:
         lines.append("server_sees_exit_word = false  # only the client program understands the exit word")
     return "\n".join(lines) + "\n"
+
+
+def learn(g: Guess, said: dict[str, tuple[bool | None, str]]) -> list[str]:
+    """Correct ``g`` from what the doctor saw the server do (key -> (ok, what it said)); return what changed."""
+    changed = []
+    answer = said.get("answer")
+    if answer and answer[0] is False and "no answer" in answer[1] and g.framing == "raw":
+        g.framing = "newline"
+        changed.append('framing = "newline": a message without a line end got no answer')
+    if said.get("[pfo1] messages_per_connection", (True, ""))[0] is False:
+        g.messages_per_connection = 1
+        changed.append("messages_per_connection = 1: it closed the connection after one answer")
+    if said.get("single_session", (True, ""))[0] is False:
+        g.single_session = True
+        changed.append("single_session = true: it exited once its first client left")
+    return changed

@@ -79,7 +79,11 @@ def available() -> str | None:
 
 
 def run(job: dict[str, Any], timeout: float | None = None) -> Any:
-    """Run ``job`` (see ``_main``) in a child inside its own network namespace; return what it returned."""
+    """Run ``job`` in a child inside its own network namespace; return what it returned.
+
+    A job names a scenario run (see ``harness.cli.run_job``), or ``{"call": "doctor", "target": FILE,
+    "workdir": DIR}``.
+    """
     with tempfile.TemporaryDirectory(prefix="chat-harness-") as tmp:
         job_path, result_path = Path(tmp, "job.pickle"), Path(tmp, "result.pickle")
         job_path.write_bytes(pickle.dumps(job))
@@ -104,7 +108,7 @@ def run(job: dict[str, Any], timeout: float | None = None) -> Any:
 
 
 def _main(argv: list[str]) -> int:
-    """In the child: enter a namespace, then run the scenario the job names and pickle its result."""
+    """In the child: enter a namespace, then run what the job names and pickle its result."""
     job_path, result_path, parent = argv[0], argv[1], int(argv[2])
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -112,9 +116,15 @@ def _main(argv: list[str]) -> int:
         return 1
     mode = enter()  # before any thread exists: a user namespace demands it
     job = pickle.loads(Path(job_path).read_bytes())
-    from harness.cli import run_job
+    if job.get("call") == "doctor":
+        from harness.doctor import diagnose
+        from harness.target import load_target
 
-    result = run_job(job, mode)
+        result: Any = diagnose(load_target(job["target"]), Path(job["workdir"]), mode)
+    else:
+        from harness.cli import run_job
+
+        result = run_job(job, mode)
     Path(result_path).write_bytes(pickle.dumps(result))
     return 0
 
