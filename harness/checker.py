@@ -23,6 +23,7 @@ counted as "not judged". The verdict is ``True`` (valid), ``False`` (an anomaly)
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -167,6 +168,7 @@ def check(records: Iterable[Record], rows: Iterable[Row], log_error: str | None 
 
 
 STATUS_RANK = {NA: 0, PASS: 1, UNKNOWN: 2, FAIL: 3}
+COUNTED = re.compile(r"(\d+) (.*)", re.S)  # a note that starts with a count
 
 
 def merge(results: Sequence[CheckResult]) -> CheckResult:
@@ -181,7 +183,7 @@ def merge(results: Sequence[CheckResult]) -> CheckResult:
         for name in vars(counts):
             setattr(counts, name, getattr(counts, name) + getattr(r.counts, name))
         anomalies.extend(r.anomalies)
-        notes.extend(n for n in r.notes if n not in notes)
+        notes.extend(r.notes)
         for k, v in r.invariants.items():
             if STATUS_RANK[v] >= STATUS_RANK[statuses.get(k, NA)]:
                 statuses[k] = v
@@ -191,4 +193,16 @@ def merge(results: Sequence[CheckResult]) -> CheckResult:
         units.update(r.units)
     verdicts = [r.valid for r in results]
     valid: bool | None = False if False in verdicts else (None if None in verdicts or not verdicts else True)
-    return CheckResult(valid, anomalies, counts, statuses, notes, dict(not_judged), units)
+    return CheckResult(valid, anomalies, counts, statuses, merge_notes(notes), dict(not_judged), units)
+
+
+def merge_notes(notes: Sequence[str]) -> list[str]:
+    """Each note once; notes that differ only in the count they start with become one, the counts summed."""
+    counted: dict[str, int | None] = {}
+    for note in notes:
+        m = COUNTED.match(note)
+        if m is None:
+            counted.setdefault(note, None)
+        else:
+            counted[m.group(2)] = (counted.get(m.group(2)) or 0) + int(m.group(1))
+    return [key if n is None else f"{n} {key}" for key, n in counted.items()]

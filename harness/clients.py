@@ -138,7 +138,7 @@ class SimClient:
                 self.step(*ops[i:j])
                 i = j
             if self.sock is not None:
-                self.close(End.CLIENT_CLOSE)
+                self.step(Op(CLOSE))
         except Exception as exc:  # a harness bug must not hide as a server anomaly
             self.h.add(INFO, "client-error", self.index, self.s.conn if self.s else -1, error=repr(exc))
         finally:

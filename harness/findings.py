@@ -67,7 +67,7 @@ CATALOGUE = {
         _k(
             "mangles-cut-characters",
             15,
-            "A multibyte character (ñ, é, 😀) cut between two reads is stored as U+FFFD, or dropped: the server "
+            "A multibyte character (ñ, é, 😀) cut at the edge of a read is stored as U+FFFD, or dropped: the server "
             "decodes each read on its own.",
             "Decode complete messages only (after framing), or with an incremental UTF-8 decoder.",
         ),
@@ -338,7 +338,7 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
     if kind == "partial-row":
         if "not valid UTF-8" in text:
             return "drops-invalid-bytes"
-        if "cut between two reads" in text:
+        if "cut at the edge of a read" in text:
             return "mangles-cut-characters"
         return "stores-half-messages" if text.startswith("half of") else "truncates"
     if kind == "unanswered" and "listen queue was full" in text:

@@ -36,6 +36,7 @@ WINDOW = 8192  # bytes past a connection's last piece where a row that continues
 BUDGET = 20_000  # backtracking steps per analysis
 RETRIES = 64  # times a finished placement that leaves holes is retried from its latest choices
 WHITESPACE = b" \t\n\r\x0b\x0c"
+UTF8_MAX = 4  # bytes in one UTF-8 character, at most
 
 
 class RowKind(str, Enum):
@@ -73,7 +74,7 @@ class RowInfo:
     kind: RowKind
     tokens: list[str] = field(default_factory=list)  # messages it holds, whole or in part, in stream order
     conn: int | None = None
-    mangled: bool = False  # a character at its edge was cut between two reads (stored as U+FFFD)
+    mangled: bool = False  # a character at its edge was cut by a read (stored as U+FFFD)
 
 
 @dataclass
@@ -127,6 +128,12 @@ class Framing:
     def missing(self) -> int:
         """Visible bytes sent on the broken connections that no row holds."""
         return self.missing_ascii + self.missing_high
+
+    @property
+    def only_cut_characters_missing(self) -> bool:
+        """Whether what no row holds could be just one character at each place a read cut the stream."""
+        cuts = sum(1 for i in self.rows if i.conn in self.broken_conns)
+        return not self.missing_ascii and self.missing_high <= UTF8_MAX * cuts
 
     def of(self, token: str) -> Storage:
         """Where ``token``'s message is stored (an empty Storage when nowhere)."""
@@ -509,7 +516,7 @@ class _Analysis:
         a character whose start one piece holds (as far as decoding can tell, they belong to either)."""
         if self.normalize == "strip":
             gap = bytes(b for b in gap if b not in WHITESPACE)
-        return all(b >= 0x80 for b in gap) if high else _continuation(gap)
+        return (len(gap) <= UTF8_MAX and all(b >= 0x80 for b in gap)) if high else _continuation(gap)
 
     def _missing(self, broken: set[int], infos: list[RowInfo], placements: list[Placement | None]) -> tuple[int, int]:
         """Visible bytes sent on ``broken`` connections that no row holds: counted, not attributed.

@@ -361,6 +361,8 @@ def run_plan(
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
                 )
+        if single and live.run is not None and live.run.sessions and live.run.alive:
+            live.run.wait_exit(SESSION_END)  # its last session is ending it: a stop now would race its own exit
         record_output(history, live.run, out_mark, nctx.stop_tracebacks)
         if own and not nctx.server_down and live.run is not None and live.run.alive:
             last = live.run

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness import findings
-from harness.checker import check, merge
+from harness.checker import check, merge, merge_notes
 from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
 from harness.log import LogReader, Row
 from harness.target import LogMapping
@@ -510,3 +510,13 @@ def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: F
     fab.rec(INFO, "send", 0, 0, token=ta, error="connection closed by the server", end="server-close")
     fab.ended(0, 0, 0.0, [], reason="server-close")
     assert kinds(fab.result()) == {"unanswered"}
+
+
+def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
+    notes = [
+        "3 piece(s) of server text matched neither pattern",
+        "log rotated",
+        "4 piece(s) of server text matched neither pattern",
+        "log rotated",
+    ]
+    assert merge_notes(notes) == ["7 piece(s) of server text matched neither pattern", "log rotated"]

@@ -109,3 +109,17 @@ def test_phantoms_exit_words_empty_and_foreign_rows() -> None:
     fr = analyse([sent(f"{RUN}.0.1", 0, a, a.encode())], rows, TOKEN, FOREIGN, exit_words=["éxito"])
     kinds = [r.kind for r in fr.rows]
     assert kinds == [RowKind.EXACT, RowKind.PHANTOM, RowKind.EMPTY, RowKind.EXIT_WORD, RowKind.FOREIGN]
+
+
+def test_a_dropped_cut_character_is_told_from_a_truncated_tail() -> None:
+    text = f"[{RUN}.0.1] " + "€" * 1500
+    data = text.encode()
+    at = 1025  # inside a "€": each read decoded on its own with errors="ignore" drops that character
+    ignored = [Row(1, data[:at].decode(errors="ignore")), Row(2, data[at:].decode(errors="ignore"))]
+    fr = analyse([sent(f"{RUN}.0.1", 0, text, data)], ignored, TOKEN, FOREIGN)
+    st_ = fr.of(f"{RUN}.0.1")
+    assert not st_.complete and st_.lost_cut_characters and fr.only_cut_characters_missing
+    truncated = [Row(1, data[:1024].decode())]  # one recv(1024), the rest of the message never read
+    fr = analyse([sent(f"{RUN}.0.1", 0, text, data)], truncated, TOKEN, FOREIGN)
+    st_ = fr.of(f"{RUN}.0.1")
+    assert not st_.complete and not st_.lost_cut_characters and not fr.only_cut_characters_missing

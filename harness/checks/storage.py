@@ -8,7 +8,7 @@ from harness.index import Message, RunIndex
 
 NO_FRAMING = "the server stores whatever one read returns: its protocol has no message framing"
 DROPS_INVALID = "the server silently drops the bytes that are not valid UTF-8"
-CUT_DROPPED = "characters cut between two reads were dropped (the server decodes each read on its own)"
+CUT_DROPPED = "characters cut at the edge of a read were dropped (the server decodes each read on its own)"
 
 
 def _without_invalid(ix: RunIndex, m_text: str, stored: str) -> bool:
@@ -131,7 +131,7 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
         elif not st.complete:
             stored = "".join(ix.row_by_id[i].content or "" for i in sorted(st.rows) if i in ix.row_by_id)
             why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
-            if not why and (st.lost_cut_characters or (m.conns & fr.broken_conns and not fr.missing_ascii)):
+            if not why and (st.lost_cut_characters or (m.conns & fr.broken_conns and fr.only_cut_characters_missing)):
                 why = f": only bytes of multibyte characters are missing: {CUT_DROPPED}"
             j.add("partial-row", 3, f"the log holds only part of message {m.token}{why}", **ev)
     return j
@@ -184,7 +184,7 @@ def content_intact(ix: RunIndex) -> Judgement:
             j.add(
                 "corrupted",
                 4,
-                f"row {row.id} holds a character cut in two between reads, stored as U+FFFD "
+                f"row {row.id} holds a character cut at the edge of a read, stored as U+FFFD "
                 "(the server decodes each read on its own)",
                 token=info.tokens[0] if info.tokens else None,
                 rows=[row_dict(row)],
