@@ -95,7 +95,7 @@ CATALOGUE = {
         _k(
             "stores-half-messages",
             17,
-            "A message cut off by a disconnect is stored anyway.",
+            "A message cut off by a disconnect is stored anyway (sometimes even acknowledged).",
             "Store a message only once it is complete (its newline arrived).",
         ),
         _k(
@@ -341,6 +341,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
         if "cut at the edge of a read" in text:
             return "mangles-cut-characters"
         return "stores-half-messages" if text.startswith("half of") else "truncates"
+    if kind == "stray-ack" and "half of message" in text:
+        return "stores-half-messages"
     if kind == "unanswered" and "listen queue was full" in text:
         return "small-backlog"
     if kind == "unclean-shutdown":

@@ -156,6 +156,22 @@ def test_a_message_stored_in_pieces_is_split_and_a_half_sent_one_partial(fab: Fa
     assert result.counts.lost == 0  # every byte is stored: framing, not loss
 
 
+def test_the_ack_of_a_stored_half_message_belongs_to_that_defect_and_a_real_stray_ack_stays_one(fab: Fab) -> None:
+    fab.sent_acked_stored(0, 1)
+    half_token, half_text = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=half_token, text=half_text[:12], partial=12)
+    fab.store(half_text[:12])
+    fab.rec(INFO, "stray-ack", 0, 0, line="OK", after=f"{RUN}.0.1")
+    fab.rec(INFO, "stray-ack", 0, 0, line="OK", after=f"{RUN}.0.1")  # a second one: the server invented it
+    result = fab.result()
+    strays = [a.message for a in result.anomalies if a.kind == "stray-ack"]
+    assert len(strays) == 2 and f"half of message {half_token}" in strays[0], strays
+    assert "did not wait for" in strays[1]
+    entry = {"name": "abrupt-disconnect", "anomalies": [asdict(a) for a in result.anomalies], "checks": []}
+    ids = {f["id"] for f in findings.annotate([entry])}
+    assert ids == {"stores-half-messages", "stray-acks"}
+
+
 def test_truncated_rows_are_partial(fab: Fab) -> None:
     token, text = fab.message(0, 1, body="a long message that gets cut")
     fab.rec(INVOKE, "send", 0, 0, token=token, text=text)

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
 from harness.history import OK, Record
-from harness.index import RunIndex
+from harness.index import Message, RunIndex
 
 UNNAMED = ("empty", "fragment")
 
@@ -107,20 +107,39 @@ def _stray_acks(ix: RunIndex, j: Judgement) -> None:
             acks[rec.conn] += 1
     # Rows no connection could be named for (empty reads, bytes of a cut character) were reads too.
     unnamed = 0 if ix.log_error else sum(1 for r in ix.framing.rows if r.conn is None and r.kind.value in UNNAMED)
+    halves = _stored_halves(ix)
     for conn, recs in strays.items():
         pieces = ix.framing.pieces(conn) + unnamed if not ix.log_error else 0
         if not ix.log_error and conn in ix.framing.broken_conns and acks[conn] + len(recs) <= pieces:
             j.skip("framing", len(recs))  # one ack per stored piece: the server split messages, it did not invent acks
             continue
         for rec in recs[:MAX_EVIDENCE]:
-            after = f" (after the ack of {rec.get('after')})" if rec.get("after") else ""
+            half = next((m for m in halves.get(conn, []) if m.invokes[0].index < rec.index), None)
+            if half is not None:  # the answer to a half message the server stored: that defect, not a stray
+                halves[conn].remove(half)
+                why, token = f"the ack of half of message {half.token}, which the log stores", half.token
+            else:
+                after = f" (after the ack of {rec.get('after')})" if rec.get("after") else ""
+                why, token = f"an ack it did not wait for{after}", rec.get("token") or rec.get("after")
             j.add(
                 "stray-ack",
                 6,
-                f"connection {conn} got an ack it did not wait for{after}: {rec.get('line')}",
-                token=rec.get("token") or rec.get("after"),
+                f"connection {conn} got {why}: {rec.get('line')}",
+                token=token,
                 client=rec.client,
                 history=[rec.index],
             )
         if len(recs) > MAX_EVIDENCE:
             j.notes.append(f"connection {conn}: {len(recs) - MAX_EVIDENCE} more stray acks")
+
+
+def _stored_halves(ix: RunIndex) -> dict[int, list[Message]]:
+    """Per connection, the half messages (sent before the client broke it) that the log stores."""
+    halves: dict[int, list[Message]] = defaultdict(list)
+    if ix.log_error:
+        return halves
+    for m in ix.messages.values():
+        if m.partial and m.invokes and ix.framing.of(m.token).stored:
+            for conn in m.conns:
+                halves[conn].append(m)
+    return halves
