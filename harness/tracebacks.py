@@ -16,6 +16,7 @@ _THREAD = re.compile(r"Exception in thread (.+?):\s*$")
 _IGNORED = re.compile(r"Exception ignored in: (.+)$")
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 MAX_TEXT = 1500
+INTERLEAVED = "(its exception line is lost among another thread's traceback, printed at the same time)"
 
 
 @dataclass(frozen=True)
@@ -84,5 +85,7 @@ def _block(lines: list[str], i: int) -> tuple[str, int]:
         if line.startswith((" ", "\t")) or not line.strip() or line.startswith("^"):
             i += 1
             continue
+        if HEADER in line or _THREAD.search(line):  # threads printing at once: another traceback cuts in
+            return INTERLEAVED, i
         return line.strip(), i + 1
     return "(the traceback ends without its exception line)", i

@@ -46,6 +46,22 @@ def test_tracebacks_tell_threads_from_the_main_one_and_ctrl_c_from_crashes() -> 
     assert "manejar_cliente" in found[0].text and parse("no traceback here\n") == []
 
 
+def test_two_threads_printing_at_once_are_two_tracebacks() -> None:
+    frames = '  File "threading.py", line 982, in run\n    self._target()\n'
+    text = (
+        "Exception in thread Thread-48 (manejar_cliente):\nTraceback (most recent call last):\n"
+        + frames
+        + "Exception in thread Thread-54 (manejar_cliente):\nTraceback (most recent call last):\n"
+        + frames
+        + "ConnectionResetError: [Errno 104] Connection reset by peer\n"
+        + frames
+        + "ConnectionResetError: [Errno 104] Connection reset by peer\n"
+    )
+    found = parse(text)
+    assert [t.thread for t in found] == ["Thread-48 (manejar_cliente)", "Thread-54 (manejar_cliente)"]
+    assert "another thread" in found[0].exception and found[1].exception.startswith("ConnectionResetError")
+
+
 def scenario(name: str, anomalies: list[tuple[str, str]], failed_checks: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
     return {
         "name": name,
