@@ -276,6 +276,12 @@ def test_delivery_is_not_judged_for_connections_that_broke_or_messages_outside_t
     assert fab.result().valid is True
 
 
+def test_a_stop_that_ends_in_a_signal_names_it(fab: Fab) -> None:
+    fab.rec(INFO, "shutdown", -1, -1, method="sigint", exit_code=-11, seconds=0.1, integrity="ok", rebind=True)
+    [a] = fab.result().anomalies
+    assert a.kind == "unclean-shutdown" and "code -11 (killed by SIGSEGV) after sigint" in a.message
+
+
 def test_liveness_crash_shutdown_and_resources(fab: Fab) -> None:
     fab.rec(INVOKE, "probe", 5, -1)
     fab.rec(FAIL, "probe", 5, -1, error="connection refused")

@@ -3,6 +3,8 @@ and the server really stops serving."""
 
 from __future__ import annotations
 
+import signal
+
 from harness.checks.base import FAIL, NA, PASS, Judgement, invariant
 from harness.history import Record
 from harness.index import RunIndex
@@ -38,13 +40,23 @@ def clean_shutdown(ix: RunIndex) -> Judgement:
     return j
 
 
+def _signal_name(code: object) -> str:
+    """`` (killed by SIGSEGV)`` for a negative exit code: a signal ended the process."""
+    if not isinstance(code, int) or code >= 0:
+        return ""
+    try:
+        return f" (killed by {signal.Signals(-code).name})"
+    except ValueError:
+        return ""
+
+
 def _problems(rec: Record) -> list[str]:
     code, seconds, deadline, method = rec.get("exit_code"), rec.get("seconds"), rec.get("deadline"), rec.get("method")
     problems = []
     if rec.get("forced"):
         problems.append(f"did not exit within {rec.get('timeout')} s of {method} and was killed")
     elif code != 0:
-        problems.append(f"exited with code {code} after {method}")
+        problems.append(f"exited with code {code}{_signal_name(code)} after {method}")
     if deadline is not None and seconds is not None and seconds > deadline and not rec.get("forced"):
         problems.append(f"took {seconds:.2f} s to stop after {method}, more than {deadline} s")
     if rec.get("integrity") not in (None, "ok"):
