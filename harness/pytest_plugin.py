@@ -9,13 +9,18 @@ Options::
 Fixtures: ``chat_target`` (the Target, parametrised over every --chat-target), ``chat_server``
 (a started instance, stopped after the test) and ``chat_scenario`` (runs a named scenario and
 returns its ScenarioResult). Under pytest-xdist every worker gets its own port range, and tests
-against a fixed-port target are grouped with ``xdist_group`` (use ``--dist loadgroup``).
+against a fixed-port target take turns on a machine-wide lock on that port (they are also marked
+``xdist_group`` for ``--dist loadgroup``, which pytest 9.2 with pytest-xdist 3.8 ignores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from harness.target import ServerRun, Target, load_target
 
 PORTS_PER_WORKER = 400
 FIRST_PORT = 20000
+PORT_LOCK_WAIT = 900.0  # seconds a test waits for another one to give a fixed port back
 DEFAULT_SEED = 20261128
 
 
@@ -69,6 +75,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.xdist_group(f"port-{target.port}"))
 
 
+@contextlib.contextmanager
+def port_lock(port: int, timeout: float = PORT_LOCK_WAIT) -> Iterator[None]:
+    """Hold a machine-wide lock on a fixed port while a test uses it: xdist workers (and other test
+    sessions) take turns. ``xdist_group`` alone is not enough: with pytest 9.2 and pytest-xdist 3.8
+    ``--dist loadgroup`` silently stops grouping (pytest-dev/pytest-xdist#1386)."""
+    if sys.platform == "win32":  # no flock: xdist_group is all there is
+        yield
+        return
+    import fcntl
+
+    path = Path(tempfile.gettempdir()) / f"chat-harness-port-{port}.lock"
+    with path.open("a+") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"port {port} stayed in use by another test for {timeout:g} s") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def chat_target(request: pytest.FixtureRequest) -> Target:
     """The target under test (from --chat-target; the reference server by default)."""
@@ -79,12 +112,13 @@ def chat_target(request: pytest.FixtureRequest) -> Target:
 @pytest.fixture
 def chat_server(chat_target: Target, tmp_path: Path) -> Iterator[ServerRun]:
     """A running instance of the target, stopped (and its process group killed) after the test."""
-    run = ServerRun(chat_target, tmp_path / "server").start()
-    try:
-        yield run
-    finally:
-        run.stop()
-        run.kill()
+    with port_lock(chat_target.port) if chat_target.fixed_port else contextlib.nullcontext():
+        run = ServerRun(chat_target, tmp_path / "server").start()
+        try:
+            yield run
+        finally:
+            run.stop()
+            run.kill()
 
 
 @pytest.fixture
@@ -104,7 +138,8 @@ def chat_scenario(chat_target: Target, tmp_path: Path, request: pytest.FixtureRe
             return ScenarioResult(name, scenario.description, None, applicable=False, reason=why)
         run_id = f"{report.new_run_id()}-{name}"
         base = Path(report_dir) / run_id if report_dir else tmp_path
-        result = run_scenario(scenario, ScenarioContext(chat_target, base / name, seed, clients, duration))
+        with port_lock(chat_target.port) if chat_target.fixed_port else contextlib.nullcontext():
+            result = run_scenario(scenario, ScenarioContext(chat_target, base / name, seed, clients, duration))
         if report_dir:
             data = report.build(run_id, chat_target, seed, [result], result.seconds, base)
             report.write(Path(report_dir), run_id, data)

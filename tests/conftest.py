@@ -10,6 +10,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from support import ServerProcess
 
+from harness.pytest_plugin import port_lock
+
 settings.register_profile("ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=50)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
@@ -34,3 +36,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
     """One reference server on a free port with a fresh database."""
     return start_server()
+
+
+@pytest.fixture
+def port_5000() -> Iterator[None]:
+    """Port 5000 of this machine for this test alone (fixed-port servers outside a network namespace)."""
+    with port_lock(5000):
+        yield

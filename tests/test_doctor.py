@@ -22,7 +22,7 @@ SERVERS = HERE / "pfo1_servers"
 
 pytestmark = [pytest.mark.timeout(300)]
 if isolation.available() is None:
-    pytestmark.append(pytest.mark.xdist_group("port-5000"))
+    pytestmark += [pytest.mark.xdist_group("port-5000"), pytest.mark.usefixtures("port_5000")]
 
 
 def harness_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -224,6 +224,7 @@ def test_the_plan_is_on_disk_before_it_runs_and_a_killed_run_leaves_no_server(tm
 
 
 @pytest.mark.xdist_group("port-5000")
+@pytest.mark.usefixtures("port_5000")
 def test_a_pfo1_style_server_on_a_fixed_port(tmp_path: Path) -> None:
     if can_connect("127.0.0.1", 5000):
         pytest.skip("something else listens on port 5000")

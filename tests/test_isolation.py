@@ -41,3 +41,23 @@ def test_the_loopback_of_this_namespace_is_untouched() -> None:
     with socket.socket() as s:  # the harness's own namespace still works as before
         s.bind(("127.0.0.1", 0))
         assert s.getsockname()[1] > 0
+
+
+def test_a_fixed_port_lock_makes_other_processes_wait() -> None:
+    from harness.pytest_plugin import port_lock
+
+    probe = (
+        "from harness.pytest_plugin import port_lock\n"
+        "try:\n    with port_lock(1, timeout=0.5): print('got it')\n"
+        "except TimeoutError as e: print(e)\n"
+    )
+
+    def other() -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, env=python_env()
+        )
+        return done.stdout.strip()
+
+    with port_lock(1):
+        assert other() == "port 1 stayed in use by another test for 0.5 s"
+    assert other() == "got it"

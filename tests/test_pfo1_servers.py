@@ -85,7 +85,7 @@ def explain(result: ScenarioResult, found: list[dict]) -> str:  # type: ignore[t
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 if not ISOLATED:
-    pytestmark.append(pytest.mark.xdist_group("port-5000"))
+    pytestmark += [pytest.mark.xdist_group("port-5000"), pytest.mark.usefixtures("port_5000")]
 
 
 @pytest.mark.parametrize(("server", "scenario", "expected"), EXPECTED, ids=[f"{s}-{n}" for s, n, _ in EXPECTED])

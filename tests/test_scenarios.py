@@ -39,6 +39,7 @@ def test_scenario(chat_scenario: Callable[..., ScenarioResult], name: str) -> No
 @pytest.mark.scenario
 @pytest.mark.xdist_group("port-5000")
 @pytest.mark.parametrize(("name", "caught"), [("pipelined", True), ("large-message", True), ("exit-word", False)])
+@pytest.mark.usefixtures("port_5000")
 def test_the_pfo1_example_is_caught_only_by_the_framing_scenarios(tmp_path: Path, name: str, caught: bool) -> None:
     from harness.scenario import ScenarioContext
     from harness.target import can_connect, load_target
