@@ -12,6 +12,7 @@ virtualenv pinned) because it has no dependency that can break on the next virtu
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ def pyenv_bins() -> list[str]:
         except (OSError, subprocess.SubprocessError):
             root = str(Path.home() / ".pyenv")
     versions = Path(root, "versions")
-    return sorted(str(p / "bin") for p in versions.glob("*") if (p / "bin").is_dir()) if versions.is_dir() else []
+    if not versions.is_dir():
+        return []
+    found = [p for p in versions.glob("*") if (p / "bin").is_dir()]
+    return [str(p / "bin") for p in sorted(found, key=lambda p: [int(n) for n in re.findall(r"\d+", p.name)])]
 
 
 @impl

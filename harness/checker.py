@@ -168,7 +168,9 @@ def check(records: Iterable[Record], rows: Iterable[Row], log_error: str | None 
 
 
 STATUS_RANK = {NA: 0, PASS: 1, UNKNOWN: 2, FAIL: 3}
-COUNTED = re.compile(r"(\d+) (.*)", re.S)  # a note that starts with a count
+COUNTED = re.compile(
+    r"(\d+) (.*?)(, e\.g\. .*)?", re.S
+)  # a note that starts with a count (and may end with an example)
 
 
 def merge(results: Sequence[CheckResult]) -> CheckResult:
@@ -197,12 +199,16 @@ def merge(results: Sequence[CheckResult]) -> CheckResult:
 
 
 def merge_notes(notes: Sequence[str]) -> list[str]:
-    """Each note once; notes that differ only in the count they start with become one, the counts summed."""
+    """Each note once; notes that differ only in the count they start with (and their example) become
+    one, the counts summed, the first example kept."""
     counted: dict[str, int | None] = {}
+    examples: dict[str, str] = {}
     for note in notes:
-        m = COUNTED.match(note)
+        m = COUNTED.fullmatch(note)
         if m is None:
             counted.setdefault(note, None)
-        else:
-            counted[m.group(2)] = (counted.get(m.group(2)) or 0) + int(m.group(1))
-    return [key if n is None else f"{n} {key}" for key, n in counted.items()]
+            continue
+        key, example = m.group(2), m.group(3) or ""
+        counted[key] = (counted.get(key) or 0) + int(m.group(1))
+        examples.setdefault(key, example)
+    return [key if n is None else f"{n} {key}{examples[key]}" for key, n in counted.items()]

@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 
 from harness.log import Row
 
@@ -129,7 +130,7 @@ class Framing:
         """Visible bytes sent on the broken connections that no row holds."""
         return self.missing_ascii + self.missing_high
 
-    @property
+    @cached_property
     def only_cut_characters_missing(self) -> bool:
         """Whether what no row holds could be just one character at each place a read cut the stream."""
         cuts = sum(1 for i in self.rows if i.conn in self.broken_conns)

@@ -111,8 +111,7 @@ class LiveServer:
             if self.run is None:
                 self.ensure()
             assert self.run is not None
-            if self.run.sessions and self.run.alive:
-                self.run.wait_exit(SESSION_END)  # it is ending after the last session: do not knock on it
+            self.let_session_end()
             if self.run.alive:
                 self.run.sessions += 1
                 return
@@ -121,6 +120,11 @@ class LiveServer:
             self.run = ServerRun(self.target, old.workdir, port=old.port, fresh=False)
             self.run.start()
             self.run.sessions += 1
+
+    def let_session_end(self) -> None:
+        """A single-session server that served a session is ending with it: wait for that, do not knock on it."""
+        if self.target.single_session and self.run is not None and self.run.sessions and self.run.alive:
+            self.run.wait_exit(SESSION_END)
 
     def close(self) -> StopResult | None:
         """Stop the instance (the target's stop method)."""
@@ -361,8 +365,7 @@ def run_plan(
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
                 )
-        if single and live.run is not None and live.run.sessions and live.run.alive:
-            live.run.wait_exit(SESSION_END)  # its last session is ending it: a stop now would race its own exit
+        live.let_session_end()  # a stop now would race its own exit
         record_output(history, live.run, out_mark, nctx.stop_tracebacks)
         if own and not nctx.server_down and live.run is not None and live.run.alive:
             last = live.run

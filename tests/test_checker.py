@@ -536,9 +536,14 @@ def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: F
 
 def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
     notes = [
-        "3 piece(s) of server text matched neither pattern",
+        "3 piece(s) of server text matched neither pattern, e.g. 'Chau!\\n'",
         "log rotated",
-        "4 piece(s) of server text matched neither pattern",
+        "4 piece(s) of server text matched neither pattern, e.g. 'Hasta luego'",
         "log rotated",
+        "2 client(s) gave up their plan",
     ]
-    assert merge_notes(notes) == ["7 piece(s) of server text matched neither pattern", "log rotated"]
+    assert merge_notes(notes) == [
+        "7 piece(s) of server text matched neither pattern, e.g. 'Chau!\\n'",
+        "log rotated",
+        "2 client(s) gave up their plan",
+    ]
