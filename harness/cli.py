@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import history as hist
-from harness import isolation, report
+from harness import isolation, parallel, report
 from harness.checker import check
 from harness.doctor import Diagnosis
 from harness.history import History
 from harness.log import LogError, LogReader
 from harness.plan import Plan
 from harness.runner import RunConfig, run_plan
-from harness.scenario import ScenarioContext, ScenarioResult, run_scenario
+from harness.scenario import Scenario, ScenarioContext, ScenarioResult, run_scenario
 from harness.target import Target, TargetError, install_sigterm_cleanup, kill_all, load_target, set_status
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
@@ -103,46 +103,110 @@ def cmd_run(args: argparse.Namespace) -> int:
     RunConfig(progress=progress.history)
     progress.line(f"chat-harness: run {run_id}, target {target.name}, seed {seed}, scenarios {', '.join(names)}")
     isolated = isolation_mode(target, args.isolate)
+    jobs = jobs_for(args.jobs, target, isolated, progress)
     if target.fixed_port:
         how = (
             f"each scenario in its own {isolated}" if isolated else "one after another, each start waiting for the port"
         )
         progress.line(f"chat-harness: fixed port {target.port}: scenarios run {how}")
-    results: list[ScenarioResult] = []
-    t0 = time.monotonic()
+    slots: list[ScenarioResult | dict[str, Any]] = []
     for name in names:
         scenario = registry[name]
-        progress.scenario = name
         why = scenario.not_applicable(target)
         if why:
-            results.append(ScenarioResult(name, scenario.description, None, applicable=False, reason=why))
-            progress.line(f"  {name:<20} not applicable: {why}")
+            slots.append(ScenarioResult(name, scenario.description, None, applicable=False, reason=why))
             continue
-        job = {
-            "target": args.target,
-            "scenario": name,
-            "rundir": str(out_dir / name),
-            "seed": seed,
-            "clients": args.clients,
-            "duration": args.duration,
-            "quiet": args.quiet,
-        }
-        result = isolation.run(job) if isolated else run_job(job, None, progress)
-        results.append(result)
-        progress.line(
-            f"  {name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
-            + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}")
+        slots.append(
+            {
+                "target": args.target,
+                "scenario": name,
+                "description": scenario.description,
+                "rundir": str(out_dir / name),
+                "seed": seed,
+                "clients": args.clients,
+                "duration": args.duration,
+                "quiet": args.quiet or jobs > 1,
+            }
         )
+    todo = [s for s in slots if isinstance(s, dict)]
+    jobs = min(jobs, max(1, len(todo)))
+    if jobs > 1:
+        progress.line(f"chat-harness: {jobs} scenarios at a time (--jobs 1 for one after another)")
+    for s in slots:
+        if isinstance(s, ScenarioResult):
+            progress.line(f"  {s.name:<20} not applicable: {s.reason}")
+
+    t0 = time.monotonic()
+    ran = execute(todo, jobs, isolated, progress)
+    results = [s if isinstance(s, ScenarioResult) else ran[s["scenario"]] for s in slots]
     command = " ".join(["chat-harness", *(sys.argv[1:] if argv_is_ours() else [])])
     isolation_text = isolated or (
         "waiting for the port between starts" if target.fixed_port else "none needed (port 0)"
     )
+    if jobs > 1:
+        isolation_text += f"; {jobs} scenarios at a time, each in its own process"
     data = report.build(run_id, target, seed, results, time.monotonic() - t0, out_dir, command, isolation_text)
     path = report.write(report_dir, run_id, data)
     for i, f in enumerate(data["findings"], 1):
         progress.line(f"finding {i}: {f['title']} [{', '.join(f['scenarios'])}]")
-    progress.line(f"verdict: {data['verdict']}; report: {path}")
+    applicable = [r for r in results if r.applicable]
+    failing = [f for f in data["failures"] if f["verdict"] == "invalid"]
+    tally = f" ({len(failing)} of {len(applicable)} scenarios failed)" if failing else ""
+    progress.line(f"verdict: {data['verdict']}{tally}; report: {path}")
+    progress.line(f"open it: python3 -m webbrowser {path.with_name('report.html').resolve().as_uri()}")
+    for f in data["failures"]:
+        if f.get("replay"):
+            progress.line(f"replay {f['scenario']}: {f['replay']}")
     return {"valid": EXIT_VALID, "invalid": EXIT_INVALID}.get(data["verdict"], EXIT_UNKNOWN)
+
+
+def jobs_for(asked: int | None, target: Target, isolated: str | None, progress: Progress) -> int:
+    """How many scenarios run at once: as asked (default from the CPUs), one for a fixed port without namespaces."""
+    jobs = asked if asked is not None else parallel.default_jobs()
+    if jobs < 1:
+        raise ValueError(f"--jobs must be 1 or more, not {jobs}")
+    if target.fixed_port and not isolated:
+        if jobs > 1 and asked is not None:
+            progress.line(
+                f"chat-harness: --jobs {jobs} ignored: one fixed port, no network namespace to give each its own"
+            )
+        return 1
+    return jobs
+
+
+def execute(
+    todo: list[dict[str, Any]], jobs: int, isolated: str | None, progress: Progress
+) -> dict[str, ScenarioResult]:
+    """Run the scenario jobs, ``jobs`` at a time (longest first) or one after another; results by name."""
+    from scenarios.registry import load
+
+    registry = load()
+
+    def done(result: ScenarioResult) -> None:
+        progress.line(
+            f"  {result.name:<20} {report.verdict_word(result.verdict)}  ({result.seconds:.1f} s)"
+            + (f"  {result.check.summary()}" if result.check is not None else f"  {result.reason}")
+        )
+
+    def tick(running: list[str], finished: int) -> None:
+        progress.say(f"{finished}/{len(todo)} done; running {', '.join(running)}")
+
+    if jobs > 1:  # longest first, so the run is not left waiting on one long scenario at the end
+        order = sorted(todo, key=lambda j: -expected_seconds(registry[j["scenario"]]))
+        results = parallel.run_jobs(order, jobs, bool(isolated), done, tick)
+        return {r["scenario"]: result for r, result in zip(order, results, strict=True)}
+    ran = {}
+    for job in todo:
+        progress.scenario = job["scenario"]
+        result = isolation.run(job) if isolated else run_job(job, None, progress)
+        ran[job["scenario"]] = result
+        done(result)
+    return ran
+
+
+def expected_seconds(scenario: Scenario) -> float:
+    """About how long a scenario takes against the reference (to start the long ones first)."""
+    return float(getattr(scenario, "expected_seconds", 3.0))
 
 
 def isolation_mode(target: Target, wanted: str) -> str | None:
@@ -293,6 +357,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "yes", "no"),
         default="auto",
         help="fixed-port targets: run each scenario in its own network namespace (default: when possible)",
+    )
+    run.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        help=f"scenarios at a time, each in its own process (default {parallel.default_jobs()}: twice the CPUs;"
+        " 1: one after another in this process)",
     )
     common(run)
     run.set_defaults(func=cmd_run)

@@ -362,6 +362,12 @@ def of_check(name: str, scenario: str) -> str:
     return "other"
 
 
+def rank(finding: str | None) -> int:
+    """How serious a finding is (lower first); an unknown one last."""
+    kind = CATALOGUE.get(finding or "")
+    return kind.rank if kind is not None else 1 << 30
+
+
 def annotate(scenarios: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give every anomaly and failed check of ``scenarios`` its finding (and ``consequence_of``); return the findings."""
     marks: list[tuple[dict[str, Any], str, str]] = []  # (item, finding, scenario)

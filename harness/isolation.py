@@ -1,4 +1,4 @@
-"""Run a scenario in a network namespace of its own (Linux), so a fixed port stays there.
+"""Run a scenario in a child process of its own, and in a network namespace of its own (Linux) when asked.
 
 A server on a fixed port (5000, as the assignment asks) leaves it in TIME_WAIT whenever it closes a
 connection first; without SO_REUSEADDR the next start then fails for about a minute. In a fresh
@@ -78,18 +78,20 @@ def available() -> str | None:
     return _mode[0]
 
 
-def run(job: dict[str, Any], timeout: float | None = None) -> Any:
-    """Run ``job`` in a child inside its own network namespace; return what it returned.
+def run(
+    job: dict[str, Any], timeout: float | None = None, namespace: bool = True, env: dict[str, str] | None = None
+) -> Any:
+    """Run ``job`` in a child (inside its own network namespace if ``namespace``); return what it returned.
 
     A job names a scenario run (see ``harness.cli.run_job``), or ``{"call": "doctor", "target": FILE,
-    "workdir": DIR}``.
+    "workdir": DIR}``. ``env`` adds to the child's environment.
     """
     with tempfile.TemporaryDirectory(prefix="chat-harness-") as tmp:
         job_path, result_path = Path(tmp, "job.pickle"), Path(tmp, "result.pickle")
-        job_path.write_bytes(pickle.dumps(job))
+        job_path.write_bytes(pickle.dumps({**job, "namespace": namespace}))
         child = subprocess.Popen(
             [sys.executable, "-m", "harness.isolation", str(job_path), str(result_path), str(os.getpid())],
-            env=python_env(),
+            env=python_env(env),
             start_new_session=True,
         )
         register_process(child)
@@ -103,7 +105,8 @@ def run(job: dict[str, Any], timeout: float | None = None) -> Any:
             child.wait(10)
             unregister_process(child)
         if code != 0 or not result_path.exists():
-            raise RuntimeError(f"the isolated scenario process ended with code {code} and no result")
+            how = "timed out" if code is None else f"ended with code {code}"
+            raise RuntimeError(f"the scenario's child process {how} and left no result")
         return pickle.loads(result_path.read_bytes())
 
 
@@ -114,8 +117,8 @@ def _main(argv: list[str]) -> int:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         return 1
-    mode = enter()  # before any thread exists: a user namespace demands it
     job = pickle.loads(Path(job_path).read_bytes())
+    mode = enter() if job.get("namespace", True) else None  # before any thread exists: a user namespace demands it
     if job.get("call") == "doctor":
         from harness.doctor import diagnose
         from harness.target import load_target

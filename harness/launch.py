@@ -1,4 +1,7 @@
-"""Exec a server so that it dies with the harness: ``python -m harness.launch PARENT_PID -- CMD ...``.
+"""Exec a server so that it dies with the harness: ``python .../harness/launch.py PARENT_PID -- CMD ...``.
+
+Run by file path, not as ``-m harness.launch``: it needs nothing but the standard library, so it starts
+in any directory whether or not the harness is installed.
 
 On Linux it sets the parent-death signal to SIGKILL (prctl), which survives exec, so even a
 SIGKILLed harness leaves no orphan server behind. Elsewhere it just execs.
@@ -22,7 +25,7 @@ PR_SET_PDEATHSIG = 1
 def main(argv: list[str]) -> None:
     """Arm the parent-death signal, then replace this process with the command."""
     if len(argv) < 3 or argv[1] != "--":
-        sys.exit("usage: python -m harness.launch PARENT_PID -- COMMAND [ARG ...]")
+        sys.exit("usage: python launch.py PARENT_PID -- COMMAND [ARG ...]")
     parent, cmd = int(argv[0]), argv[2:]
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_DFL)

@@ -80,8 +80,11 @@ def target_arg(target: Target) -> str:
 
 
 def replay_command(plan: Path, target: Target) -> str:
-    """The copy-paste command that replays ``plan``."""
-    return f"chat-harness replay {plan} --target {target_arg(target)}"
+    """The copy-paste command that replays ``plan``, from any directory (absolute paths)."""
+    where = target_arg(target)
+    if where != "reference":
+        where = str(Path(where).resolve())
+    return f"chat-harness replay {plan.resolve()} --target {where}"
 
 
 def plan_size(plan: Plan) -> dict[str, int]:
@@ -177,6 +180,61 @@ def sample(anomalies: list[dict[str, Any]], per_kind: int = MAX_PER_KIND) -> lis
     return out
 
 
+def describe(item: dict[str, Any]) -> str:
+    """One anomaly or failed check in one line."""
+    if "kind" in item:
+        name = NAMES.get(item["invariant"], "")
+        return f"{item['kind']} (invariant {item['invariant']}{': ' + name if name else ''}): {item['message']}"
+    return f"check {item['name']} failed" + (f": {item['detail']}" if item.get("detail") else "")
+
+
+def lead(scenarios: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the report opens with: each failing or unknown scenario in one sentence, its evidence, its replay."""
+    titles = {f["id"]: f["title"] for f in found}
+    out = []
+    for s in scenarios:
+        if s["verdict"] not in ("invalid", "unknown"):
+            continue
+        items = [*s.get("anomalies", []), *(c for c in s.get("checks", []) if c["status"] == "fail")]
+        evidence: list[str] = []
+        if items:
+            first = min(items, key=lambda item: findings.rank(item.get("consequence_of") or item.get("finding")))
+            sentence = titles.get(first.get("consequence_of") or first.get("finding") or "") or describe(first)
+            evidence.append(describe(first))
+            for row in first.get("rows", [])[:3]:
+                evidence.append(
+                    f"  sent: {row['sent']!r}" if "sent" in row else f"  row {row.get('id')}: {row.get('content')!r}"
+                )
+            checks = sum(c["status"] == "fail" for c in s.get("checks", []))
+            if s.get("anomaly_count", 0) + checks > 1:
+                parts = [f"{k} × {n}" for k, n in (s.get("anomaly_kinds") or {}).items()]
+                parts += [f"{checks} failed check{'s' if checks > 1 else ''}"] if checks else []
+                evidence.append("in all: " + ", ".join(parts))
+        else:
+            sentence = "; ".join(s.get("notes", [])) or "no verdict could be reached"
+        out.append(
+            {
+                "scenario": s["name"],
+                "verdict": s["verdict"],
+                "sentence": sentence,
+                "evidence": evidence,
+                "replay": s.get("replay"),
+            }
+        )
+    return out
+
+
+def grouped(failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Failures with the same sentence (and verdict) together, in the order they first appear."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for f in failures:
+        key = (f["verdict"], f["sentence"])
+        groups.setdefault(key, {"verdict": f["verdict"], "sentence": f["sentence"], "scenarios": []})[
+            "scenarios"
+        ].append(f)
+    return list(groups.values())
+
+
 def build(
     run_id: str,
     target: Target,
@@ -204,6 +262,7 @@ def build(
     return {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
+        "failures": lead(scenarios, found),
         "findings": found,
         "run_id": run_id,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -223,48 +282,99 @@ def build(
 _env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]))
 _env.globals["charts"] = plot.run_charts
 _env.globals["shades"] = plot.SHADES
-_env.globals["marks"] = {"pass": "✓", "fail": "✗", "unknown": "?", "n/a": "–"}
+MARKS = {"pass": "✓", "fail": "✗", "unknown": "?", "n/a": "–"}
+_env.globals["marks"] = MARKS
 _env.globals["invariant_names"] = {str(k): v for k, v in NAMES.items()}
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """report.md: the verdicts, the invariant table, failed checks and anomalies."""
+    """report.md: the verdict and what failed first, then one scenarios × invariants matrix, then the details."""
     env = report["environment"]
+    scenarios = report["scenarios"]
     out = [
-        f"# chat-harness report {report['run_id']}",
+        f"# chat-harness: {report['verdict']}",
         "",
-        f"**Verdict: {report['verdict']}** · target `{env['target']['name']}` ({env['target']['source']}) · "
+        f"Run `{report['run_id']}` · target `{env['target']['name']}` ({env['target']['source']}) · "
         f"Python {env['python']} ({env['implementation']}) · {env['platform']} · seed {env['seed']} · "
         f"{report['seconds']:.1f} s" + (f" · isolation: {env['isolation']}" if env.get("isolation") else ""),
         "",
+        "## What failed",
+        "",
     ]
+    for group in grouped(report.get("failures", [])):
+        out += [f"**{group['sentence']}** ({group['verdict']})", ""]
+        for f in group["scenarios"]:
+            out.append(f"- [{f['scenario']}](#{f['scenario']})" + (f": {f['evidence'][0]}" if f["evidence"] else ""))
+            out += [f"  - {e.strip()}" for e in f["evidence"][1:]]
+            if f.get("reproduce"):
+                out.append(f"  - Reproduce with: `{f['reproduce']}`")
+            if f.get("replay"):
+                out.append(f"  - Replay: `{f['replay']}`")
+        out.append("")
+    if not report.get("failures"):
+        applicable = [s for s in scenarios if s["verdict"] != "not applicable"]
+        out.append(f"Nothing: all {len(applicable)} scenarios that apply passed.")
     found = report.get("findings", [])
     if found:
-        out += [f"## Findings ({len(found)})", ""]
+        out += ["", f"## Findings ({len(found)})", ""]
         for i, f in enumerate(found, 1):
             where = ", ".join(f["scenarios"]) + (
                 f"; also behind failures in {', '.join(f['also_in'])}" if f.get("also_in") else ""
             )
             out += [f"{i}. **{f['title']}** ({f['count']} × in {where})", f"   - fix: {f['hint']}"]
             out += [f"   - e.g. {e}" for e in f["evidence"][:2]]
-        out.append("")
+    numbers = invariant_numbers(scenarios)
     out += [
-        "| scenario | verdict | sent | acked | stored | lost | dup | indet. | p50 ms | p99 ms | acks/s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "",
+        "## Scenarios × invariants",
+        "",
+        "| scenario | verdict | " + " | ".join(numbers) + " | checks | s |",
+        "|---|---|" + "---|" * len(numbers) + "---|---:|",
     ]
-    for s in report["scenarios"]:
+    for s in scenarios:
+        inv = s.get("invariants") or {}
+        cells = [cell_mark(inv.get(k)) for k in numbers]
+        checks = s.get("checks") or []
+        passed = sum(c["status"] == "pass" for c in checks)
+        out.append(
+            f"| [{s['name']}](#{s['name']}) | {s['verdict']} | "
+            + " | ".join(cells)
+            + f" | {f'{passed}/{len(checks)}' if checks else ''} | {s['seconds']:.1f} |"
+        )
+    out += [
+        "",
+        "✓ pass · ✗ fail · ? unknown · – not applicable · * some not judged (a fault or a nemesis touched them)",
+    ]
+    out += ["", "Invariants: " + "; ".join(f"{k} {NAMES.get(int(k), k)}" for k in numbers)]
+    out += [
+        "",
+        "## Counts and latency",
+        "",
+        "| scenario | sent | acked | stored | lost | dup | indet. | p50 ms | p99 ms | acks/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in scenarios:
+        if s["verdict"] == "not applicable":
+            continue
         c, lat = s.get("counts", {}), s.get("latency", {})
         cells = [c.get(k, "") for k in ("sent", "acked", "stored", "lost", "duplicated", "indeterminate")]
         cells += [_fmt(lat.get("p50_ms")), _fmt(lat.get("p99_ms")), _fmt(lat.get("acks_per_s"))]
-        out.append(f"| {s['name']} | {s['verdict']} | " + " | ".join(str(x) for x in cells) + " |")
-    for s in report["scenarios"]:
-        out += ["", f"## {s['name']}: {s['verdict']}", "", s["description"]]
+        out.append(f"| {s['name']} | " + " | ".join(str(x) for x in cells) + " |")
+    out += ["", "## Details"]
+    for s in scenarios:
+        out += ["", f'<a id="{s["name"]}"></a>', f"### {s['name']}: {s['verdict']}", "", s["description"]]
         if s["verdict"] == "not applicable":
             out += ["", f"Not applicable: {s.get('reason', '')}"]
             continue
-        if s.get("invariants"):
-            out += ["", "| # | invariant | status |", "|---:|---|---|"]
-            out += [f"| {k} | {v['name']} | {v['status']} |" for k, v in s["invariants"].items()]
+        notable = {k: v for k, v in (s.get("invariants") or {}).items() if v["status"] != "pass" or v.get("not_judged")}
+        if notable:
+            out.append("")
+            for k, v in notable.items():
+                judged = ", ".join(f"{why} {n}" for why, n in (v.get("not_judged") or {}).items())
+                out.append(
+                    f"- invariant {k} ({v['name']}): {v['status']}"
+                    + (f"; not judged: {judged} {v.get('unit', '')}".rstrip() if judged else "")
+                )
         if s.get("checks"):
             out += ["", "| check | status | detail |", "|---|---|---|"]
             out += [f"| {c['name']} | {c['status']} | {c['detail']} |" for c in s["checks"]]
@@ -276,7 +386,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{srch['minimal_plan']}, reproduced {srch['reproduced']}.",
             ]
         if s.get("anomaly_kinds"):
-            out.append("Anomalies by kind: " + ", ".join(f"{k} × {n}" for k, n in s["anomaly_kinds"].items()))
+            out += ["", "Anomalies by kind: " + ", ".join(f"{k} × {n}" for k, n in s["anomaly_kinds"].items())]
         for a in s.get("anomalies", [])[:20]:
             why = f" — consequence of: {a['consequence_of']}" if a.get("consequence_of") else ""
             out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {a['message']}{why}")
@@ -285,8 +395,26 @@ def markdown(report: dict[str, Any]) -> str:
         if s.get("replay"):
             out += ["", f"Replay: `{s['replay']}`"]
         for note in s.get("notes", []):
-            out.append(f"> {note}")
+            out += ["", f"> {note}"]
+    out += ["", "## Environment", "", f"Command: `{report.get('command') or ''}`", f"Created: {report['created']}"]
     return "\n".join(out) + "\n"
+
+
+def invariant_numbers(scenarios: list[dict[str, Any]]) -> list[str]:
+    """The invariant numbers any scenario reported, in order."""
+    seen: dict[str, None] = {}
+    for s in scenarios:
+        for k in s.get("invariants") or {}:
+            seen[k] = None
+    return sorted(seen, key=int)
+
+
+def cell_mark(v: dict[str, Any] | None) -> str:
+    """One matrix cell: ✓ ✗ ? or – and a star when part was not judged."""
+    if v is None:
+        return "–"
+    status = str(v["status"])
+    return MARKS.get(status, status) + ("*" if v.get("not_judged") else "")
 
 
 def _fmt(v: object) -> str:
@@ -295,7 +423,13 @@ def _fmt(v: object) -> str:
 
 def html(report: dict[str, Any]) -> str:
     """report.html, self-contained."""
-    return _env.get_template("report.html.j2").render(r=report, max_runs=MAX_RUNS_PLOTTED, fmt=_fmt)
+    return _env.get_template("report.html.j2").render(
+        r=report,
+        max_runs=MAX_RUNS_PLOTTED,
+        fmt=_fmt,
+        numbers=invariant_numbers(report["scenarios"]),
+        groups=grouped(report.get("failures", [])),
+    )
 
 
 def junit(report: dict[str, Any]) -> str:

@@ -101,6 +101,7 @@ class AnyTarget:
 
     name: str
     description: str
+    expected_seconds = 3.0  # about how long it takes against the reference; orders scenarios run side by side
 
     def not_applicable(self, target: Target) -> str | None:
         """Any server."""

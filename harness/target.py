@@ -4,7 +4,7 @@ A target is described by a TOML file (see the README for two complete examples) 
 built-in name ``reference`` (``python -m chat.server``). ``ServerRun`` starts one instance in its
 own process group, with stdout and stderr captured to files, and always cleans up: the process
 group is killed at stop, at interpreter exit, on SIGTERM to the harness, and — through the
-``harness.launch`` wrapper, which sets the parent-death signal — even if the harness is SIGKILLed.
+``harness/launch.py`` wrapper, which sets the parent-death signal — even if the harness is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from harness import ports
 from harness.tracebacks import Traceback
 from harness.tracebacks import parse as parse_tracebacks
 
@@ -461,7 +462,7 @@ class _Spawner:
 spawn = _Spawner().popen
 
 
-_next_port = itertools.count()
+_next_port = itertools.count(int.from_bytes(os.urandom(2), "big"))  # two runs at once start apart
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -488,6 +489,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 MAX_SCAN = 4 << 20  # bytes of server output scanned for tracebacks per look
 OUTPUT_CAP = 16 << 20  # bytes of each of a server's stdout and stderr kept on disk
 OUTPUT_TAIL = 256 << 10  # and, past that, the last bytes (written when the server ends)
+PORT_TRIES = 3  # ports tried when another program takes the one the harness picked
 PORT_WAIT = 75.0  # seconds to wait for a fixed port to leave TIME_WAIT (Linux keeps it about 60 s)
 NOT_CODE = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
 NOT_CODE_SUFFIXES = (".pdf", ".png", ".jpg", ".jpeg", ".gif", ".doc", ".docx", ".ppt", ".pptx", ".zip", ".mp4")
@@ -686,14 +688,31 @@ class ServerRun:
         return text
 
     def start(self, wait_port: bool = True) -> ServerRun:
-        """Start the server and wait until it is ready; raise TargetError with its output if it is not."""
-        self.launch(wait_port)
-        try:
-            self._wait_ready()
-        except BaseException:
+        """Start the server and wait until it is ready; raise TargetError with its output if it is not.
+
+        If another program listens on the port instead of the server (it took a port the harness
+        picked before the server could bind it), the harness picks another port, up to three times;
+        on a port it did not pick, that is a clear error rather than a run against the wrong server.
+        """
+        picked = self.port == 0
+        for attempt in range(PORT_TRIES):
+            self.launch(wait_port)
+            try:
+                self._wait_ready()
+                other = ports.foreign_listener(self.port, self.pid)
+                if other is None:
+                    return self
+                if not picked or attempt == PORT_TRIES - 1:
+                    raise TargetError(
+                        f"port {self.port} is held by another program, {other}, not by {self.target.name}:"
+                        " the harness will not test the wrong server"
+                    )
+            except BaseException:
+                self.kill()
+                raise
             self.kill()
-            raise
-        return self
+            self.port = free_port(self.host)
+        raise AssertionError("unreachable")
 
     def launch(self, wait_port: bool = True) -> ServerRun:
         """Start the process without waiting for it to be ready.
@@ -708,7 +727,7 @@ class ServerRun:
         cmd = [self.expand(c) for c in self.target.command]
         env = python_env(dict(self.target.env))
         env.setdefault("PYTHONUNBUFFERED", "1")
-        launcher = [sys.executable, "-m", "harness.launch", str(os.getpid()), "--"]
+        launcher = [sys.executable, str(Path(__file__).with_name("launch.py")), str(os.getpid()), "--"]
         self._launched_at = self.mark()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()

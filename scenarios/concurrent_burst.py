@@ -25,6 +25,7 @@ class ConcurrentBurst(AnyTarget):
 
     name = "concurrent-burst"
     description = "a second client is served while a first one idles; then many clients (default 500) at once"
+    expected_seconds = 8.0
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """The concurrency question, then one burst."""

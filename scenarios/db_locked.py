@@ -47,6 +47,7 @@ class DbLocked(AnyTarget):
 
     name = "db-locked"
     description = "another process holds a write lock on the DB: no ack without a row, clear errors or delayed acks"
+    expected_seconds = 9.0
 
     def not_applicable(self, target: Target) -> str | None:
         """Any server with a log file."""

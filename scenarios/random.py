@@ -15,6 +15,7 @@ class Random(AnyTarget):
 
     name = "random"
     description = "Hypothesis plans mixing sends, pipelining, pauses, closes, resets, half messages and exit words"
+    expected_seconds = 31.0  # its search budget
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Search for a failing plan within the duration."""

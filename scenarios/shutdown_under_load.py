@@ -26,6 +26,7 @@ class ShutdownUnderLoad(AnyTarget):
 
     name = "shutdown-under-load"
     description = "stop by each supported method while clients chat: exit 0 in time, acked rows durable, port free"
+    expected_seconds = 15.0
 
     def not_applicable(self, target: Target) -> str | None:
         """Servers that can only be killed have no clean shutdown to test."""

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from harness import report
 from harness.checker import Anomaly, CheckResult, Counts
@@ -14,6 +18,9 @@ from harness.plan import ClientPlan, Op, Plan
 from harness.runner import RunOutcome
 from harness.scenario import Check, ScenarioResult
 from harness.target import reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))
+import render_report
 
 
 def fake_run(tmp: Path, name: str, valid: bool) -> RunOutcome:
@@ -94,7 +101,7 @@ def test_report_files(tmp_path: Path) -> None:
     assert na["verdict"] == "not applicable" and na["reason"]
     out = path.parent
     md = (out / "report.md").read_text()
-    assert "| random | invalid |" in md and "**lost** (invariant 1)" in md and "Not applicable" in md
+    assert "| [random](#random) | invalid | ✗ |" in md and "**lost** (invariant 1)" in md and "Not applicable" in md
     html = (out / "report.html").read_text()
     assert html.count("<svg") == 4 and "stop 0.5" in html  # two charts per run, the shutdown window shaded
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html  # evidence is escaped
@@ -114,3 +121,44 @@ def test_index_compares_verdicts_across_python_versions(tmp_path: Path) -> None:
     index = (reports / "index.html").read_text()
     assert "Python 3.10.13" in index and "Python 3.13.0" in index
     assert index.count('href="20261128-') == 2
+
+
+def test_reports_lead_with_what_failed_then_one_matrix(tmp_path: Path) -> None:
+    results = scenarios(tmp_path / "runs")
+    data = report.build("20261128-000003-py311-0003", reference(), 7, results, 3.0, tmp_path / "runs", "x")
+    [failure] = data["failures"]
+    assert failure["scenario"] == "random" and failure["verdict"] == "invalid"
+    assert failure["sentence"] == "Messages the server acknowledged are missing from the log."  # the finding
+    assert failure["evidence"][0] == "lost (invariant 1: no acked message lost): message <b>abc</b> lost"
+    assert (
+        failure["replay"]
+        == f"chat-harness replay {(tmp_path / 'runs' / 'bad' / 'plan.json').resolve()} --target reference"
+    )
+    out = report.write(tmp_path / "reports", data["run_id"], data).parent
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        verdict, failed, matrix, details = (
+            text.index(w) for w in ("invalid", "What failed", "Scenarios × invariants", "Details")
+        )
+        assert (
+            verdict < failed < text.index("missing from the log") < text.index("chat-harness replay") < matrix < details
+        )
+    assert "| # | invariant | status |" not in (out / "report.md").read_text()  # no invariant table per scenario
+    html = (out / "report.html").read_text()
+    assert 'href="#random-1"' in html and 'id="random-1"' in html  # a failed cell links to its detail
+    assert 'href="#port-in-use"' in html and 'id="port-in-use"' in html
+
+    valid = report.build("20261128-000004-py311-0004", reference(), 7, results[:1], 1.0, tmp_path / "runs")
+    assert valid["failures"] == [] and "Nothing: all 1 scenarios that apply passed." in report.markdown(valid)
+
+
+@pytest.mark.skipif(render_report.browser() is None, reason="no Chromium here (apt-get install chromium)")
+def test_the_html_report_renders_in_a_real_browser_offline(tmp_path: Path) -> None:
+    results = scenarios(tmp_path / "runs")
+    data = report.build("20261128-000005-py311-0005", reference(), 7, results, 3.0, tmp_path / "runs", "x")
+    out = report.write(tmp_path / "reports", data["run_id"], data).parent
+    png = tmp_path / "report.png"
+    render_report.render(out / "report.html", png, width=1000, height=900)
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", head[16:24]) == (1000, 900)
+    assert png.stat().st_size > 20_000  # a page with text and colour, not a blank one

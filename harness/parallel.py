@@ -1,0 +1,104 @@
+"""Run scenarios side by side: each in a child process of its own, with ports no other child uses.
+
+Most of a scenario's time is spent waiting (pauses, timeouts, a server starting or draining), so
+several run at once on a small machine. Each child gets its own slice of ports below the kernel's
+ephemeral range: a port the harness picks for one server cannot then be taken, between the pick and
+the server's bind, by another scenario's client connecting from an ephemeral port.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from harness import isolation
+from harness.scenario import ScenarioResult
+from harness.target import kill_all
+
+MAX_JOBS = 8
+CHILD_TIMEOUT = 1800.0  # seconds: far beyond any scenario's budget, so a hung child cannot hang the run
+
+
+def default_jobs() -> int:
+    """Scenarios at once by default: two per CPU (they mostly wait), at most ``MAX_JOBS``."""
+    return max(1, min(MAX_JOBS, 2 * (os.cpu_count() or 1)))
+
+
+def ephemeral_low() -> int:
+    """The first port the kernel hands out to connecting sockets (Linux), or 32768."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_slices(n: int, spec: str | None) -> list[str]:
+    """``n`` disjoint ``LOW-HIGH`` port ranges: slices of ``spec`` if given, else of the ports below the ephemeral range."""
+    if spec:
+        low, high = (int(x) for x in spec.split("-"))
+    else:
+        high = ephemeral_low() - 1
+        low = max(1024, high - 12000)
+    size = (high - low + 1) // n
+    if size < 1:
+        raise ValueError(f"port range {low}-{high} is too small for {n} scenarios at once")
+    return [f"{low + i * size}-{low + (i + 1) * size - 1}" for i in range(n)]
+
+
+def run_jobs(
+    jobs: Sequence[dict[str, Any]],
+    n: int,
+    namespace: bool,
+    on_done: Callable[[ScenarioResult], None],
+    on_tick: Callable[[list[str], int], None],
+) -> list[ScenarioResult]:
+    """Run ``jobs`` (see ``harness.cli.run_job``), ``n`` at a time, each in a child; results in the order given.
+
+    ``on_done`` hears of each result as it comes; ``on_tick`` (every half second) of the scenarios
+    running and how many are done.
+    """
+    slots = port_slices(n, os.environ.get("CHAT_HARNESS_PORTS"))
+    free = list(range(n))
+    results: dict[int, ScenarioResult] = {}
+    running: dict[Future[ScenarioResult], tuple[int, int]] = {}
+    pending = list(range(len(jobs)))
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scenario")
+    try:
+        while pending or running:
+            while pending and free:
+                index, slot = pending.pop(0), free.pop(0)
+                future = pool.submit(_run_one, jobs[index], namespace, slots[slot])
+                running[future] = (index, slot)
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                index, slot = running.pop(future)
+                free.append(slot)
+                results[index] = future.result()
+                on_done(results[index])
+            on_tick([jobs[i]["scenario"] for i, _ in running.values()], len(results))
+    finally:
+        if running:  # interrupted: the children die first, so the threads waiting on them return
+            kill_all()
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [results[i] for i in range(len(jobs))]
+
+
+def _run_one(job: dict[str, Any], namespace: bool, ports: str) -> ScenarioResult:
+    """One scenario in its child; a child that fails is an unknown verdict with the reason, not a crash."""
+    started = time.monotonic()
+    try:
+        result = isolation.run(job, CHILD_TIMEOUT, namespace=namespace, env={"CHAT_HARNESS_PORTS": ports})
+    except RuntimeError as exc:
+        return ScenarioResult(
+            job["scenario"],
+            job.get("description", ""),
+            None,
+            reason=f"harness error: {exc}",
+            seconds=time.monotonic() - started,
+        )
+    assert isinstance(result, ScenarioResult)
+    return result
