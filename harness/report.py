@@ -9,6 +9,7 @@ versions. The HTML is self-contained: charts are inline SVG, styles inline, no s
 from __future__ import annotations
 
 import contextlib
+import html as html_lib
 import json
 import os
 import platform
@@ -302,10 +303,10 @@ def markdown(report: dict[str, Any]) -> str:
         "",
     ]
     for group in grouped(report.get("failures", [])):
-        out += [f"**{group['sentence']}** ({group['verdict']})", ""]
+        out += [f"**{_md(group['sentence'])}** ({group['verdict']})", ""]
         for f in group["scenarios"]:
-            out.append(f"- [{f['scenario']}](#{f['scenario']})" + (f": {f['evidence'][0]}" if f["evidence"] else ""))
-            out += [f"  - {e.strip()}" for e in f["evidence"][1:]]
+            out.append(f"- [{f['scenario']}](#{f['scenario']})" + (f": {_md(f['evidence'][0])}" if f["evidence"] else ""))
+            out += [f"  - {_md(e.strip())}" for e in f["evidence"][1:]]
             if f.get("reproduce"):
                 out.append(f"  - Reproduce with: `{f['reproduce']}`")
             if f.get("replay"):
@@ -322,7 +323,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"; also behind failures in {', '.join(f['also_in'])}" if f.get("also_in") else ""
             )
             out += [f"{i}. **{f['title']}** ({f['count']} × in {where})", f"   - fix: {f['hint']}"]
-            out += [f"   - e.g. {e}" for e in f["evidence"][:2]]
+            out += [f"   - e.g. {_md(e)}" for e in f["evidence"][:2]]
     numbers = invariant_numbers(scenarios)
     out += [
         "",
@@ -364,7 +365,7 @@ def markdown(report: dict[str, Any]) -> str:
     for s in scenarios:
         out += ["", f'<a id="{s["name"]}"></a>', f"### {s['name']}: {s['verdict']}", "", s["description"]]
         if s["verdict"] == "not applicable":
-            out += ["", f"Not applicable: {s.get('reason', '')}"]
+            out += ["", f"Not applicable: {_md(s.get('reason', ''))}"]
             continue
         notable = {k: v for k, v in (s.get("invariants") or {}).items() if v["status"] != "pass" or v.get("not_judged")}
         if notable:
@@ -377,7 +378,7 @@ def markdown(report: dict[str, Any]) -> str:
                 )
         if s.get("checks"):
             out += ["", "| check | status | detail |", "|---|---|---|"]
-            out += [f"| {c['name']} | {c['status']} | {c['detail']} |" for c in s["checks"]]
+            out += [f"| {_md(c['name'])} | {c['status']} | {_md(c['detail'])} |" for c in s["checks"]]
         if s.get("search"):
             srch = s["search"]
             out += [
@@ -389,13 +390,13 @@ def markdown(report: dict[str, Any]) -> str:
             out += ["", "Anomalies by kind: " + ", ".join(f"{k} × {n}" for k, n in s["anomaly_kinds"].items())]
         for a in s.get("anomalies", [])[:20]:
             why = f" — consequence of: {a['consequence_of']}" if a.get("consequence_of") else ""
-            out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {a['message']}{why}")
+            out.append(f"- **{a['kind']}** (invariant {a['invariant']}): {_md(a['message'])}{why}")
         if s.get("anomaly_count", 0) > 20:
             out.append(f"- … and {s['anomaly_count'] - 20} more in report.json")
         if s.get("replay"):
             out += ["", f"Replay: `{s['replay']}`"]
         for note in s.get("notes", []):
-            out += ["", f"> {note}"]
+            out += ["", f"> {_md(note)}"]
     out += ["", "## Environment", "", f"Command: `{report.get('command') or ''}`", f"Created: {report['created']}"]
     return "\n".join(out) + "\n"
 
@@ -415,6 +416,11 @@ def cell_mark(v: dict[str, Any] | None) -> str:
         return "–"
     status = str(v["status"])
     return MARKS.get(status, status) + ("*" if v.get("not_judged") else "")
+
+
+def _md(text: str) -> str:
+    """Text a server may have written, safe in Markdown: no HTML (a viewer would render it), no table breaks."""
+    return html_lib.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _fmt(v: object) -> str:

@@ -112,17 +112,35 @@ def parse_chat_line(line: str) -> Reply:
     return Reply(OTHER, line)
 
 
+#: Bytes of one reply line a client holds; a longer line (a hostile server's endless stream) is reported
+#: once, cut, and the rest of it dropped, so memory stays bounded whatever the server sends.
+MAX_REPLY = 1 << 20
+
+
 class ChatDecoder(Decoder):
     """Newline-framed lines of the reference protocol."""
 
     def __init__(self) -> None:
         """Start with nothing buffered."""
         self._buf = b""
+        self._skipping = False  # inside a line already reported as too long
 
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes."""
-        *lines, self._buf = (self._buf + data).split(b"\n")
-        return [parse_chat_line(raw.rstrip(b"\r").decode("utf-8", "replace")) for raw in lines]
+        out = []
+        *lines, rest = (self._buf + data).split(b"\n")
+        for raw in lines:
+            if self._skipping:
+                self._skipping = False
+                continue
+            out.append(parse_chat_line(raw.rstrip(b"\r").decode("utf-8", "replace")))
+        if len(rest) > MAX_REPLY:
+            if not self._skipping:
+                head = rest[:200].decode("utf-8", "replace")
+                out.append(Reply(OTHER, f"{head}… (a line of over {MAX_REPLY} bytes, cut)"))
+            self._skipping, rest = True, b""
+        self._buf = rest
+        return out
 
 
 class ChatWire(Wire):

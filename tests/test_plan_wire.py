@@ -9,7 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.plan import HALF_RESET, PAUSE, SEND, Plan, Shape, fit_utf8, plans
-from harness.wire import ACK, ERROR, HELLO, RELAY, ChatDecoder, ChatWire, Pfo1Decoder, Pfo1Wire, parse_chat_line
+from harness.wire import (
+    ACK,
+    ERROR,
+    HELLO,
+    MAX_REPLY,
+    OTHER,
+    RELAY,
+    ChatDecoder,
+    ChatWire,
+    Pfo1Decoder,
+    Pfo1Wire,
+    parse_chat_line,
+)
 
 SMALL = Shape(max_clients=4, max_ops=5, max_text=300)
 
@@ -78,6 +90,19 @@ def test_chat_decoder_ignores_how_the_stream_is_cut(cuts: list[int]) -> None:
     assert (whole[1].row, whole[1].cid, whole[1].dup, whole[2].dup) == (7, "ab.1.1", False, True)
     assert (whole[3].row, whole[3].sender, whole[3].text) == (8, "127.0.0.1:6000", "[ab.2.1] hola ñandú")
     assert (whole[4].code, whole[4].cid, whole[5].cid) == ("store", "ab.1.2", None)
+
+
+@given(st.sampled_from([4096, 65536, 1 << 20]), st.integers(min_value=0, max_value=3))
+@settings(max_examples=12)
+def test_an_endless_line_is_reported_once_and_memory_stays_bounded(chunk: int, lines_after: int) -> None:
+    d = ChatDecoder()
+    replies = d.feed(b"HELLO x\n")
+    for _ in range((8 << 20) // chunk):  # 8 MB without a newline
+        replies += d.feed(b"x" * chunk)
+        assert len(d._buf) <= MAX_REPLY + chunk
+    replies += d.feed(b"x\n" + b"Mensaje recibido: T id=3\n" * lines_after)
+    assert [r.kind for r in replies] == [HELLO, OTHER] + [ACK] * lines_after
+    assert replies[1].line.endswith(f"(a line of over {MAX_REPLY} bytes, cut)") and len(replies[1].line) < 300
 
 
 def test_chat_wire_encodes_ids_and_literal_text() -> None:
