@@ -305,7 +305,9 @@ def markdown(report: dict[str, Any]) -> str:
     for group in grouped(report.get("failures", [])):
         out += [f"**{_md(group['sentence'])}** ({group['verdict']})", ""]
         for f in group["scenarios"]:
-            out.append(f"- [{f['scenario']}](#{f['scenario']})" + (f": {_md(f['evidence'][0])}" if f["evidence"] else ""))
+            out.append(
+                f"- [{f['scenario']}](#{f['scenario']})" + (f": {_md(f['evidence'][0])}" if f["evidence"] else "")
+            )
             out += [f"  - {_md(e.strip())}" for e in f["evidence"][1:]]
             if f.get("reproduce"):
                 out.append(f"  - Reproduce with: `{f['reproduce']}`")

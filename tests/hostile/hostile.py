@@ -47,8 +47,10 @@ def main():
     if mode == "slow_start":
         time.sleep(30)
     db = sqlite3.connect(args.db, check_same_thread=False)
-    db.execute("CREATE TABLE IF NOT EXISTS mensajes (id INTEGER PRIMARY KEY AUTOINCREMENT,"
-               " contenido TEXT, fecha_envio TEXT, ip_cliente TEXT)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS mensajes (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " contenido TEXT, fecha_envio TEXT, ip_cliente TEXT)"
+    )
     db.commit()
     lock = threading.Lock()
     stored = [0]
@@ -64,8 +66,7 @@ def main():
     def store(text, ip):
         with lock:
             fecha = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-            db.execute("INSERT INTO mensajes (contenido, fecha_envio, ip_cliente) VALUES (?, ?, ?)",
-                       (text, fecha, ip))
+            db.execute("INSERT INTO mensajes (contenido, fecha_envio, ip_cliente) VALUES (?, ?, ?)", (text, fecha, ip))
             db.commit()
             stored[0] += 1
             if stored[0] == 5 and mode == "garbage_db":
