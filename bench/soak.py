@@ -77,7 +77,7 @@ class Size:
     harness_runs: int
 
 
-FULL = Size(clients=1000, seconds=30.0, crashes=20, inputs=10_000, stops=50, harness_runs=100)
+FULL = Size(clients=1000, seconds=60.0, crashes=20, inputs=10_000, stops=50, harness_runs=100)
 QUICK = Size(clients=100, seconds=5.0, crashes=5, inputs=1_000, stops=6, harness_runs=10)
 
 
@@ -113,18 +113,27 @@ def summary(result: CheckResult) -> str:
 # ---------------------------------------------------------------------------
 
 
-def load(size: Size, work: Path, rng: random.Random) -> Row:
-    """``size.clients`` clients for about ``size.seconds``: every client sends, one in ten reconnects and resends."""
-    per = 3
-    clients = []
-    for c in range(size.clients):
+def wave(clients: int, seconds: float, rng: random.Random, tag: str) -> list[ClientPlan]:
+    """Clients that each send three messages spread over ``seconds``; one in ten reconnects midway and resends."""
+    plans = []
+    for c in range(clients):
         ops: list[Op] = []
-        for i in range(per):
-            ops.append(Op(SEND, f"load {c} {i} ñ"))
+        for i in range(3):
+            ops.append(Op(SEND, f"{tag} {c} {i} ñ"))
             if c % 10 == 0 and i == 1:
                 ops.append(Op(RECONNECT))
-            ops.append(Op(PAUSE, seconds=round(size.seconds / per * rng.uniform(0.5, 1.5), 3)))
-        clients.append(ClientPlan(ops, start=round(rng.uniform(0, size.seconds / per), 3)))
+            ops.append(Op(PAUSE, seconds=round(seconds / 3 * rng.uniform(0.5, 1.5), 3)))
+        plans.append(ClientPlan(ops, start=round(rng.uniform(0, seconds / 3), 3)))
+    return plans
+
+
+def load(size: Size, work: Path, rng: random.Random) -> Row:
+    """``size.clients`` clients for ``size.seconds``, every one receiving every other's messages; then a smaller wave.
+
+    CPython keeps memory it freed, so the server's RSS after the first wave is its plateau: the second
+    wave must not raise it (a leak per connection or per message would), and the threads must return
+    to the baseline after each.
+    """
     live = LiveServer(reference(), work / "load")
     srv = live.ensure()
     samples: list[tuple[int | None, int | None]] = [(rss_kb(srv.pid), srv.threads())]
@@ -136,28 +145,41 @@ def load(size: Size, work: Path, rng: random.Random) -> Row:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    ends = []
     t0 = time.monotonic()
     try:
-        outcome = run_plan(live.target, Plan(clients, seed=1, name="soak-load"), work / "load" / "run", server=live)
+        plan = Plan(wave(size.clients, size.seconds, rng, "load"), seed=1, name="soak-load")
+        outcome = run_plan(live.target, plan, work / "load" / "run", server=live)
         wall = time.monotonic() - t0
+        ends.append((rss_kb(srv.pid), srv.threads()))
+        plan = Plan(wave(size.clients // 5, 5.0, rng, "again"), seed=2, name="soak-load-again")
+        again = run_plan(live.target, plan, work / "load" / "again", server=live)
+        ends.append((rss_kb(srv.pid), srv.threads()))
     finally:
         done.set()
         sampler.join(5)
-        end = (rss_kb(srv.pid), srv.threads())
         live.close()
     lat = sorted(v for _, v, _ in latencies(outcome.records))
     p99 = percentile(lat, 0.99)
     rss = [r for r, _ in samples if r is not None]
     threads = [t for _, t in samples if t is not None]
-    back = end[1] is not None and threads and end[1] <= threads[0]
-    tracebacks = sum(a.kind in ("crash", "thread-died", "traceback") for a in outcome.result.anomalies)
-    done_text = (
-        f"{size.clients} clients, plan {size.seconds:g} s (took {wall:.0f} s), {outcome.result.counts.acked} acked;"
-        f" p99 ack {1000 * (p99 or 0):.0f} ms; server RSS {rss[0] // 1024}/{max(rss) // 1024}/{(end[0] or 0) // 1024} MB,"
-        f" threads {threads[0]}/{max(threads)}/{end[1]} (start/peak/end)"
+    (rss1, threads1), (rss2, threads2) = ends
+    back = threads1 is not None and threads2 is not None and max(threads1, threads2) <= threads[0]
+    flat = rss1 is not None and rss2 is not None and rss2 <= rss1 + 2048
+    tracebacks = sum(
+        a.kind in ("crash", "thread-died", "traceback") for a in [*outcome.result.anomalies, *again.result.anomalies]
     )
-    ok = bool(outcome.result.valid) and bool(back) and tracebacks == 0
-    verdict = summary(outcome.result) + ("" if back else "; threads not back to baseline")
+    done_text = (
+        f"{size.clients} clients for {size.seconds:g} s (took {wall:.0f} s), every one receiving all the others' messages;"
+        f" {outcome.result.counts.acked} acked, p99 ack {1000 * (p99 or 0):.0f} ms; then {size.clients // 5} more clients;"
+        f" server RSS MB start/peak/after/after again {rss[0] // 1024}/{max(rss) // 1024}/{(rss1 or 0) // 1024}/{(rss2 or 0) // 1024},"
+        f" threads {threads[0]}/{max(threads)}/{threads1}/{threads2}"
+    )
+    ok = bool(outcome.result.valid) and bool(again.result.valid) and back and flat and tracebacks == 0
+    verdict = summary(outcome.result)
+    if again.result.valid is not True:
+        verdict += f"; second wave {summary(again.result)}"
+    verdict += ("" if back else "; threads not back to baseline") + ("" if flat else "; RSS grew in the second wave")
     return Row("load", done_text, lost_text(outcome.result) + f", tracebacks {tracebacks}", verdict, ok)
 
 
