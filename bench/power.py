@@ -155,8 +155,9 @@ def hunt(zoo: list, seed: int, reruns: int) -> None:  # type: ignore[type-arg]
     """Random plans only: does the search find each mutant, and how small does the failing plan shrink?"""
     print()
     print("random plans (Hypothesis, 30 s to find, 60 s to shrink):")
-    header = ("mutant", "found", "after s", "first plan", "shrunk plan", "repro")
+    header = ("mutant", "found", "after s", "first plan", "shrunk plan", "cut runs", "repro")
     rows = []
+    minimal: list[Plan] = []
     with tempfile.TemporaryDirectory() as tmp:
         for m in zoo:
             target = m.target()
@@ -171,8 +172,10 @@ def hunt(zoo: list, seed: int, reruns: int) -> None:  # type: ignore[type-arg]
                 reruns=reruns,
             )
             if found.minimal is None or found.first_failure is None:
-                rows.append((m.name, "no", "-", "-", "-", "-"))
+                rows.append((m.name, "no", "-", "-", "-", "-", "-"))
                 continue
+            minimal.append(found.minimal.plan)
+            cut = found.shrunk
             rows.append(
                 (
                     m.name,
@@ -180,6 +183,7 @@ def hunt(zoo: list, seed: int, reruns: int) -> None:  # type: ignore[type-arg]
                     f"{found.first_failure_after:.1f}",
                     size(found.first_failure.plan),
                     size(found.minimal.plan),
+                    f"{cut.runs} ({cut.accepted} cuts)" if cut else "-",
                     f"{found.reproduced}/{found.reruns}",
                 )
             )
@@ -187,6 +191,15 @@ def hunt(zoo: list, seed: int, reruns: int) -> None:  # type: ignore[type-arg]
     for r in [header, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)))
     print(f"found by random plans: {sum(r[1] == 'yes' for r in rows)}/{len(rows)}")
+    if minimal:
+        clients = [len(p.clients) for p in minimal]
+        ops = [sum(len(c.ops) for c in p.clients) for p in minimal]
+        med_c, med_o = statistics.median(clients), statistics.median(ops)
+        met = med_c <= 2 and med_o <= 4 and max(clients) <= 3
+        print(
+            f"minimal plans: median {med_c:g} clients, {med_o:g} operations; at most {max(clients)} clients"
+            f" (goal: median <= 2 and <= 4, every one <= 3: {'met' if met else 'MISSED'})"
+        )
 
 
 def size(plan: Plan) -> str:

@@ -283,7 +283,8 @@ def hostile(size: Size, work: Path, rng: random.Random) -> Row:
     stderr = (outcome.server_dir / "server.stderr").read_bytes() if outcome.server_dir else b""
     tracebacks = stderr.count(b"Traceback")
     done_text = (
-        f"{made} inputs on {len(clients)} connections: {c.acked} stored and acked, {c.failed} refused with an error"
+        f"{made} inputs on {len(clients)} connections: {c.acked} stored and acked, {c.failed} refused with an error,"
+        f" {c.indeterminate} cut off before their end or unanswered on a cut connection (none may be stored)"
     )
     ok = bool(outcome.result.valid) and tracebacks == 0
     return Row(

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness import failures, isolation, parallel, report
 from harness import history as hist
-from harness import isolation, parallel, report
 from harness.checker import check
 from harness.doctor import Diagnosis
 from harness.history import History
@@ -149,6 +149,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = report.write(report_dir, run_id, data)
     for i, f in enumerate(data["findings"], 1):
         progress.line(f"finding {i}: {f['title']} [{', '.join(f['scenarios'])}]")
+    kept = keep_failures(target, results, data)
+    if kept:
+        progress.line(
+            f"kept {len(kept)} failing plan(s) in {kept[0].parent}: after a fix, rerun them with"
+            f" chat-harness replay --failures --target {report.target_arg(target)}"
+        )
     applicable = [r for r in results if r.applicable]
     failing = [f for f in data["failures"] if f["verdict"] == "invalid"]
     tally = f" ({len(failing)} of {len(applicable)} scenarios failed)" if failing else ""
@@ -243,8 +249,58 @@ def run_job(job: dict[str, Any], mode: str | None, progress: Progress | None = N
     return result
 
 
+def keep_failures(target: Target, results: list[ScenarioResult], data: dict[str, Any]) -> list[Path]:
+    """Put each failing scenario's failing plan in the failures database (where its replay is faithful)."""
+    kept = []
+    for r, entry in zip(results, data["scenarios"], strict=True):
+        if r.verdict is False and r.replay:
+            path = failures.keep(target.name, r.name, Plan.load(Path(r.replay)), entry.get("anomalies", []))
+            if path is not None:
+                kept.append(path)
+    return kept
+
+
+def cmd_replay_failures(args: argparse.Namespace) -> int:
+    """Rerun every kept failure of the target: FIXED or STILL FAILING, one line each."""
+    target = load_target(args.target)
+    kept = failures.load(target.name)
+    if not kept:
+        print(f"no kept failures for {target.name} in {failures.folder(target.name)}")
+        return EXIT_VALID
+    progress = Progress(args.quiet)
+    base = Path(args.report_dir) / report.new_run_id()
+    still = unknown = 0
+    for f in kept:
+        outcome = run_plan(target, f.plan, base / f.path.stem, config=RunConfig(progress=progress.history))
+        where = f"{f.scenario} ({f.path.name})"
+        if outcome.result.valid is False:
+            still += 1
+            f.passes = 0
+            f.save()
+            a = outcome.result.anomalies[0] if outcome.result.anomalies else None
+            why = f"{a.kind}: {a.message}" if a else outcome.result.summary()
+            progress.line(f"STILL FAILING  {where}: {why}")
+        elif outcome.result.valid is None:
+            unknown += 1
+            progress.line(f"UNKNOWN        {where}: {outcome.result.summary()}")
+        else:
+            f.passes += 1
+            if f.passes >= args.keep:
+                f.path.unlink()
+                progress.line(f"FIXED          {where}: passed {f.passes} times in a row, dropped")
+            else:
+                f.save()
+                progress.line(f"FIXED          {where}: passed {f.passes}/{args.keep} in a row, kept until {args.keep}")
+    progress.line(f"{len(kept) - still - unknown} fixed, {still} still failing, {unknown} unknown; runs in {base}")
+    return EXIT_INVALID if still else (EXIT_UNKNOWN if unknown else EXIT_VALID)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Re-execute a plan file K times against the target."""
+    """Re-execute a plan file K times against the target (or, with --failures, every kept failure)."""
+    if args.failures:
+        return cmd_replay_failures(args)
+    if not args.plan:
+        raise ValueError("replay needs a plan file, or --failures")
     plan = Plan.load(Path(args.plan))
     target = load_target(args.target)
     progress = Progress(args.quiet)
@@ -369,8 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="re-execute a plan file")
-    replay.add_argument("plan", help="a plan.json (from a run directory)")
+    replay.add_argument("plan", nargs="?", help="a plan.json (from a run directory)")
     replay.add_argument("--times", type=int, default=1, help="how many times (default %(default)s)")
+    replay.add_argument(
+        "--failures", action="store_true", help="rerun every failure kept for the target: FIXED or STILL FAILING"
+    )
+    replay.add_argument(
+        "--keep",
+        type=int,
+        default=failures.KEEP,
+        help="with --failures: drop a failure once it passed this many times in a row (default %(default)s)",
+    )
     common(replay)
     replay.set_defaults(func=cmd_replay)
 

@@ -27,9 +27,11 @@ from hypothesis.errors import Flaky, HypothesisException
 
 from harness.plan import Plan, Shape, plans
 from harness.runner import LiveServer, RunConfig, RunOutcome, run_plan
+from harness.shrink import Shrunk, shrink
 from harness.target import Target
 
 BATCH = 10
+HYPOTHESIS_SHARE = 1 / 3  # of the shrink budget, for Hypothesis' own shrinking; the rest cuts the plan itself
 
 
 class PlanFailed(AssertionError):
@@ -48,6 +50,7 @@ class SearchOutcome:
     minimal: RunOutcome | None = None
     reproduced: int = 0
     reruns: int = 0
+    shrunk: Shrunk | None = None  # the domain-aware pass after Hypothesis' own
     last: RunOutcome | None = None
     runs: list[RunOutcome] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -105,6 +108,7 @@ def search(
         if outcome.result.valid is not False:
             return
         if not failures:
+            shrink_deadline.append(time.monotonic() + shrink_budget * HYPOTHESIS_SHARE)
             shrink_deadline.append(time.monotonic() + shrink_budget)
             out.first_failure = outcome
             out.first_failure_after = time.monotonic() - started
@@ -142,15 +146,52 @@ def search(
         try:
             if failures:
                 minimal = min(failures, key=lambda f: f.plan.sort_key())
-                out.minimal = minimal
+                out.shrunk, smaller = cut_down(target, minimal, rundir, live, config, shrink_deadline[1])
+                if smaller is None:  # its files were copied to minimal/ when it failed: point there, not at current/
+                    minimal.rundir = rundir / "minimal"
+                out.minimal = smaller or minimal
                 out.reruns = reruns
                 for k in range(reruns):
-                    again = run_plan(target, minimal.plan, rundir / "reruns" / str(k), server=live, config=config)
+                    again = run_plan(target, out.minimal.plan, rundir / "reruns" / str(k), server=live, config=config)
                     out.reproduced += again.result.valid is False
         finally:
             live.close()
     out.seconds = time.monotonic() - started
     return out
+
+
+def failing_kinds(outcome: RunOutcome) -> set[str]:
+    """The anomaly kinds of a failed run (empty when it did not fail)."""
+    return {a.kind for a in outcome.result.anomalies} if outcome.result.valid is False else set()
+
+
+def cut_down(
+    target: Target, failed: RunOutcome, rundir: Path, live: LiveServer, config: RunConfig | None, deadline: float
+) -> tuple[Shrunk | None, RunOutcome | None]:
+    """Shrink ``failed``'s plan by its parts until ``deadline``; rerun the result into ``rundir/minimal``.
+
+    Returns the shrinking's account and, when it found a smaller plan that failed again in its own
+    directory, that run: the report's anomalies, plot and files then all come from it.
+    """
+    kinds = failing_kinds(failed)
+    if not kinds or time.monotonic() >= deadline:
+        return None, None
+
+    def attempt(plan: Plan) -> set[str]:
+        return failing_kinds(run_plan(target, plan, rundir / "shrinking", server=live, config=config))
+
+    shrunk = shrink(failed.plan, attempt, kinds, deadline)
+    if not shrunk.accepted:
+        return shrunk, None
+    for _ in range(3):  # the run the report tells: a failing one, then moved to minimal/
+        shutil.rmtree(rundir / "shrunk", ignore_errors=True)
+        again = run_plan(target, shrunk.plan, rundir / "shrunk", server=live, config=config)
+        if failing_kinds(again) & kinds:
+            shutil.rmtree(rundir / "minimal", ignore_errors=True)
+            (rundir / "shrunk").rename(rundir / "minimal")
+            again.rundir = rundir / "minimal"
+            return shrunk, again
+    return shrunk, None
 
 
 class LiveTarget:

@@ -161,6 +161,9 @@ def scenario_entry(sr: ScenarioResult, target: Target, base: Path) -> dict[str, 
             "first_failure_plan": plan_size(s.first_failure.plan) if s.first_failure else None,
             "minimal_plan": plan_size(s.minimal.plan) if s.minimal else None,
             "reproduced": f"{s.reproduced}/{s.reruns}" if s.reruns else None,
+            "cut": None
+            if s.shrunk is None
+            else {"runs": s.shrunk.runs, "kept": s.shrunk.accepted, "seconds": round(s.shrunk.seconds, 3)},
         }
     if sr.replay:
         entry["replay"] = replay_command(Path(sr.replay), target)
@@ -386,7 +389,12 @@ def markdown(report: dict[str, Any]) -> str:
             out += [
                 "",
                 f"Search: {srch['examples']} plans in {srch['seconds']:.1f} s; minimal failing plan "
-                f"{srch['minimal_plan']}, reproduced {srch['reproduced']}.",
+                f"{srch['minimal_plan']}, reproduced {srch['reproduced']}"
+                + (
+                    f"; cut by parts in {srch['cut']['runs']} runs ({srch['cut']['kept']} cuts kept)."
+                    if srch.get("cut")
+                    else "."
+                ),
             ]
         if s.get("anomaly_kinds"):
             out += ["", "Anomalies by kind: " + ", ".join(f"{k} × {n}" for k, n in s["anomaly_kinds"].items())]
