@@ -11,7 +11,7 @@ Targets (from the issue): 100 % detected, median time to detect <= 10 s, 0 false
 With ``--shrink`` it also lets the ``random`` scenario hunt each mutant with Hypothesis plans
 (no scenario-specific knowledge) and reports how small the shrunk failing plan got.
 
-    python bench/power.py [--all] [--shrink] [--reruns 3] [--seed N] [--only NAME ...]
+    python bench/power.py [--all] [--shrink | --shrink-only] [--reruns 3] [--seed N] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -80,10 +80,14 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--only", nargs="*", help="mutant names")
     ap.add_argument("--shrink", action="store_true", help="also hunt each mutant with random plans and shrink")
+    ap.add_argument("--shrink-only", action="store_true", help="only the random-plan hunt (skip the scenario table)")
     a = ap.parse_args()
     registry = load()
     everyone = [m for m in mutants() if not a.only or m.name in a.only]
     zoo = [m for m in everyone if m.caught_by]
+    if a.shrink_only:
+        hunt(zoo, a.seed, a.reruns)
+        return 0
     correct = [m for m in everyone if not m.caught_by]  # correct variants: they must pass
     rows, times, scenarios_used = [], [], set()
     right_kind = 0
