@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import failures, isolation, parallel, report
+from harness import failures, isolation, parallel, report, reproduce
 from harness import history as hist
 from harness.checker import check
 from harness.doctor import Diagnosis
@@ -145,6 +145,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if jobs > 1:
         isolation_text += f"; {jobs} scenarios at a time, each in its own process"
+    write_reproductions(target, results)
     data = report.build(run_id, target, seed, results, time.monotonic() - t0, out_dir, command, isolation_text)
     path = report.write(report_dir, run_id, data)
     for i, f in enumerate(data["findings"], 1):
@@ -161,6 +162,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress.line(f"verdict: {data['verdict']}{tally}; report: {path}")
     progress.line(f"open it: python3 -m webbrowser {path.with_name('report.html').resolve().as_uri()}")
     for f in data["failures"]:
+        if f.get("reproduce"):
+            progress.line(f"reproduce {f['scenario']} without the harness: {f['reproduce']}")
         if f.get("replay"):
             progress.line(f"replay {f['scenario']}: {f['replay']}")
     return {"valid": EXIT_VALID, "invalid": EXIT_INVALID}.get(data["verdict"], EXIT_UNKNOWN)
@@ -247,6 +250,17 @@ def run_job(job: dict[str, Any], mode: str | None, progress: Progress | None = N
     if mode:
         result.extra["isolation"] = mode
     return result
+
+
+def write_reproductions(target: Target, results: list[ScenarioResult]) -> None:
+    """Beside each failing plan the script can express, a standalone ``reproduce.py`` (its command in ``extra``)."""
+    for r in results:
+        if r.verdict is False and r.replay:
+            first = r.check.anomalies[0] if r.check is not None and r.check.anomalies else None
+            why = f"{first.kind}: {first.message}" if first else r.name
+            path = reproduce.write(Plan.load(Path(r.replay)), target, Path(r.replay).parent, why)
+            if path is not None:
+                r.extra["reproduce"] = reproduce.command(path.resolve(), target)
 
 
 def keep_failures(target: Target, results: list[ScenarioResult], data: dict[str, Any]) -> list[Path]:

@@ -223,6 +223,7 @@ def lead(scenarios: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[d
                 "sentence": sentence,
                 "evidence": evidence,
                 "replay": s.get("replay"),
+                "reproduce": (s.get("extra") or {}).get("reproduce"),
             }
         )
     return out
