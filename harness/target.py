@@ -559,17 +559,8 @@ class _Drain(threading.Thread):
 
 def listening(host: str, port: int) -> bool | None:
     """Whether a socket listens on ``port`` in this network namespace (None when /proc cannot tell)."""
-    found = False
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
-        except OSError:
-            return None
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found = True
-    return found
+    inodes = ports.listening_inodes(port)
+    return None if inodes is None else bool(inodes)
 
 
 def port_free(host: str, port: int) -> bool:
