@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scenarios.registry import load
 
     registry = load()
-    names: list[str] = list(registry) if args.all else (args.scenarios or ["random"])
+    names: list[str] = list(registry) if args.all else list(dict.fromkeys(args.scenarios or ["random"]))
     unknown = [n for n in names if n not in registry]
     if unknown:
         print(f"chat-harness: unknown scenario(s): {', '.join(unknown)} (see chat-harness list)", file=sys.stderr)
@@ -255,12 +255,20 @@ def run_job(job: dict[str, Any], mode: str | None, progress: Progress | None = N
 def write_reproductions(target: Target, results: list[ScenarioResult]) -> None:
     """Beside each failing plan the script can express, a standalone ``reproduce.py`` (its command in ``extra``)."""
     for r in results:
-        if r.verdict is False and r.replay:
-            first = r.check.anomalies[0] if r.check is not None and r.check.anomalies else None
-            why = f"{first.kind}: {first.message}" if first else r.name
-            path = reproduce.write(Plan.load(Path(r.replay)), target, Path(r.replay).parent, why)
-            if path is not None:
-                r.extra["reproduce"] = reproduce.command(path.resolve(), target)
+        if r.verdict is not False or not r.replay or r.name not in failures.REPLAYABLE or r.check is None:
+            continue
+        shown = [a for a in r.check.anomalies if a.kind in reproduce.SHOWS]
+        if not shown:  # the script compares the log with what was sent: it cannot show this defect
+            continue
+        try:
+            path = reproduce.write(
+                Plan.load(Path(r.replay)), target, Path(r.replay).parent, f"{shown[0].kind}: {shown[0].message}"
+            )
+        except (OSError, ValueError) as exc:
+            print(f"chat-harness: no reproduce.py for {r.name}: {exc}", file=sys.stderr)
+            continue
+        if path is not None:
+            r.extra["reproduce"] = reproduce.command(path.resolve(), target)
 
 
 def keep_failures(target: Target, results: list[ScenarioResult], data: dict[str, Any]) -> list[Path]:
@@ -268,7 +276,11 @@ def keep_failures(target: Target, results: list[ScenarioResult], data: dict[str,
     kept = []
     for r, entry in zip(results, data["scenarios"], strict=True):
         if r.verdict is False and r.replay:
-            path = failures.keep(target.name, r.name, Plan.load(Path(r.replay)), entry.get("anomalies", []))
+            try:
+                path = failures.keep(target.name, r.name, Plan.load(Path(r.replay)), entry.get("anomalies", []))
+            except (OSError, ValueError) as exc:  # the run's verdict stands; only the keeping failed
+                print(f"chat-harness: could not keep the failing plan of {r.name}: {exc}", file=sys.stderr)
+                continue
             if path is not None:
                 kept.append(path)
     return kept

@@ -12,8 +12,8 @@ import pytest
 from mutants.zoo import mutant
 
 from harness import reproduce
-from harness.plan import EXIT, PAUSE, RESET, SEND, ClientPlan, Op, Plan
-from harness.target import ServerRun, Target, reference
+from harness.plan import CLOSE, EXIT, PAUSE, RESET, SEND, ClientPlan, Op, Plan
+from harness.target import ServerRun, Target, load_target, reference
 
 # Minimal plans of the kind the shrinker ends with, one per defect the script can express.
 PLANS = {
@@ -23,6 +23,10 @@ PLANS = {
     "raw_framing": Plan([ClientPlan([Op(SEND, f"burst {i}", pipelined=True) for i in range(5)])]),
     "empty_row_on_disconnect": Plan([ClientPlan([Op(SEND, "hola"), Op(PAUSE, seconds=0.1), Op(RESET)])]),
 }
+# The steps go on after a close: the third message (the one drop_some deletes) is on a third connection.
+ACROSS = Plan(
+    [ClientPlan([Op(SEND, "a"), Op(CLOSE), Op(SEND, "b"), Op(RESET), Op(SEND, "c"), Op(EXIT), Op(SEND, "d")])]
+)
 
 
 def run_script(script: Path, target: Target, workdir: Path) -> subprocess.CompletedProcess[str]:
@@ -67,7 +71,7 @@ def test_the_script_shows_the_defect_in_the_mutant_and_not_in_the_reference(tmp_
 def test_a_failing_run_writes_the_script_and_the_report_leads_with_it(tmp_path: Path) -> None:
     target = mutant("store_twice").target_file
     proc = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "pipelined", "--target", str(target), "--seed", "3",
+        [sys.executable, "-m", "harness", "run", "bad-input", "--target", str(target), "--seed", "3",
          "--report-dir", "out"],
         cwd=tmp_path, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
@@ -78,6 +82,54 @@ def test_a_failing_run_writes_the_script_and_the_report_leads_with_it(tmp_path: 
     assert command.startswith("python /") and command.endswith("--port 5000 --db chat.db")
     script = Path(command.split()[1])
     assert script.name == "reproduce.py" and (script.parent / "plan.json").exists()
-    assert "reproduce pipelined without the harness: python" in proc.stderr
+    assert "reproduce bad-input without the harness: python" in proc.stderr
     md = (tmp_path / "out" / "latest" / "report.md").read_text()
     assert md.index("Reproduce with:") < md.index("Replay:") < md.index("Scenarios × invariants")
+
+
+def test_steps_after_a_close_reset_or_exit_still_run(tmp_path: Path) -> None:
+    m = mutant("drop_some")
+    script = reproduce.write(ACROSS, m.target(), tmp_path, m.defect)
+    assert script is not None
+    broken = run_script(script, m.target(), tmp_path / "mutant")
+    assert broken.returncode == 1 and "was acknowledged but is not in the log" in broken.stdout, broken.stdout
+    assert broken.stdout.count("acknowledged\n") == 4  # a, b, c and d, each on a connection of its own
+    assert run_script(script, reference(), tmp_path / "reference").returncode == 0
+
+
+def test_no_server_is_exit_2_not_a_defect(tmp_path: Path) -> None:
+    script = reproduce.write(PLANS["drop_some"], reference(), tmp_path, "x")
+    assert script is not None
+    srv = ServerRun(reference(), tmp_path / "gone").start()  # a log to read, then nobody listening
+    srv.stop()
+    proc = subprocess.run(
+        [sys.executable, "-I", str(script), "--port", str(srv.port), "--db", str(srv.db_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "could not run the steps" in proc.stderr, proc.stdout + proc.stderr
+
+
+def pfo1_target(tmp_path: Path, mode: str) -> Target:
+    """The hostile pfo1-style server (``tests/hostile``): polite, or storing HTML in front of every message."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_hostile import target_file
+
+    return load_target(target_file(tmp_path, mode))
+
+
+def test_a_pfo1_server_with_its_own_ack_and_stripped_text(tmp_path: Path) -> None:
+    plan = Plan([ClientPlan([Op(SEND, "  spaced  "), Op(SEND, "ñandú 😀"), Op(CLOSE), Op(SEND, "after")])])
+    polite = pfo1_target(tmp_path, "polite")
+    script = reproduce.write(plan, polite, tmp_path, "stored text differs")
+    assert script is not None
+    fine = run_script(script, polite, tmp_path / "polite")
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    html = pfo1_target(tmp_path, "html")
+    broken = run_script(script, html, tmp_path / "html")
+    assert broken.returncode == 1 and "stored" in broken.stdout, broken.stdout
+
+
+def test_a_docstring_the_server_wrote_cannot_break_the_script(tmp_path: Path) -> None:
+    script = reproduce.write(PLANS["drop_some"], reference(), tmp_path, 'evil \\N{x} """ \x1b[31m \\')
+    assert script is not None
+    compile(script.read_text(), str(script), "exec")

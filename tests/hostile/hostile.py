@@ -6,6 +6,7 @@ It stands for untrusted code under test: the harness must reach a clear verdict 
 mode within its deadline, with bounded memory, no process left behind and an intact report.
 
 Modes:
+  polite       none: a correct server (the control)
   flood        answers the first line with an endless stream (no newline) until the client leaves
   bigline      answers every line with one line of 100 MB
   noread       accepts connections and never reads from them
