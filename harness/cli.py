@@ -174,13 +174,22 @@ def jobs_for(asked: int | None, target: Target, isolated: str | None, progress: 
     jobs = asked if asked is not None else parallel.default_jobs()
     if jobs < 1:
         raise ValueError(f"--jobs must be 1 or more, not {jobs}")
+    why = None
     if target.fixed_port and not isolated:
-        if jobs > 1 and asked is not None:
-            progress.line(
-                f"chat-harness: --jobs {jobs} ignored: one fixed port, no network namespace to give each its own"
-            )
+        why = "one fixed port, no network namespace to give each its own"
+    elif not own_log(target):
+        why = f"every instance would write the same log ({target.log.path})"
+    if why:
+        if jobs > 1:
+            progress.line(f"chat-harness: one scenario at a time: {why}")
         return 1
     return jobs
+
+
+def own_log(target: Target) -> bool:
+    """Whether each run's server writes a log of its own (its ``{db}``, or a file in its own copy of the code)."""
+    path = target.log.path
+    return "{db}" in path or ("{workdir}" in path and target.copy_cwd)
 
 
 def execute(

@@ -20,7 +20,10 @@ from harness.scenario import ScenarioResult
 from harness.target import kill_all
 
 MAX_JOBS = 8
-CHILD_TIMEOUT = 1800.0  # seconds: far beyond any scenario's budget, so a hung child cannot hang the run
+MIN_SLICE = 100  # ports per scenario at least
+CHILD_TIMEOUT = (
+    1800.0  # seconds, plus four times --duration: far beyond any budget, so a hung child cannot hang the run
+)
 
 
 def default_jobs() -> int:
@@ -43,6 +46,8 @@ def port_slices(n: int, spec: str | None) -> list[str]:
     else:
         high = ephemeral_low() - 1
         low = max(1024, high - 12000)
+        if (high - low + 1) // n < MIN_SLICE:  # the kernel hands out nearly every port: take the top ones
+            low, high = 65535 - 4000, 65535
     size = (high - low + 1) // n
     if size < 1:
         raise ValueError(f"port range {low}-{high} is too small for {n} scenarios at once")
@@ -91,7 +96,8 @@ def _run_one(job: dict[str, Any], namespace: bool, ports: str) -> ScenarioResult
     """One scenario in its child; a child that fails is an unknown verdict with the reason, not a crash."""
     started = time.monotonic()
     try:
-        result = isolation.run(job, CHILD_TIMEOUT, namespace=namespace, env={"CHAT_HARNESS_PORTS": ports})
+        timeout = CHILD_TIMEOUT + 4 * float(job.get("duration") or 0)
+        result = isolation.run(job, timeout, namespace=namespace, env={"CHAT_HARNESS_PORTS": ports})
     except RuntimeError as exc:
         return ScenarioResult(
             job["scenario"],

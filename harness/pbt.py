@@ -131,6 +131,7 @@ def search(
         )(hypothesis_seed(batch_seed)(given(plans(shape))(body)))
         test()
 
+    interrupted = False
     # Batches of examples, each seeded from ``seed``, until the budget or max_examples is spent:
     # Hypothesis has no time budget of its own, and drawing plans it will not run costs time.
     try:
@@ -142,16 +143,20 @@ def search(
         pass  # the failures are recorded above; a flaky final replay is measured below instead
     except HypothesisException as exc:
         out.errors.append(f"hypothesis: {exc}")
+    except BaseException:  # interrupted (Ctrl+C, SIGTERM): keep what was found, spend no more time on it
+        interrupted = True
+        raise
     finally:
         try:
             if failures:
                 minimal = min(failures, key=lambda f: f.plan.sort_key())
-                out.shrunk, smaller = cut_down(target, minimal, rundir, live, config, shrink_deadline[1])
-                if smaller is None:  # its files were copied to minimal/ when it failed: point there, not at current/
-                    minimal.rundir = rundir / "minimal"
+                minimal.rundir = rundir / "minimal"  # its files were copied there when it failed (not current/)
+                smaller = None
+                if not interrupted:
+                    out.shrunk, smaller = cut_down(target, minimal, rundir, live, config, shrink_deadline[1])
                 out.minimal = smaller or minimal
-                out.reruns = reruns
-                for k in range(reruns):
+                out.reruns = 0 if interrupted else reruns
+                for k in range(out.reruns):
                     again = run_plan(target, out.minimal.plan, rundir / "reruns" / str(k), server=live, config=config)
                     out.reproduced += again.result.valid is False
         finally:

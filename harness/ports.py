@@ -86,11 +86,9 @@ def command_of(pid: int) -> str:
 
 
 def foreign_listener(port: int, root: int) -> str | None:
-    """Who else listens on ``port`` when no process of ``root``'s does (None if ours, or if nobody can tell)."""
+    """Who else listens on ``port`` besides ``root``'s processes (None if nobody else, or if nobody can tell)."""
     inodes = listening_inodes(port)
     if not inodes:
         return None
-    found = holders(inodes)
-    if not found or any(belongs_to(pid, root) for pid in found):
-        return None
-    return command_of(found[0])
+    foreign = [pid for pid in holders(inodes) if not belongs_to(pid, root)]
+    return command_of(foreign[0]) if foreign else None  # one foreign listener is enough to doubt every answer

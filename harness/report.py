@@ -13,6 +13,7 @@ import html as html_lib
 import json
 import os
 import platform
+import re
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -287,6 +288,7 @@ def build(
 _env = Environment(loader=PackageLoader("harness", "templates"), autoescape=select_autoescape(["html", "j2"]))
 _env.globals["charts"] = plot.run_charts
 _env.globals["shades"] = plot.SHADES
+MD_SPECIAL = re.compile(r"[\\`*_\[\]!|]")  # Markdown's own characters, escaped in a server's text
 MARKS = {"pass": "✓", "fail": "✗", "unknown": "?", "n/a": "–"}
 _env.globals["marks"] = MARKS
 _env.globals["invariant_names"] = {str(k): v for k, v in NAMES.items()}
@@ -431,7 +433,8 @@ def cell_mark(v: dict[str, Any] | None) -> str:
 
 def _md(text: str) -> str:
     """Text a server may have written, safe in Markdown: no HTML (a viewer would render it), no table breaks."""
-    return html_lib.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+    text = html_lib.escape(text, quote=False).replace("\n", " ")
+    return MD_SPECIAL.sub(r"\\\g<0>", text)  # no link, image, emphasis or table cell of the server's making
 
 
 def _fmt(v: object) -> str:

@@ -48,6 +48,10 @@ class TargetError(Exception):
     """A target file is invalid or a server could not be started; the message says why."""
 
 
+class PortTaken(TargetError):
+    """Another program listens on the server's port: no verdict about the server can come of that run."""
+
+
 @dataclass(frozen=True)
 class LogMapping:
     """Where and how to read the server's message log."""
@@ -687,21 +691,28 @@ class ServerRun:
         """
         picked = self.port == 0
         for attempt in range(PORT_TRIES):
+            last = not picked or attempt == PORT_TRIES - 1
             self.launch(wait_port)
             try:
                 self._wait_ready()
                 other = ports.foreign_listener(self.port, self.pid)
-                if other is None:
-                    return self
-                if not picked or attempt == PORT_TRIES - 1:
-                    raise TargetError(
-                        f"port {self.port} is held by another program, {other}, not by {self.target.name}:"
-                        " the harness will not test the wrong server"
-                    )
+            except TargetError:
+                self.kill()
+                if last or not listening(self.host, self.port):  # it failed on its own, not for a taken port
+                    raise
+                self.port = free_port(self.host)  # it could not bind the port someone else took meanwhile
+                continue
             except BaseException:
                 self.kill()
                 raise
+            if other is None:
+                return self
             self.kill()
+            if last:
+                raise PortTaken(
+                    f"port {self.port} is held by another program, {other}, not by {self.target.name}:"
+                    " the harness will not test the wrong server"
+                )
             self.port = free_port(self.host)
         raise AssertionError("unreachable")
 

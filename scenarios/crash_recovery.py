@@ -18,7 +18,7 @@ from harness.scenario import (
     events,
     run,
 )
-from harness.target import TargetError, listening, port_free
+from harness.target import PortTaken, TargetError, listening, port_free
 from scenarios.registry import register
 
 
@@ -43,6 +43,11 @@ def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) 
     n.restarted = True
     try:
         n.live.restart(wait_port=not clean)
+    except PortTaken as exc:  # another program took the port: no verdict about the server from here on
+        n.history.add(INFO, "harness-error", error=str(exc))
+        n.live.held = True
+        n.server_down = True
+        return
     except TargetError as exc:
         lingering = not port_free(srv.host, srv.port) and not listening(srv.host, srv.port)
         n.history.add(INFO, "server", event="restart-failed", error=str(exc), time_wait=lingering)

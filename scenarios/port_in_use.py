@@ -9,7 +9,7 @@ from dataclasses import replace
 from harness.plan import Plan
 from harness.runner import LiveServer
 from harness.scenario import AnyTarget, Check, ScenarioContext, ScenarioResult, chatter, conclude, run
-from harness.target import ServerRun, TargetError, listening, port_free
+from harness.target import PortTaken, ServerRun, TargetError, listening, port_free
 from scenarios.registry import register
 
 FAST = 5.0  # seconds a refused second instance may take to give up
@@ -74,6 +74,8 @@ def restart_at_once(ctx: ScenarioContext, port: int) -> tuple[ServerRun | None, 
     name = "a new instance binds the same port at once"
     try:
         again = ServerRun(ctx.target, ctx.rundir / "restarted", port=port).start(wait_port=False)
+    except PortTaken as exc:  # about another program, not about this server
+        return None, Check(name, None, str(exc)[:300])
     except TargetError as exc:
         if port_free(ctx.target.host, port) or listening(ctx.target.host, port):
             return None, Check(name, False, str(exc)[:300])

@@ -112,3 +112,20 @@ def test_the_command_line_works_from_a_source_checkout_that_is_not_installed(tmp
         assert proc.returncode == 0, proc.stderr
         report = json.loads((src / f"r{jobs}" / "latest" / "report.json").read_text())
         assert report["verdict"] == "valid"
+
+
+def test_a_target_whose_instances_share_one_log_runs_one_scenario_at_a_time(tmp_path: Path) -> None:
+    shared = tmp_path / "shared.toml"
+    shared.write_text(
+        f'name = "shared"\ncommand = ["{{python}}", "-m", "chat.server", "--port", "{{port}}", "--db", "{tmp_path}/one.db"]\n'
+        f'[log]\npath = "{tmp_path}/one.db"\nts = "fecha_envio"\n'
+    )
+    proc = cli(
+        "run", "exit-word", "pipelined", "--jobs", "2", "--target", str(shared), "--report-dir", "out", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "one scenario at a time: every instance would write the same log" in proc.stderr
+    assert (
+        "scenarios at a time"
+        not in json.loads((tmp_path / "out" / "latest" / "report.json").read_text())["environment"]["isolation"]
+    )
