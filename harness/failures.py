@@ -21,17 +21,23 @@ from harness.plan import Plan
 ROOT = Path(".chat-harness") / "failures"
 KEEP = 3  # passes in a row before a failure is dropped
 
-#: Scenarios whose failing plan replays the whole experiment. The others need what a plan does not
-#: carry yet: a nemesis (crash, stop, lock), target options, or client settings of their own
-#: (pipelined forces pipelining and a shorter ack timeout; exit-word and concurrent-burst set options).
+#: Scenarios whose failing plan replays the whole experiment: clients, faults, client settings and
+#: target options are in the plan. The others also need a nemesis (crash, stop, lock, restart) or a
+#: second server instance, which plans do not carry yet.
 REPLAYABLE = {
     "abrupt-disconnect",
     "bad-input",
     "bandwidth",
+    "black-hole",
+    "concurrent-burst",
+    "exit-word",
     "flaky-network",
+    "idle-clients",
     "large-message",
+    "max-clients",
     "network-latency",
     "partition-heal",
+    "pipelined",
     "random",
     "sliced-stream",
     "slow-clients",
@@ -70,8 +76,12 @@ def folder(target_name: str, base: Path | None = None) -> Path:
 def keep(
     target_name: str, scenario: str, plan: Plan, anomalies: list[dict[str, Any]], base: Path | None = None
 ) -> Path | None:
-    """Add a failing plan (the same plan again resets its pass count); None if its replay would not be faithful."""
-    if scenario not in REPLAYABLE:
+    """Add a failing plan (the same plan again resets its pass count); None if its replay would not be faithful.
+
+    Only a failure with anomalies is kept: a replay judges the invariants, not a scenario's own
+    checks, so a failure that only a check saw would come back FIXED without being fixed.
+    """
+    if scenario not in REPLAYABLE or not anomalies:
         return None
     digest = hashlib.sha256(json.dumps(plan.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
     where = folder(target_name, base)

@@ -75,6 +75,8 @@ class Plan:
     seed: int = 0
     name: str = "random"
     faults: list[dict[str, Any]] = field(default_factory=list)
+    client: dict[str, Any] = field(default_factory=dict)  # client settings: "options" overrides, "pipelining", "probe"
+    target_options: dict[str, Any] = field(default_factory=dict)  # the target's [options] set for this run
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -83,6 +85,8 @@ class Plan:
             "name": self.name,
             "seed": self.seed,
             "faults": self.faults,
+            **({"client": self.client} if self.client else {}),
+            **({"target_options": self.target_options} if self.target_options else {}),
             "clients": [
                 {"start": c.start, "pacing": c.pacing, "ops": [op.to_dict() for op in c.ops]} for c in self.clients
             ],
@@ -109,7 +113,12 @@ class Plan:
                 clients.append(ClientPlan(ops, float(c.get("start", 0.0)), float(c.get("pacing", 0.0))))
             faults = list(data.get("faults", []))
             parse_schedule(faults)  # raises ValueError on a malformed schedule
-            return cls(clients, int(data.get("seed", 0)), str(data.get("name", "random")), faults)
+            client, target_options = data.get("client", {}), data.get("target_options", {})
+            if not isinstance(client, dict) or not isinstance(target_options, dict):
+                raise ValueError("'client' and 'target_options' must be tables")
+            return cls(
+                clients, int(data.get("seed", 0)), str(data.get("name", "random")), faults, client, target_options
+            )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"missing or malformed field {exc}") from exc
 

@@ -76,6 +76,7 @@ def write(plan: Plan, target: Target, folder: Path, why: str) -> Path | None:
     text = (
         TEMPLATE.read_text(encoding="utf-8")
         .replace("@@WHY@@", plain)
+        .replace("@@SETUP@@", setup(plan, target))
         .replace("@@TARGET@@", target.name)
         .replace("@@PROTOCOL@@", json.dumps(protocol(target), ensure_ascii=False))
         .replace("@@LOG@@", json.dumps(log))
@@ -85,6 +86,14 @@ def write(plan: Plan, target: Target, folder: Path, why: str) -> Path | None:
     path = folder / "reproduce.py"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def setup(plan: Plan, target: Target) -> str:
+    """How the server must be started for this plan (the target options it sets), for the script's first line."""
+    args = []
+    for name, value in plan.target_options.items():
+        args += [part.replace("{value}", str(value)) for part in dict(target.options).get(name, ())]
+    return f" (with {' '.join(args)})" if args else ""
 
 
 def command(path: Path, target: Target) -> str:

@@ -10,7 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -215,11 +215,37 @@ class _Progress(threading.Thread):
                 self.callback(self.history)
 
 
+def settled(target: Target, plan: Plan, config: RunConfig, own_server: bool) -> tuple[Target, RunConfig]:
+    """The target and settings the plan asks for: its target options, its client options, pipelining, probe.
+
+    A plan carries them so that its replay is the same experiment as its first run.
+    """
+    for name, value in plan.target_options.items():
+        if not own_server:
+            raise ValueError(f"plan sets the target option {name!r}, but runs on a server already started")
+        if not target.supports(name):
+            raise ValueError(f"plan sets the target option {name!r}, which {target.name} does not declare")
+        target = target.with_option(name, value)
+    client = dict(plan.client)
+    options = client.pop("options", {}) or {}
+    known = {f.name for f in fields(Options)}
+    unknown = sorted(set(options) - known) + sorted(set(client) - {"pipelining", "probe"})
+    if unknown:
+        raise ValueError(f"plan has unknown client setting(s): {', '.join(unknown)}")
+    if options:
+        config = replace(config, options=replace(config.options, **options))
+    if "pipelining" in client:
+        config = replace(config, pipelining=client["pipelining"])
+    if "probe" in client:
+        config = replace(config, probe=bool(client["probe"]))
+    return target, config
+
+
 def run_plan(
     target: Target, plan: Plan, rundir: Path, server: LiveServer | None = None, config: RunConfig | None = None
 ) -> RunOutcome:
     """Execute ``plan`` against ``target`` (a reused ``server`` or a fresh one) and check the result."""
-    config = config or RunConfig()
+    target, config = settled(target, plan, config or RunConfig(), own_server=server is None)
     rundir.mkdir(parents=True, exist_ok=True)
     plan.save(rundir / "plan.json")
     own = server is None

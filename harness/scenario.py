@@ -13,12 +13,13 @@ import random
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.checker import CheckResult, merge
 from harness.checks import INVARIANTS, scenario_check
+from harness.clients import Options
 from harness.history import Record, latencies
 from harness.index import RunIndex
 from harness.log import LogError, LogReader
@@ -178,10 +179,28 @@ def run(
     name: str,
     target: Target | None = None,
     server: LiveServer | None = None,
+    target_options: dict[str, Any] | None = None,
     **config: Any,
 ) -> RunOutcome:
-    """Run ``plan`` in ``ctx.rundir/name`` with the context's settings (``config`` overrides RunConfig fields)."""
+    """Run ``plan`` in ``ctx.rundir/name`` with the context's settings (``config`` overrides RunConfig fields).
+
+    Client options, pipelining, the probe and ``target_options`` are written into the plan, so that
+    replaying its file is the same experiment.
+    """
     ctx.say(f"{name}: {len(plan.clients)} clients")
+    settings: dict[str, Any] = {}
+    if "options" in config:
+        default = Options()
+        changed = {f.name: getattr(config["options"], f.name) for f in fields(Options)}
+        changed = {k: v for k, v in changed.items() if v != getattr(default, k)}
+        if changed:
+            settings["options"] = changed
+    for key in ("pipelining", "probe"):
+        if key in config:
+            settings[key] = config[key]
+    plan = replace(
+        plan, client={**plan.client, **settings}, target_options={**plan.target_options, **(target_options or {})}
+    )
     outcome = run_plan(
         target or ctx.target, plan, ctx.rundir / name, server=server, config=replace(ctx.config, **config)
     )

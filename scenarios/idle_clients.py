@@ -35,11 +35,12 @@ class IdleClients(AnyTarget):
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Idle clients wait 2.5 s; they must be let go after about TIMEOUT seconds."""
         t0 = self.begin(ctx)
-        target = ctx.target.with_option("idle_timeout", TIMEOUT)
         n = ctx.n(4)
         idle = [ClientPlan([Op(SEND, "hello, then silence"), Op(PAUSE, seconds=2.5 * TIMEOUT)]) for _ in range(n)]
         active = chatter(n, messages=8, pause=0.3 * TIMEOUT, rng=ctx.rng(self.name))
-        outcome = run(ctx, Plan(idle + active, seed=ctx.seed, name=self.name), "idle", target=target)
+        outcome = run(
+            ctx, Plan(idle + active, seed=ctx.seed, name=self.name), "idle", target_options={"idle_timeout": TIMEOUT}
+        )
         last_ack = {r.client: r.time for r in events(outcome, "send") if r.type == OK}
         told = {r.client for r in events(outcome, "server-error") if r.get("code") == "idle"}
         ends = {c.client: c for c in outcome.ix.conns.values() if c.end is not None}

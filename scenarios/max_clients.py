@@ -28,7 +28,6 @@ class MaxClients(AnyTarget):
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Fill the server, knock, leave, knock again."""
         t0 = self.begin(ctx)
-        target = ctx.target.with_option("max_clients", LIMIT)
         holders = [
             ClientPlan([Op(SEND, "holding a seat"), Op(PAUSE, seconds=1.5), Op(SEND, "still here")])
             for _ in range(LIMIT)
@@ -36,7 +35,7 @@ class MaxClients(AnyTarget):
         newcomers = [ClientPlan([Op(SEND, "let me in")], start=0.5) for _ in range(ctx.n(5))]
         latecomers = [ClientPlan([Op(SEND, "now there is room")], start=2.5) for _ in range(2)]
         plan = Plan(holders + newcomers + latecomers, seed=ctx.seed, name=self.name)
-        outcome = run(ctx, plan, "limit", target=target)
+        outcome = run(ctx, plan, "limit", target_options={"max_clients": LIMIT})
         new = range(LIMIT, LIMIT + len(newcomers))
         late = range(LIMIT + len(newcomers), len(plan.clients))
         refusals = [r for r in events(outcome, "connect") if r.type == FAIL and r.client in new]
