@@ -21,15 +21,17 @@ from harness.plan import Plan
 ROOT = Path(".chat-harness") / "failures"
 KEEP = 3  # passes in a row before a failure is dropped
 
-#: Scenarios whose failing plan replays the whole experiment: clients, faults, client settings and
-#: target options are in the plan. The others also need a nemesis (crash, stop, lock, restart) or a
-#: second server instance, which plans do not carry yet.
+#: Scenarios whose failing plan replays the whole experiment: clients, faults, nemesis, client settings
+#: and target options are all in the plan. server-down and port-in-use also run the target's own client
+#: or a second instance, which a plan does not describe.
 REPLAYABLE = {
     "abrupt-disconnect",
     "bad-input",
     "bandwidth",
     "black-hole",
     "concurrent-burst",
+    "crash-recovery",
+    "db-locked",
     "exit-word",
     "flaky-network",
     "idle-clients",
@@ -39,6 +41,8 @@ REPLAYABLE = {
     "partition-heal",
     "pipelined",
     "random",
+    "restart",
+    "shutdown-under-load",
     "sliced-stream",
     "slow-clients",
 }

@@ -9,6 +9,8 @@ the server's bind, by another scenario's client connecting from an ephemeral por
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -72,8 +74,12 @@ def run_jobs(
     running: dict[Future[ScenarioResult], tuple[int, int]] = {}
     pending = list(range(len(jobs)))
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="scenario")
+    # Ctrl+C or SIGTERM only set a flag here: an exception raised inside the pool's locks could leave
+    # one held, and the threads waiting on the children would then never be joined.
+    signals: list[int] = []
+    previous = _catch(signals)
     try:
-        while pending or running:
+        while (pending or running) and not signals:
             while pending and free:
                 index, slot = pending.pop(0), free.pop(0)
                 future = pool.submit(_run_one, jobs[index], namespace, slots[slot])
@@ -89,7 +95,27 @@ def run_jobs(
         if running:  # interrupted: the children die first, so the threads waiting on them return
             kill_all()
         pool.shutdown(wait=True, cancel_futures=True)
+        _restore(previous)
+    if signals:
+        if signals[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signals[0])
     return [results[i] for i in range(len(jobs))]
+
+
+def _catch(signals: list[int]) -> dict[int, Any]:
+    """Make SIGINT and SIGTERM append to ``signals`` (main thread only); return the handlers they had."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: signals.append(signum))
+    return previous
+
+
+def _restore(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def _run_one(job: dict[str, Any], namespace: bool, ports: str) -> ScenarioResult:

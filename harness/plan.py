@@ -77,6 +77,7 @@ class Plan:
     faults: list[dict[str, Any]] = field(default_factory=list)
     client: dict[str, Any] = field(default_factory=dict)  # client settings: "options" overrides, "pipelining", "probe"
     target_options: dict[str, Any] = field(default_factory=dict)  # the target's [options] set for this run
+    nemesis: list[dict[str, Any]] = field(default_factory=list)  # what is done to the server (harness/nemesis.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data."""
@@ -87,6 +88,7 @@ class Plan:
             "faults": self.faults,
             **({"client": self.client} if self.client else {}),
             **({"target_options": self.target_options} if self.target_options else {}),
+            **({"nemesis": self.nemesis} if self.nemesis else {}),
             "clients": [
                 {"start": c.start, "pacing": c.pacing, "ops": [op.to_dict() for op in c.ops]} for c in self.clients
             ],
@@ -116,9 +118,9 @@ class Plan:
             client, target_options = data.get("client", {}), data.get("target_options", {})
             if not isinstance(client, dict) or not isinstance(target_options, dict):
                 raise ValueError("'client' and 'target_options' must be tables")
-            return cls(
-                clients, int(data.get("seed", 0)), str(data.get("name", "random")), faults, client, target_options
-            )
+            nemesis = check_nemesis(data.get("nemesis", []))
+            name = str(data.get("name", "random"))
+            return cls(clients, int(data.get("seed", 0)), name, faults, client, target_options, nemesis)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"missing or malformed field {exc}") from exc
 
@@ -172,6 +174,27 @@ TRICKY = [
     "%s %d {0}",
     "\\N back\\slash",
 ]
+
+
+#: What a nemesis step may do, and the field each needs besides "at".
+NEMESIS_ACTIONS = {"kill-restart": None, "stop-restart": "method", "stop": "method", "lock": "seconds"}
+
+
+def check_nemesis(steps: Any) -> list[dict[str, Any]]:
+    """``steps`` if they are a valid nemesis schedule; ValueError naming what is wrong otherwise."""
+    if not isinstance(steps, list):
+        raise ValueError("'nemesis' must be a list of steps")
+    for step in steps:
+        if not isinstance(step, dict) or step.get("action") not in NEMESIS_ACTIONS:
+            raise ValueError(f"nemesis step {step!r}: 'action' must be one of {', '.join(NEMESIS_ACTIONS)}")
+        if not isinstance(step.get("at"), (int, float)) or step["at"] < 0:
+            raise ValueError(f"nemesis step {step!r}: 'at' must be seconds from the start")
+        need = NEMESIS_ACTIONS[step["action"]]
+        if need == "method" and not isinstance(step.get("method"), str):
+            raise ValueError(f"nemesis step {step!r}: 'method' (sigint, sigterm, stdin-newline, ...) is required")
+        if need == "seconds" and not (isinstance(step.get("seconds"), (int, float)) and step["seconds"] > 0):
+            raise ValueError(f"nemesis step {step!r}: 'seconds' must be more than 0")
+    return steps
 
 
 def fit_utf8(text: str, max_bytes: int) -> str:

@@ -25,7 +25,7 @@ EXPRESSIBLE = {SEND, PAUSE, CLOSE, RESET, HALF_RESET, HALF_CLOSE, EXIT, RECONNEC
 
 def steps(plan: Plan) -> list[list[list[Any]]] | None:
     """The plan as plain steps per client, or None when the script cannot express it."""
-    if plan.faults:
+    if plan.faults or plan.nemesis:  # a fault needs the harness's proxy; a crash or a lock, its nemesis
         return None
     out = []
     for client in plan.clients:

@@ -216,7 +216,7 @@ class _Progress(threading.Thread):
 
 
 def settled(target: Target, plan: Plan, config: RunConfig, own_server: bool) -> tuple[Target, RunConfig]:
-    """The target and settings the plan asks for: its target options, its client options, pipelining, probe.
+    """The target and settings the plan asks for: target options, client options, pipelining, probe, nemesis.
 
     A plan carries them so that its replay is the same experiment as its first run.
     """
@@ -238,6 +238,10 @@ def settled(target: Target, plan: Plan, config: RunConfig, own_server: bool) -> 
         config = replace(config, pipelining=client["pipelining"])
     if "probe" in client:
         config = replace(config, probe=bool(client["probe"]))
+    if plan.nemesis and config.nemesis is None:
+        from harness import nemesis  # imported here: the nemesis acts through this module's NemesisContext
+
+        config = replace(config, nemesis=nemesis.schedule(plan.nemesis))
     return target, config
 
 

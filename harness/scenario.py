@@ -23,9 +23,10 @@ from harness.clients import Options
 from harness.history import Record, latencies
 from harness.index import RunIndex
 from harness.log import LogError, LogReader
+from harness.nemesis import stop_and_record as stop_and_record
 from harness.pbt import SearchOutcome
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan, Shape
-from harness.runner import LiveServer, NemesisContext, RunConfig, RunOutcome, record_stop, run_plan
+from harness.runner import LiveServer, RunConfig, RunOutcome, run_plan
 from harness.target import Target, TargetError
 
 SINGLE_SESSION_CLIENTS = 4  # clients per scenario for a target that serves one session, then exits
@@ -321,17 +322,6 @@ def events(outcome: RunOutcome, f: str) -> list[Record]:
 # ---------------------------------------------------------------------------
 # What a stopped server left behind
 # ---------------------------------------------------------------------------
-
-
-def stop_and_record(n: NemesisContext, method: str) -> None:
-    """Stop the server by ``method`` and record everything invariant 9 needs."""
-    srv = n.live.run
-    assert srv is not None
-    n.event("stop", window="shutdown", phase="start", method=method)
-    n.live.held = True  # a single-session target must stay down, not start for the next session
-    record_stop(n.history, srv, method, n.stop_tracebacks)
-    n.event("stop", window="shutdown", phase="end", method=method)
-    n.server_down = True
 
 
 @scenario_check("still-stored")

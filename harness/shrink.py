@@ -2,7 +2,7 @@
 
 Hypothesis shrinks the choices a plan was drawn from; this shrinks the plan itself, in the order
 that removes the most per live run: whole clients (delta debugging: halves, then quarters, ...),
-fault steps, operations, pauses and start offsets (to zero), then texts (halved, then trimmed). A candidate is
+fault and nemesis steps, operations, pauses and start offsets (to zero), then texts (halved, then trimmed). A candidate is
 kept only if it still fails *the same way* — an anomaly of a kind the original failure had — in
 ``need`` of at most ``tries`` runs, so a flaky failure cannot shrink into a plan that rarely fails.
 Every run goes through ``fails``, which the caller binds to a live server; this module has no
@@ -75,6 +75,8 @@ def candidates(plan: Plan) -> Iterator[Plan]:
     """Smaller plans, biggest cuts first."""
     yield from _drop_clients(plan)
     yield from _drop_faults(plan)
+    for i in range(len(plan.nemesis)):
+        yield replace(plan, nemesis=plan.nemesis[:i] + plan.nemesis[i + 1 :])
     yield from _drop_ops(plan)
     yield from _zero_times(plan)
     yield from _shorten_texts(plan)

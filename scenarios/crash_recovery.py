@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.checks import scenario_check
-from harness.history import INFO
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.runner import NemesisContext, RunOutcome, record_stop
+from harness.runner import RunOutcome
 from harness.scenario import (
     AnyTarget,
     Check,
@@ -18,43 +17,7 @@ from harness.scenario import (
     events,
     run,
 )
-from harness.target import PortTaken, TargetError, listening, port_free
 from scenarios.registry import register
-
-
-def kill_and_restart(n: NemesisContext, after: float, clean: str | None = None) -> None:
-    """After ``after`` seconds, stop the server (SIGKILL, or ``clean`` method) and start it again.
-
-    A clean stop is followed by an *immediate* restart (that is what ``restart`` tests); when it fails
-    because the port is still in TIME_WAIT, that is recorded and the server stays down (waiting a minute for
-    the port would add nothing to the finding).
-    """
-    if not n.wait(after):
-        return
-    srv = n.live.run
-    assert srv is not None
-    window = "restart" if clean else "crash"
-    n.event(clean or "kill", window=window, phase="start", method=clean or "SIGKILL")
-    if clean:
-        record_stop(n.history, srv, clean, n.stop_tracebacks)  # a polite stop is judged like any other
-    else:
-        srv.stop("kill")
-        n.history.add(INFO, "integrity", result=srv.integrity(), after="SIGKILL")
-    n.restarted = True
-    try:
-        n.live.restart(wait_port=not clean)
-    except PortTaken as exc:  # another program took the port: no verdict about the server from here on
-        n.history.add(INFO, "harness-error", error=str(exc))
-        n.live.held = True
-        n.server_down = True
-        return
-    except TargetError as exc:
-        lingering = not port_free(srv.host, srv.port) and not listening(srv.host, srv.port)
-        n.history.add(INFO, "server", event="restart-failed", error=str(exc), time_wait=lingering)
-        n.live.held = True
-        n.server_down = True
-        return
-    n.event("restarted", window=window, phase="end")
 
 
 class CrashRecovery(AnyTarget):
@@ -75,11 +38,12 @@ class CrashRecovery(AnyTarget):
             clients += [
                 ClientPlan([Op(SEND, "then quiet"), Op(PAUSE, seconds=2.0 + ctx.target.deadline)]) for _ in range(3)
             ]
-        plan = Plan(clients, seed=ctx.seed, name=self.name)
         how = ctx.target.stop if self.clean else None
+        step = {"at": 0.8, "action": "stop-restart", "method": how} if how else {"at": 0.8, "action": "kill-restart"}
+        plan = Plan(clients, seed=ctx.seed, name=self.name, nemesis=[step])
         # Testing an immediate restart: clients close as ordinary clients do, whatever TIME_WAIT that leaves.
         options = replace(ctx.config.options, reset_after_server_close=False) if self.clean else ctx.config.options
-        outcome = run(ctx, plan, self.name, nemesis=lambda n: kill_and_restart(n, 0.8, clean=how), options=options)
+        outcome = run(ctx, plan, self.name, options=options)
         return conclude(self, ctx, t0, [outcome], restart_checks(outcome, immediate=self.clean))
 
 

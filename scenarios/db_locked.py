@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import select
-import subprocess
-import sys
-
 from harness.history import FAIL, INVOKE, OK
 from harness.plan import Plan
-from harness.runner import NemesisContext
 from harness.scenario import (
     AnyTarget,
     Check,
@@ -22,24 +17,16 @@ from harness.scenario import (
 from harness.target import Target
 from scenarios.registry import register
 
-LOCKER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("ROLLBACK")
-"""
 BUSY = 1.0  # the server's own wait for a lock, when the target lets us set it
 PAST = 1.5  # the lock is held this long past the server's wait, so its writes really fail
 DEFAULT_BUSY = 5.0  # Python's sqlite3 waits this long for a lock unless told otherwise
 
 
-def hold_for(target: Target) -> tuple[Target, float]:
-    """The target to run (with a short busy timeout when it can be set) and how long to hold the lock."""
+def hold_for(target: Target) -> tuple[dict[str, float], float]:
+    """The target options to run with (a short busy timeout when it can be set) and how long to hold the lock."""
     if target.supports("busy_timeout"):
-        return target.with_option("busy_timeout", BUSY), BUSY + PAST
-    return target, (target.busy_timeout if target.busy_timeout is not None else DEFAULT_BUSY) + PAST
+        return {"busy_timeout": BUSY}, BUSY + PAST
+    return {}, (target.busy_timeout if target.busy_timeout is not None else DEFAULT_BUSY) + PAST
 
 
 class DbLocked(AnyTarget):
@@ -56,35 +43,15 @@ class DbLocked(AnyTarget):
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
         """Lock for HOLD seconds, then check answers during and acks after."""
         t0 = self.begin(ctx)
-        target, hold = hold_for(ctx.target)
+        options, hold = hold_for(ctx.target)
         busy = hold - PAST
-        window: dict[str, float] = {}
-
-        def nemesis(n: NemesisContext) -> None:
-            if not n.wait(0.5):
-                return
-            srv = n.live.run
-            assert srv is not None
-            locker = subprocess.Popen(
-                [sys.executable, "-c", LOCKER, str(srv.db_path), str(hold)], stdout=subprocess.PIPE
-            )
-            try:
-                assert locker.stdout is not None
-                if select.select([locker.stdout], [], [], 10)[0]:
-                    locker.stdout.readline()
-                window["start"] = n.history.now()
-                n.event("lock", window="db-locked", phase="start")
-                locker.wait(hold + 10)
-                window["end"] = n.history.now()
-                n.event("unlock", window="db-locked", phase="end")
-            finally:
-                locker.kill()
-                locker.wait(5)
-
         n = ctx.n(10)
         messages = int((hold + 3.0) / 0.1)  # chatting before, during and after the lock
-        plan = Plan(chatter(n, messages=messages, pause=0.1, rng=ctx.rng(self.name)), seed=ctx.seed, name=self.name)
-        outcome = run(ctx, plan, "locked", target=target, nemesis=nemesis)
+        clients = chatter(n, messages=messages, pause=0.1, rng=ctx.rng(self.name))
+        plan = Plan(clients, seed=ctx.seed, name=self.name, nemesis=[{"at": 0.5, "action": "lock", "seconds": hold}])
+        outcome = run(ctx, plan, "locked", target_options=options)
+        window = {r.get("event"): r.time for r in events(outcome, "nemesis") if r.get("event") in ("lock", "unlock")}
+        window = {"start": window["lock"], "end": window["unlock"]} if "unlock" in window else {}
         sends = events(outcome, "send")
         settled = {r.get("token") for r in sends if r.type in (OK, FAIL)}
         acked = {r.get("token") for r in sends if r.type == OK}

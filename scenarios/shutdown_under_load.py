@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.runner import NemesisContext
 from harness.scenario import (
     AnyTarget,
     Check,
@@ -13,7 +12,6 @@ from harness.scenario import (
     conclude,
     events,
     run,
-    stop_and_record,
 )
 from harness.target import Target
 from scenarios.registry import register
@@ -39,19 +37,15 @@ class ShutdownUnderLoad(AnyTarget):
         t0 = self.begin(ctx)
         runs, checks = [], []
         for method in (m for m in ctx.target.stops if m != "kill"):
-
-            def nemesis(n: NemesisContext, method: str = method) -> None:
-                if n.wait(STOP_AFTER):
-                    stop_and_record(n, method)
-
             # Chatty clients, and a few idle ones that are still connected when the stop comes.
             idle = [
                 ClientPlan([Op(SEND, "then quiet"), Op(PAUSE, seconds=STOP_AFTER + 2 * ctx.target.deadline)])
                 for _ in range(3)
             ]
             clients = chatter(ctx.n(20), messages=40, pause=0.05, rng=ctx.rng(method)) + idle
-            plan = Plan(clients, seed=ctx.seed, name=self.name)
-            outcome = run(ctx, plan, method, nemesis=nemesis)
+            stop = {"at": STOP_AFTER, "action": "stop", "method": method}
+            plan = Plan(clients, seed=ctx.seed, name=self.name, nemesis=[stop])
+            outcome = run(ctx, plan, method)
             runs.append(outcome)
             stopped = events(outcome, "shutdown")
             checks.append(

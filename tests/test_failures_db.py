@@ -41,11 +41,11 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_failing_plans_are_kept_and_rerun_until_fixed(tmp_path: Path) -> None:
     toml = target(tmp_path / "my-server.toml", BROKEN)
     proc = cli(
-        "run", "bad-input", "large-message", "crash-recovery", "--target", str(toml), "--seed", "2", cwd=tmp_path
+        "run", "bad-input", "crash-recovery", "server-down", "--target", str(toml), "--seed", "2", cwd=tmp_path
     )
     assert proc.returncode == 1, proc.stderr
     kept = sorted(p.name.split("-")[0] for p in (tmp_path / ".chat-harness" / "failures" / "my-server").glob("*.json"))
-    assert kept == ["bad", "large"]  # crash-recovery failed too, but its plan alone is not the experiment
+    assert kept == ["bad", "crash"]  # server-down failed too, but a plan does not describe all it does
     assert "replay --failures --target" in proc.stderr
 
     proc = cli("replay", "--failures", "--target", str(toml), cwd=tmp_path)

@@ -67,3 +67,28 @@ def test_a_plan_with_a_setting_the_harness_does_not_know_is_refused(tmp_path: Pa
     plan = Plan.from_dict({"clients": [{"ops": [{"kind": "send", "text": "x"}]}], "client": {"options": {"nope": 1}}})
     with pytest.raises(ValueError, match="unknown client setting"):
         run_plan(reference(), plan, tmp_path)
+
+
+def nemesis_events(history: Path) -> list[str]:
+    return [str(r.get("event")) for r in load_history(history) if r.f == "nemesis"]
+
+
+@pytest.mark.parametrize("name", ["crash-recovery", "restart", "shutdown-under-load", "db-locked"])
+def test_replaying_a_plan_does_what_the_nemesis_did(tmp_path: Path, name: str) -> None:
+    ctx = ScenarioContext(reference(), tmp_path / "first", 5, None, None, RunConfig())
+    first = run_scenario(scenarios()[name], ctx).runs[0]
+    saved = json.loads((first.rundir / "plan.json").read_text())
+    assert saved["nemesis"], saved
+    again = run_plan(reference(), Plan.load(first.rundir / "plan.json"), tmp_path / "replay", config=RunConfig())
+    before, after = nemesis_events(first.rundir / "history.jsonl"), nemesis_events(again.rundir / "history.jsonl")
+    assert before and before == after
+    assert again.result.valid is True  # the reference survives its replay as it survived the scenario
+
+
+def test_a_plan_with_a_malformed_nemesis_is_refused(tmp_path: Path) -> None:
+    data = {"clients": [{"ops": [{"kind": "send", "text": "x"}]}], "nemesis": [{"at": 1, "action": "explode"}]}
+    with pytest.raises(ValueError, match="'action' must be one of kill-restart"):
+        Plan.from_dict(data)
+    data["nemesis"] = [{"at": 1, "action": "stop"}]
+    with pytest.raises(ValueError, match="'method'"):
+        Plan.from_dict(data)
