@@ -40,9 +40,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_failing_plans_are_kept_and_rerun_until_fixed(tmp_path: Path) -> None:
     toml = target(tmp_path / "my-server.toml", BROKEN)
-    proc = cli(
-        "run", "bad-input", "crash-recovery", "server-down", "--target", str(toml), "--seed", "2", cwd=tmp_path
-    )
+    proc = cli("run", "bad-input", "crash-recovery", "server-down", "--target", str(toml), "--seed", "2", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     kept = sorted(p.name.split("-")[0] for p in (tmp_path / ".chat-harness" / "failures" / "my-server").glob("*.json"))
     assert kept == ["bad", "crash"]  # server-down failed too, but a plan does not describe all it does
