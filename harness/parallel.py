@@ -109,7 +109,8 @@ def _catch(signals: list[int]) -> dict[int, Any]:
         return {}
     previous: dict[int, Any] = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, lambda signum, frame: signals.append(signum))
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored (a background job): it stays ignored
+            previous[sig] = signal.signal(sig, lambda signum, frame: signals.append(signum))
     return previous
 
 

@@ -73,11 +73,17 @@ def test_a_broken_server_fails_side_by_side_as_it_does_alone(tmp_path: Path) -> 
     assert verdicts["1"] == verdicts["2"] == {"pipelined": ("invalid", True), "exit-word": ("invalid", True)}
 
 
+def ctrl_c_works() -> None:
+    """In the child: SIGINT as in a terminal (a test run in the background inherits it ignored, and so would the harness)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_side_by_side_run_stops_at_once_and_leaves_no_server(tmp_path: Path) -> None:
     harness = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "random", "slow-clients", "--jobs", "2", "--duration", "120",
          "--report-dir", "out"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_works,
     )  # fmt: skip
     try:
         histories = wait_for(
