@@ -90,6 +90,7 @@ def leftovers(marker: Path) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(DEADLINE + 90)
 @pytest.mark.parametrize(("mode", "verdict", "kinds", "note"), CASES)
 def test_a_hostile_server_gets_a_clear_verdict_and_leaves_nothing_behind(
     tmp_path: Path, mode: str, verdict: str, kinds: set[str], note: str

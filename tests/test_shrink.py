@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mutants.zoo import mutant
 
-from harness.pbt import search
+from harness.pbt import cut_down, failing_kinds
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.scenario import shape_for
+from harness.runner import LiveServer, run_plan
 from harness.shrink import reproduces, shrink
 
 
@@ -75,25 +75,24 @@ def test_a_flaky_failure_needs_two_of_three() -> None:
 
 
 @pytest.mark.slow
-def test_a_random_failure_against_a_real_server_shrinks_to_a_few_operations(tmp_path: Path) -> None:
-    target = mutant("ignore_ids").target()  # a resend after a reconnect is stored twice
-    found = search(
-        target,
-        tmp_path,
-        shape_for(target, max_clients=6),
-        seed=11,
-        max_examples=200,
-        budget=40,
-        shrink_budget=60,
-        reruns=2,
-    )
-    assert found.minimal is not None and found.first_failure is not None, "the search did not find the defect"
-    first, minimal = found.first_failure.plan, found.minimal.plan
+@pytest.mark.timeout(300)
+def test_a_bloated_failing_plan_against_a_real_server_is_cut_to_a_few_operations(tmp_path: Path) -> None:
+    target = mutant("drop_some").target()  # acknowledges every message, then deletes every third row
+    plan = noisy_plan(random.Random(5), clients=6, ops=6, culprit="boom")
+    live = LiveServer(target, tmp_path / "servers")
+    try:
+        failed = run_plan(target, plan, tmp_path / "first", server=live)
+        assert "lost" in failing_kinds(failed), failed.result.summary()
+        (tmp_path / "minimal").mkdir()
+        shrunk, smaller = cut_down(target, failed, tmp_path, live, None, time.monotonic() + 150)
+    finally:
+        live.close()
+    assert shrunk is not None and shrunk.accepted > 0 and smaller is not None
+    minimal = smaller.plan
     assert len(minimal.clients) <= 2 and sum(len(c.ops) for c in minimal.clients) <= 4, minimal.to_json()
-    assert minimal.size() < first.size() and found.shrunk is not None and found.shrunk.accepted > 0
+    assert not minimal.faults and plan.size() >= 5 * minimal.size()
     # One run, one story: the outcome the report shows is the run whose files are in minimal/.
-    assert found.minimal.rundir == tmp_path / "minimal"
+    assert smaller.rundir == tmp_path / "minimal"
     assert Plan.load(tmp_path / "minimal" / "plan.json").to_dict() == minimal.to_dict()
     run = json.loads((tmp_path / "minimal" / "history.jsonl").read_text().splitlines()[0])["value"]
-    assert run["run_id"] == found.minimal.run_id
-    assert "duplicate" in {a.kind for a in found.minimal.result.anomalies}
+    assert run["run_id"] == smaller.run_id and "lost" in failing_kinds(smaller)
