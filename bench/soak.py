@@ -34,6 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import ports  # noqa: E402
 from harness.checker import CheckResult  # noqa: E402
 from harness.history import INFO, latencies  # noqa: E402
 from harness.plan import (  # noqa: E402
@@ -81,17 +82,6 @@ FULL = Size(clients=1000, seconds=60.0, crashes=20, inputs=10_000, stops=50, har
 QUICK = Size(clients=100, seconds=5.0, crashes=5, inputs=1_000, stops=6, harness_runs=10)
 
 
-def rss_kb(pid: int) -> int | None:
-    """Resident memory of ``pid`` in kB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def lost_text(result: CheckResult) -> str:
     """Lost and duplicated counts of a checked run."""
     c = result.counts
@@ -136,12 +126,12 @@ def load(size: Size, work: Path, rng: random.Random) -> Row:
     """
     live = LiveServer(reference(), work / "load")
     srv = live.ensure()
-    samples: list[tuple[int | None, int | None]] = [(rss_kb(srv.pid), srv.threads())]
+    samples: list[tuple[int | None, int | None]] = [(srv.rss_kb(), srv.threads())]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.5):
-            samples.append((rss_kb(srv.pid), srv.threads()))
+            samples.append((srv.rss_kb(), srv.threads()))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -151,10 +141,10 @@ def load(size: Size, work: Path, rng: random.Random) -> Row:
         plan = Plan(wave(size.clients, size.seconds, rng, "load"), seed=1, name="soak-load")
         outcome = run_plan(live.target, plan, work / "load" / "run", server=live)
         wall = time.monotonic() - t0
-        ends.append((rss_kb(srv.pid), srv.threads()))
+        ends.append((srv.rss_kb(), srv.threads()))
         plan = Plan(wave(size.clients // 5, 5.0, rng, "again"), seed=2, name="soak-load-again")
         again = run_plan(live.target, plan, work / "load" / "again", server=live)
-        ends.append((rss_kb(srv.pid), srv.threads()))
+        ends.append((srv.rss_kb(), srv.threads()))
     finally:
         done.set()
         sampler.join(5)
@@ -347,15 +337,13 @@ def exposure(work: Path) -> Row:
     """Default bind, limits under a flood, parameterised SQL, escaped control characters in the server's log."""
     findings = []
     # The default host: start the server as a user would, with no --host.
-    srv = ServerRun(reference(), work / "exposure")
-    cmd = list(srv.target.command)
+    cmd = list(reference().command)
     i = cmd.index("--host")
     del cmd[i : i + 2]
-    srv.target = replace(srv.target, command=(*cmd, "--max-clients", "20", "--idle-timeout", "1", "--max-line", "1000"))
-    srv.host = "127.0.0.1"
-    srv.start()
+    limits = ("--max-clients", "20", "--idle-timeout", "1", "--max-line", "1000")
+    srv = ServerRun(replace(reference(), command=(*cmd, *limits)), work / "exposure").start()
     try:
-        bound = _bound_addresses(srv.port)
+        bound = {address for address, _ in ports.listeners(srv.port) or []}
         findings.append(("binds loopback only", bound == {"127.0.0.1"}, ", ".join(sorted(bound))))
         over = _connect_many(srv.port, 40)
         findings.append(("max clients 20 holds under 40", over == 20, f"{over} refused"))
@@ -383,19 +371,6 @@ def exposure(work: Path) -> Row:
     failed = [f"{name} ({why})" if why else name for name, ok, why in findings if not ok]
     done_text = "; ".join(name for name, ok, _ in findings if ok)
     return Row("exposure", done_text, "-", "valid" if not failed else "FAILED: " + "; ".join(failed), not failed)
-
-
-def _bound_addresses(port: int) -> set[str]:
-    """The local addresses sockets listen on for ``port`` (from /proc/net/tcp)."""
-    found = set()
-    for name in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
-                f = line.split()
-                addr, hexport = f[1].rsplit(":", 1)
-                if f[3] == "0A" and int(hexport, 16) == port:
-                    found.add(socket.inet_ntop(socket.AF_INET, bytes.fromhex(addr)[::-1]) if len(addr) == 8 else "::")
-    return found
 
 
 def _connect_many(port: int, n: int) -> int:
@@ -470,13 +445,11 @@ def harness_runs(size: Size, work: Path) -> Row:
 
     def children() -> list[str]:
         me = os.getpid()
-        found = []
-        for proc in Path("/proc").iterdir():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (proc / "stat").read_text()
-                if int(stat[stat.rindex(")") + 2 :].split()[1]) == me:
-                    found.append(proc.name)
-        return found
+        return [
+            proc.name
+            for proc in Path("/proc").iterdir()
+            if proc.name.isdigit() and (ports.stat(int(proc.name)) or (0,))[0] == me
+        ]
 
     main(["run", "exit-word", "--quiet", "--jobs", "1", "--report-dir", str(work / "warm")])  # imports, caches
     fds0, temps0, kids0 = fds(), temps(), children()

@@ -8,14 +8,18 @@ other one answers every connection, and whatever the checker says would be about
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 LISTEN = "0A"
 
 
-def listening_inodes(port: int) -> set[str] | None:
-    """Socket inodes in LISTEN state on ``port`` in this network namespace (None when /proc cannot tell)."""
-    found: set[str] = set()
+def listeners(port: int) -> list[tuple[str, str]] | None:
+    """(local address, socket inode) of every LISTEN socket on ``port`` in this network namespace.
+
+    None when /proc cannot tell.
+    """
+    found = []
     for name in ("tcp", "tcp6"):
         try:
             lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
@@ -23,9 +27,23 @@ def listening_inodes(port: int) -> set[str] | None:
             return None
         for line in lines:
             fields = line.split()
-            if len(fields) > 9 and fields[3] == LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found.add(fields[9])
+            if len(fields) > 9 and fields[3] == LISTEN:
+                address, hexport = fields[1].rsplit(":", 1)
+                if int(hexport, 16) == port:
+                    found.append((_address(address), fields[9]))
     return found
+
+
+def _address(hexaddr: str) -> str:
+    """A /proc/net/tcp address (little-endian hex words) as text."""
+    raw = b"".join(bytes.fromhex(hexaddr[i : i + 8])[::-1] for i in range(0, len(hexaddr), 8))
+    return socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+
+
+def listening_inodes(port: int) -> set[str] | None:
+    """Socket inodes in LISTEN state on ``port`` in this network namespace (None when /proc cannot tell)."""
+    found = listeners(port)
+    return None if found is None else {inode for _, inode in found}
 
 
 def holders(inodes: set[str]) -> list[int]:
@@ -49,7 +67,7 @@ def holders(inodes: set[str]) -> list[int]:
     return pids
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
+def stat(pid: int) -> tuple[int, int] | None:
     """(parent pid, session id) of ``pid``."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
@@ -65,10 +83,10 @@ def belongs_to(pid: int, root: int) -> bool:
     while pid > 1 and seen < 64:
         if pid == root:
             return True
-        stat = _stat(pid)
-        if stat is None:
+        found = stat(pid)
+        if found is None:
             return False
-        parent, session = stat
+        parent, session = found
         if session == root:
             return True
         pid, seen = parent, seen + 1

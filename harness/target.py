@@ -872,9 +872,17 @@ class ServerRun:
 
     def threads(self) -> int | None:
         """The server process's thread count now (None if unknown)."""
+        return self._status("Threads:")
+
+    def rss_kb(self) -> int | None:
+        """The server process's resident memory in kB now (None if unknown)."""
+        return self._status("VmRSS:")
+
+    def _status(self, field: str) -> int | None:
+        """A number from /proc/PID/status (None if unknown)."""
         try:
             for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("Threads:"):
+                if line.startswith(field):
                     return int(line.split()[1])
         except (OSError, ValueError):
             return None
