@@ -143,8 +143,8 @@ class Plan:
         path.write_text(self.to_json(), encoding="utf-8")
 
     def size(self) -> int:
-        """How big the plan is: clients, operations and fault steps."""
-        return len(self.clients) + sum(len(c.ops) for c in self.clients) + len(self.faults)
+        """How big the plan is: clients, operations, fault and nemesis steps."""
+        return len(self.clients) + sum(len(c.ops) for c in self.clients) + len(self.faults) + len(self.nemesis)
 
     @property
     def text_bytes(self) -> int:
@@ -245,6 +245,8 @@ class Shape:
     ack_safe: bool = False
     max_start: float = 0.3
     max_pause: float = 0.2
+    nemesis: tuple[str, ...] = ()  # the nemesis actions a plan may draw (harness/nemesis.py); none by default
+    stop_method: str = "sigterm"  # how a drawn "stop-restart" stops the server (the target's own way)
 
 
 def _ms(x: float) -> float:
@@ -331,9 +333,29 @@ def fault_schedules(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
+def nemesis_schedules(draw: st.DrawFn, actions: tuple[str, ...], stop_method: str = "sigterm") -> list[dict[str, Any]]:
+    """In one plan of three, one nemesis step among ``actions``, early enough to land while clients run.
+
+    A step whose time comes after the clients finished is not performed (the history then has no
+    nemesis record), and one at the very start meets no message yet, so the time is one of a few
+    within the first half second, when most drawn clients are connected and chatting.
+    """
+    if not actions or not draw(st.sampled_from([False, False, True])):  # shrinks towards no step
+        return []
+    action = draw(st.sampled_from(actions))
+    step: dict[str, Any] = {"at": draw(st.sampled_from([0.1, 0.2, 0.3, 0.4, 0.5])), "action": action}
+    if NEMESIS_ACTIONS[action] == "method":
+        step["method"] = stop_method
+    elif NEMESIS_ACTIONS[action] == "seconds":
+        step["seconds"] = draw(st.floats(0.1, 1.5).map(_ms))
+    return check_nemesis([step])
+
+
+@st.composite
 def plans(draw: st.DrawFn, shape: Shape = Shape()) -> Plan:
     """Whole plans within ``shape``."""
     clients = draw(st.lists(client_plans(shape), min_size=1, max_size=shape.max_clients))
     seed = draw(st.integers(0, 2**32 - 1))
     faults = draw(fault_schedules()) if shape.faults else []
-    return Plan(clients, seed, faults=faults)
+    nemesis = draw(nemesis_schedules(shape.nemesis, shape.stop_method))
+    return Plan(clients, seed, faults=faults, nemesis=nemesis)

@@ -310,8 +310,29 @@ def shape_for(target: Target, max_clients: int = 8, max_ops: int = 8) -> Shape:
             half_messages=framed,
             trickle=framed,
             faults=framed,  # a sliced or delayed stream looks like several messages without framing
+            nemesis=nemesis_for(target),
         )
-    return Shape(max_clients=max_clients, max_ops=max_ops, max_text=max(16, target.max_line - 64), faults=True)
+    return Shape(
+        max_clients=max_clients,
+        max_ops=max_ops,
+        max_text=max(16, target.max_line - 64),
+        faults=True,
+        nemesis=nemesis_for(target),
+        stop_method=target.stop,
+    )
+
+
+def nemesis_for(target: Target) -> tuple[str, ...]:
+    """The nemesis steps random plans may draw for ``target``.
+
+    A lock on the log suits any server. A stop or crash with a restart on the same port needs a
+    server that can bind it again at once: PFO1 servers mostly cannot (no SO_REUSEADDR), which the
+    restart and crash-recovery scenarios report; a fixed port would wait out TIME_WAIT; a server
+    serving one session is started again by the harness anyway.
+    """
+    if target.protocol == "pfo1" or target.fixed_port or target.single_session:
+        return ("lock",)
+    return ("kill-restart", "lock") if target.stop == "kill" else ("kill-restart", "stop-restart", "lock")
 
 
 def events(outcome: RunOutcome, f: str) -> list[Record]:

@@ -50,13 +50,15 @@ class CrashRecovery(AnyTarget):
 @scenario_check("restarted")
 def restart_checks(outcome: RunOutcome, immediate: bool = False) -> list[Check]:
     """Did the stop happen under load, and did the server come back (at once, when that is tested)?"""
-    restarted = events(outcome, "nemesis")
+    stops = [r.time for r in events(outcome, "nemesis") if r.get("phase") == "start"]
+    last_end = max((r.time for r in events(outcome, "conn-end")), default=0.0)
+    under_load = bool(stops) and min(stops) < last_end
     failed = [r for r in events(outcome, "server") if r.get("event") == "restart-failed"]
     checks = [
         Check(
             "the server was stopped under load",
-            bool(restarted) or None,
-            "" if restarted else "the clients finished first",
+            under_load or None,
+            "" if under_load else "the clients finished first",
         )
     ]
     if immediate:

@@ -26,7 +26,7 @@ from harness.wire import (
 SMALL = Shape(max_clients=4, max_ops=5, max_text=300)
 
 
-@given(plans(replace(SMALL, faults=True)))
+@given(plans(replace(SMALL, faults=True, nemesis=("kill-restart", "stop-restart", "lock"))))
 @settings(max_examples=30)
 def test_plans_round_trip_through_json(plan: Plan) -> None:
     again = Plan.from_dict(Plan.from_dict(plan.to_dict()).to_dict())
@@ -46,6 +46,20 @@ def test_plans_stay_within_their_shape(plan: Plan) -> None:
                 assert not re.search(r"[\x00-\x08\x0a-\x1f\x7f]", op.text)
             if op.kind == PAUSE:
                 assert 0 <= op.seconds <= SMALL.max_pause
+    assert not plan.nemesis  # a shape without nemesis actions draws none
+
+
+@given(plans(replace(SMALL, nemesis=("stop-restart", "lock"), stop_method="sigint")))
+@settings(max_examples=60)
+def test_drawn_nemesis_steps_are_valid_and_within_the_shape(plan: Plan) -> None:
+    assert len(plan.nemesis) <= 1
+    for step in plan.nemesis:
+        assert step["action"] in ("stop-restart", "lock") and 0 < step["at"] <= 0.5
+        if step["action"] == "stop-restart":
+            assert step["method"] == "sigint"
+        else:
+            assert 0.1 <= step["seconds"] <= 1.5
+    assert plan.size() == len(plan.clients) + sum(len(c.ops) for c in plan.clients) + len(plan.nemesis)
 
 
 @given(st.text(), st.integers(min_value=0, max_value=50))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,20 @@ def test_shrinking_reaches_the_true_minimum_of_a_deterministic_failure(clients: 
     assert sum(len(c.ops) for c in small.clients) == 1  # one send; the other client only needs to exist
     [op] = [op for c in small.clients for op in c.ops]
     assert op.text == "boom" and all(c.start == 0 for c in small.clients)
+
+
+def test_nemesis_steps_are_dropped_unless_the_failure_needs_them() -> None:
+    plan = noisy_plan(random.Random(5), 3, 2, "boom")
+    lock = {"at": 0.2, "action": "lock", "seconds": 0.5}
+    kill = {"at": 0.3, "action": "kill-restart"}
+
+    def needs_the_kill(p: Plan) -> set[str]:
+        return {"lost"} if kill in p.nemesis and any("boom" in op.text for c in p.clients for op in c.ops) else set()
+
+    out = shrink(replace(plan, nemesis=[lock, kill]), needs_the_kill, {"lost"}, time.monotonic() + 30, tries=1, need=1)
+    assert out.plan.nemesis == [kill] and len(out.plan.clients) == 1
+    out = shrink(replace(plan, nemesis=[lock, kill]), judge, {"lost"}, time.monotonic() + 30, tries=1, need=1)
+    assert out.plan.nemesis == []
 
 
 def test_a_different_failure_is_not_the_same_failure() -> None:
