@@ -1,13 +1,18 @@
-"""How far the harness scales: N concurrent simulated clients (default 2,000) against the reference server.
+"""How far the harness scales, and whether it is ever the bottleneck: three loads on one reference server.
 
-Each client connects, sends ``--messages`` messages closed-loop (waiting for each ack), then stays
-connected for ``--hold`` seconds so that all of them are connected at once, then closes. The
-server runs in its own process with the relay off by default (with it on, N clients mean N-1
-relayed copies of every message, which measures the relay rather than the harness; ``--relay``
-turns it on). Prints the time to connect every client, acknowledged messages per second, and the
-harness's own CPU time per message, all from one run, plus the run's verdict.
+1. raw: ``bench/load.py``'s closed-loop generator (one thread, ``selectors``, no checking) drives
+   the server for ``--seconds``: the rate the server itself sustains here.
+2. harness: the harness's simulated clients, the same number, closed-loop, every message recorded
+   in the history, audited against the log and judged by the checker: the rate the harness drives
+   and checks. ``ratio harness/raw`` is this over (1); target >= 0.8.
+3. scale: ``--clients`` (default 10,000) simulated clients connected at once, each sending
+   ``--messages`` messages: all connected, verdict valid.
 
-    python bench/harness_scale.py [--clients 2000] [--messages 5] [--hold 3] [--relay]
+The server runs in its own process with the relay off (with it on, N clients mean N-1 relayed
+copies of every message, which measures the relay rather than the harness). Harness CPU is this
+process's and its workers' (not the server's), per acknowledged message, measured around each run.
+
+    python bench/harness_scale.py [--clients 10000] [--messages 5] [--load-clients 200] [--workers N]
 """
 
 from __future__ import annotations
@@ -16,54 +21,103 @@ import argparse
 import resource
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from harness.clients import Options
 from harness.history import INVOKE, OK
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.runner import RunConfig, run_plan
+from harness.runner import LiveServer, RunConfig, RunOutcome, default_workers, run_plan
 from harness.target import reference
+
+sys.path.insert(0, str(Path(__file__).parent))
+import load  # bench/load.py, the raw generator
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (the workers; the server is reaped only at the end)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measured(live: LiveServer, plan: Plan, rundir: Path, workers: int) -> tuple[RunOutcome, float]:
+    """Run ``plan`` on the live server; the outcome and the harness CPU it took."""
+    config = RunConfig(
+        options=Options(connect_timeout=60.0, ack_timeout=60.0), resource_wait=10.0, workers=workers, probe=True
+    )
+    before = cpu_seconds()
+    outcome = run_plan(live.target, plan, rundir, server=live, config=config)
+    return outcome, cpu_seconds() - before
+
+
+def rate(outcome: RunOutcome, clients: int) -> tuple[int, float, float]:
+    """Acked messages of the plan's clients, their span in seconds, and the time until all had connected."""
+    records = outcome.records
+    run = next(r for r in records if r.f == "run")
+    connects = [r.time for r in records if r.f == "connect" and r.type == OK and r.client < clients]
+    invokes = [r.time for r in records if r.f == "send" and r.type == INVOKE and r.client < clients]
+    acks = [r.time for r in records if r.f == "send" and r.type == OK and r.client < clients]
+    span = max(acks) - min(invokes) if acks else float("nan")
+    connected = max(connects) - run.time if len(connects) == clients else float("nan")
+    return len(acks), span, connected
 
 
 def main() -> int:
-    """Run the load and print the figures."""
+    """Run the three loads and print the figures, the ratio last."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--clients", type=int, default=2000)
-    ap.add_argument("--messages", type=int, default=5)
-    ap.add_argument("--hold", type=float, default=3.0)
-    ap.add_argument("--relay", action="store_true", help="leave the server's relay on")
+    ap.add_argument("--clients", type=int, default=10_000, help="simulated clients connected at once (scale)")
+    ap.add_argument("--messages", type=int, default=5, help="messages per client in the scale run")
+    ap.add_argument("--load-clients", type=int, default=200, help="closed-loop clients in the raw and harness runs")
+    ap.add_argument("--load-messages", type=int, default=100, help="messages per client in the harness run")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of the raw run")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="processes for the simulated clients")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < a.clients * 2 + 100:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, a.clients * 2 + 1000), hard))
-    target = reference() if a.relay else replace(reference().with_args("--no-relay"), relay="none")
-    ops = [Op(SEND, f"message {i} from a simulated client") for i in range(a.messages)] + [Op(PAUSE, seconds=a.hold)]
-    plan = Plan([ClientPlan(ops) for _ in range(a.clients)], seed=1, name="scale")
-    config = RunConfig(options=Options(connect_timeout=30.0, ack_timeout=30.0), resource_wait=10.0)
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    need = a.clients + 1000
+    if soft < need:
+        if hard < need:
+            print(f"ulimit -n is {soft} (hard {hard}): {a.clients} clients need {need}; raise the hard limit")
+            return 2
+        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+        print(f"raised ulimit -n from {soft} to {need} (hard limit {hard})")
+    target = replace(reference().with_args("--no-relay", "--max-clients", str(a.clients + 100)), relay="none")
     with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_plan(target, plan, Path(tmp) / "run", config=config)
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    user, system = ru1.ru_utime - ru0.ru_utime, ru1.ru_stime - ru0.ru_stime
-    cpu = user + system
-    records = outcome.records
-    run = next(r for r in records if r.f == "run")
-    connects = [r.time for r in records if r.f == "connect" and r.type == OK and r.client < a.clients]
-    invokes = [r.time for r in records if r.f == "send" and r.type == INVOKE and r.client < a.clients]
-    acks = [r.time for r in records if r.f == "send" and r.type == OK and r.client < a.clients]
-    start = run.time
-    span = max(acks) - min(invokes) if acks else float("nan")
-    print(f"clients: {a.clients} (relay {'on' if a.relay else 'off'}), {a.messages} closed-loop messages each")
-    print(f"connected: {len(connects)}/{a.clients}; all connected {max(connects) - start:.2f} s after the start")
-    print(f"acknowledged: {len(acks)}/{a.clients * a.messages} in {span:.2f} s = {len(acks) / span:.0f} messages/s")
-    per = 1e6 / max(1, len(acks))
-    print(
-        f"harness CPU: {cpu:.1f} s for the whole run = {cpu * per:.0f} us per message "
-        f"({user * per:.0f} us in Python, {system * per:.0f} us in the kernel: loopback TCP, connects, closes)"
-    )
-    print(f"verdict: {outcome.result.summary()}")
-    return 0 if outcome.result.valid else 1
+        live = LiveServer(target, Path(tmp) / "server")
+        try:
+            srv = live.ensure()
+            raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, 64)
+            raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
+            print(f"raw (bench/load.py): {a.load_clients} clients, {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms")
+
+            text = "message from a simulated client, about as long as load.py's"
+            plan = Plan([ClientPlan([Op(SEND, text)] * a.load_messages) for _ in range(a.load_clients)], 1, "rate")
+            started = time.monotonic()
+            outcome, cpu = measured(live, plan, Path(tmp) / "rate", 1)
+            acked, span, _ = rate(outcome, a.load_clients)
+            harness_rate = acked / span
+            valid = outcome.result.valid is True
+            print(
+                f"harness: {a.load_clients} clients x {a.load_messages}, {acked:,} acked in {span:.2f} s ="
+                f" {harness_rate:,.0f} messages/s recorded and checked; CPU {cpu * 1e6 / max(1, acked):.0f} us per"
+                f" message (whole run: {time.monotonic() - started:.1f} s); verdict {outcome.result.summary()}"
+            )
+
+            ops = [Op(SEND, f"message {i} from a simulated client") for i in range(a.messages)] + [Op(PAUSE, seconds=3)]
+            big = Plan([ClientPlan(list(ops)) for _ in range(a.clients)], 1, "scale")
+            workers = max(1, min(a.workers, a.clients // 1000))
+            outcome, cpu = measured(live, big, Path(tmp) / "scale", a.workers)
+            acked, span, connected = rate(outcome, a.clients)
+            print(
+                f"scale: {a.clients:,} clients ({workers} worker process(es)), all connected {connected:.2f} s after the"
+                f" start, {acked:,}/{a.clients * a.messages:,} acked in {span:.2f} s = {acked / span:,.0f} messages/s;"
+                f" CPU {cpu * 1e6 / max(1, acked):.0f} us per message; verdict {outcome.result.summary()}"
+            )
+            valid = valid and outcome.result.valid is True
+        finally:
+            live.close()
+    print(f"ratio harness/raw = {harness_rate / raw_rate:.2f}")
+    return 0 if valid else 1
 
 
 if __name__ == "__main__":

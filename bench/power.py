@@ -207,9 +207,10 @@ def hunt(zoo: list, seed: int, reruns: int) -> None:  # type: ignore[type-arg]
 
 
 def size(plan: Plan) -> str:
-    """Clients, operations, fault steps and text bytes of a plan."""
+    """Clients, operations, fault steps, nemesis steps (named) and text bytes of a plan."""
     ops = sum(len(c.ops) for c in plan.clients)
-    return f"{len(plan.clients)}c/{ops}op/{len(plan.faults)}f/{plan.text_bytes}B"
+    nemesis = "+".join(str(s["action"]) for s in plan.nemesis) or "0n"
+    return f"{len(plan.clients)}c/{ops}op/{len(plan.faults)}f/{nemesis}/{plan.text_bytes}B"
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from harness.doctor import Diagnosis
 from harness.history import History
 from harness.log import LogError, LogReader
 from harness.plan import Plan
-from harness.runner import RunConfig, run_plan
+from harness.runner import MIN_CLIENTS_PER_WORKER, RunConfig, default_workers, run_plan
 from harness.scenario import Scenario, ScenarioContext, ScenarioResult, run_scenario
 from harness.target import Target, TargetError, install_sigterm_cleanup, kill_all, load_target, set_status
 
@@ -100,7 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = report_dir / run_id
     progress = Progress(args.quiet)
     set_status(progress.say)
-    RunConfig(progress=progress.history)
+    workers = args.workers if args.workers is not None else default_workers()
+    if workers < 1:
+        raise ValueError(f"--workers must be 1 or more, not {workers}")
     progress.line(f"chat-harness: run {run_id}, target {target.name}, seed {seed}, scenarios {', '.join(names)}")
     isolated = isolation_mode(target, args.isolate)
     jobs = jobs_for(args.jobs, target, isolated, progress)
@@ -126,6 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "clients": args.clients,
                 "duration": args.duration,
                 "quiet": args.quiet or jobs > 1,
+                "workers": workers,
             }
         )
     todo = [s for s in slots if isinstance(s, dict)]
@@ -252,7 +255,7 @@ def run_job(job: dict[str, Any], mode: str | None, progress: Progress | None = N
         int(job["seed"]),
         job["clients"],
         job["duration"],
-        RunConfig(progress=progress.history),
+        RunConfig(progress=progress.history, workers=int(job.get("workers", 1))),
         say=progress.say,
     )
     result = run_scenario(scenario, ctx)
@@ -455,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"scenarios at a time, each in its own process (default {parallel.default_jobs()}: twice the CPUs;"
         " 1: one after another in this process)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        help=f"processes driving the simulated clients of a run (default {default_workers()}: the CPUs; used"
+        f" only for runs of at least {MIN_CLIENTS_PER_WORKER} clients per worker)",
     )
     common(run)
     run.set_defaults(func=cmd_run)

@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -77,6 +77,16 @@ class History:
                     f'"client":{client},"conn":{conn},"value":{value_json}}}\n'
                 )
             return rec
+
+    def merge(self, records: Iterable[Record]) -> None:
+        """Take in records made elsewhere on this history's clock (a worker's shard): all in time order, renumbered."""
+        with self._lock:
+            merged = sorted([*self.records, *records], key=lambda r: r.time)  # stable: each source keeps its order
+            self.records = [replace(r, index=i) for i, r in enumerate(merged)]
+            if self._out is not None:
+                self._out.seek(0)
+                self._out.truncate()
+                self._out.writelines(r.to_json() + "\n" for r in self.records)
 
     def flush(self) -> None:
         """Push buffered lines to the file."""

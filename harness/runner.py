@@ -6,6 +6,7 @@ The plan is written to the run directory before anything runs, so even a hard ki
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
@@ -17,13 +18,14 @@ from typing import Any
 from harness import wire as wires
 from harness.audit import Auditor
 from harness.checker import CheckResult, judge
-from harness.clients import Context, Options, SimClient, execute
+from harness.clients import Context, Options, SimClient, drive, execute
 from harness.faults import FaultProxy, parse_schedule, run_schedule
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
 from harness.plan import SEND, ClientPlan, Op, Plan
 from harness.target import ServerRun, StopResult, Target, describe_fds
+from harness.workers import drive_sharded
 
 
 @dataclass
@@ -42,6 +44,22 @@ class RunConfig:
     nemesis: Callable[[NemesisContext], None] | None = None
     proxy: bool = False  # put the fault proxy between clients and server even with no faults scheduled
     pipelining: bool | None = None  # force pipelined sends on or off (None: what the wire allows)
+    workers: int = 1  # processes driving the clients, for runs of MIN_CLIENTS_PER_WORKER clients per worker
+
+
+MIN_CLIENTS_PER_WORKER = 1000  # below this one event loop keeps up, and a worker's start (~0.3 s) is not worth it
+
+
+def default_workers() -> int:
+    """Worker processes for big runs by default: one per CPU."""
+    return os.cpu_count() or 1
+
+
+def workers_for(plan: Plan, config: RunConfig, proxied: bool, single: bool) -> int:
+    """How many processes should drive ``plan``'s clients: 1 unless it is big and nothing needs them here."""
+    if proxied or single:  # the fault proxy and the single-session gate live in this process
+        return 1
+    return max(1, min(config.workers, len(plan.clients) // MIN_CLIENTS_PER_WORKER))
 
 
 @dataclass
@@ -343,7 +361,13 @@ def run_plan(
         try:
             for helper in helpers:
                 helper.start()
-            stuck = execute(plan, ctx, config.client_timeout)
+            workers = workers_for(plan, config, proxy is not None, single)
+            if workers > 1:
+                audit = (srv.db_path, target.log, baseline) if auditor is not None else None
+                stuck = drive_sharded(plan.clients, ctx, workers, rundir / "shards", config.client_timeout, audit)
+                history.add(INFO, "workers", processes=workers)
+            else:
+                stuck = execute(plan, ctx, config.client_timeout)
         finally:
             nctx.clients_done.set()
             for helper in helpers:
@@ -443,8 +467,7 @@ def warm_up(srv: ServerRun, target: Target) -> None:
     (a pool thread, the log's WAL files) counts as baseline, not as a leak."""
     quiet_port = Options(reset_after_server_close=target.fixed_port)  # no TIME_WAIT for the next start
     ctx = Context(srv.host, srv.port, wires.for_target(target), History(), "0" * RUN_ID_LEN, quiet_port)
-    ctx.t0 = time.monotonic()
-    SimClient(0, ClientPlan([Op(SEND, "warm-up")]), ctx).run()
+    drive([SimClient(0, ClientPlan([Op(SEND, "warm-up")]), ctx)], ctx)
     srv.warmed = True
 
 
@@ -452,9 +475,7 @@ def probe(ctx: Context, index: int) -> bool:
     """Liveness: a fresh client connects, sends one message and must get an answer."""
     h = ctx.history
     h.add(INVOKE, "probe", index)
-    client = SimClient(index, ClientPlan([Op(SEND, "probe")]), ctx)
-    ctx.t0 = time.monotonic()
-    client.run()
+    drive([SimClient(index, ClientPlan([Op(SEND, "probe")]), ctx)], ctx)
     sends = [r for r in h.records if r.f == "send" and r.client == index]
     if any(r.type == OK for r in sends):
         h.add(OK, "probe", index)
