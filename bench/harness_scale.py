@@ -5,8 +5,9 @@
 2. harness: the harness's simulated clients, the same number, closed-loop, every message recorded
    in the history, audited against the log and judged by the checker: the rate the harness drives
    and checks. ``ratio harness/raw`` is this over (1); target >= 0.8.
-3. scale: ``--clients`` (default 10,000) simulated clients connected at once, each sending
-   ``--messages`` messages: all connected, verdict valid.
+3. scale: ``--clients`` (default 10,000) simulated clients, started at ``--spawn-rate`` a second,
+   each sending ``--messages`` messages and then staying connected until every one has connected:
+   all connected at once, verdict valid.
 
 The server runs in its own process with the relay off (with it on, N clients mean N-1 relayed
 copies of every message, which measures the relay rather than the harness). Harness CPU is this
@@ -59,7 +60,11 @@ def rate(outcome: RunOutcome, clients: int) -> tuple[int, float, float]:
     invokes = [r.time for r in records if r.f == "send" and r.type == INVOKE and r.client < clients]
     acks = [r.time for r in records if r.f == "send" and r.type == OK and r.client < clients]
     span = max(acks) - min(invokes) if acks else float("nan")
-    connected = max(connects) - run.time if len(connects) == clients else float("nan")
+    connected = (
+        max(connects) - run.time
+        if len({r.client for r in records if r.f == "connect" and r.type == OK and r.client < clients}) == clients
+        else float("nan")
+    )
     return len(acks), span, connected
 
 
@@ -72,6 +77,7 @@ def main() -> int:
     ap.add_argument("--load-messages", type=int, default=100, help="messages per client in the harness run")
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the raw run")
     ap.add_argument("--workers", type=int, default=default_workers(), help="processes for the simulated clients")
+    ap.add_argument("--spawn-rate", type=float, default=1000.0, help="clients started per second in the scale run")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.clients + 1000
@@ -88,7 +94,9 @@ def main() -> int:
             srv = live.ensure()
             raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, 64)
             raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
-            print(f"raw (bench/load.py): {a.load_clients} clients, {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms")
+            print(
+                f"raw (bench/load.py): {a.load_clients} clients, {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms"
+            )
 
             text = "message from a simulated client, about as long as load.py's"
             plan = Plan([ClientPlan([Op(SEND, text)] * a.load_messages) for _ in range(a.load_clients)], 1, "rate")
@@ -103,11 +111,27 @@ def main() -> int:
                 f" message (whole run: {time.monotonic() - started:.1f} s); verdict {outcome.result.summary()}"
             )
 
-            ops = [Op(SEND, f"message {i} from a simulated client") for i in range(a.messages)] + [Op(PAUSE, seconds=3)]
-            big = Plan([ClientPlan(list(ops)) for _ in range(a.clients)], 1, "scale")
+            # Clients arrive at --spawn-rate a second (Locust's spawn rate): ten thousand SYNs at once would
+            # overflow the listen and SYN queues and measure the kernel's retransmission timers instead.
+            ramp = a.clients / a.spawn_rate
+            ops = [Op(SEND, f"message {i} from a simulated client") for i in range(a.messages)]
+            big = Plan(
+                [
+                    ClientPlan([*ops, Op(PAUSE, seconds=ramp + 3 - c / a.spawn_rate)], start=c / a.spawn_rate)
+                    for c in range(a.clients)
+                ],
+                1,
+                "scale",
+            )
             workers = max(1, min(a.workers, a.clients // 1000))
             outcome, cpu = measured(live, big, Path(tmp) / "scale", a.workers)
             acked, span, connected = rate(outcome, a.clients)
+            failed = sorted(
+                {r.client for r in outcome.records if r.f == "connect" and r.type == "fail" and r.client < a.clients}
+            )
+            if failed:
+                why = next(str(r.get("error")) for r in outcome.records if r.f == "connect" and r.type == "fail")
+                print(f"  {len(failed)} clients failed to connect at least once (first: {why})")
             print(
                 f"scale: {a.clients:,} clients ({workers} worker process(es)), all connected {connected:.2f} s after the"
                 f" start, {acked:,}/{a.clients * a.messages:,} acked in {span:.2f} s = {acked / span:,.0f} messages/s;"

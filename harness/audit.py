@@ -18,12 +18,20 @@ from harness.log import LogError, LogReader
 class Auditor:
     """A thread that audits acknowledgements against the log."""
 
-    def __init__(self, reader: LogReader, history: History, after: int, token_rate: float = 20.0) -> None:
-        """Audit rows above id ``after`` in ``reader``'s log, recording into ``history``."""
+    def __init__(
+        self, reader: LogReader, history: History, after: int, token_rate: float = 20.0, batch_every: float = 0.002
+    ) -> None:
+        """Audit rows above id ``after`` in ``reader``'s log, recording into ``history``.
+
+        Acks with a row id are audited at most every ``batch_every`` seconds, all of those that came
+        meanwhile in one query: one query per ack would cost more than the clients themselves.
+        """
         self.reader = reader
         self.history = history
         self.after = after
         self.token_rate = token_rate
+        self.batch_every = batch_every
+        self._last_row_audit = 0.0
         self._cond = threading.Condition()
         self._by_row: list[tuple[str, int, float, int, int]] = []
         self._by_token: list[tuple[str, float, int, int]] = []
@@ -59,11 +67,18 @@ class Auditor:
                 while True:
                     now = time.monotonic()
                     token_due = bool(self._by_token) and now - self._last_token_audit >= period
-                    if self._by_row or token_due or self._stopping:
+                    rows_due = bool(self._by_row) and now - self._last_row_audit >= self.batch_every
+                    if rows_due or token_due or self._stopping:
                         break
-                    wait = period - (now - self._last_token_audit) if self._by_token else 0.5
-                    self._cond.wait(max(0.001, wait))
+                    waits = [0.5]
+                    if self._by_token:
+                        waits.append(period - (now - self._last_token_audit))
+                    if self._by_row:
+                        waits.append(self.batch_every - (now - self._last_row_audit))
+                    self._cond.wait(max(0.0005, min(waits)))
                 by_row, self._by_row = self._by_row, []
+                if by_row:
+                    self._last_row_audit = now
                 token = None
                 if token_due:
                     token = self._by_token[-1]  # the newest: the one most likely to be uncommitted

@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        help=f"processes driving the simulated clients of a run (default {default_workers()}: the CPUs; used"
+        help=f"processes driving the simulated clients of a run (default {default_workers()}: half the CPUs; used"
         f" only for runs of at least {MIN_CLIENTS_PER_WORKER} clients per worker)",
     )
     common(run)

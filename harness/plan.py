@@ -95,8 +95,9 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        """Indented JSON."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
+        """JSON, indented for a person to read unless the plan is too big to read anyway (a load)."""
+        indent = 1 if self.size() <= READABLE_SIZE else None  # indenting takes json's slow pure-Python path
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -175,6 +176,8 @@ TRICKY = [
     "\\N back\\slash",
 ]
 
+
+READABLE_SIZE = 2000  # plans up to this size (clients + operations + steps) are written indented
 
 #: What a nemesis step may do, and the field each needs besides "at".
 NEMESIS_ACTIONS = {"kill-restart": None, "stop-restart": "method", "stop": "method", "lock": "seconds"}

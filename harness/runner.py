@@ -51,8 +51,12 @@ MIN_CLIENTS_PER_WORKER = 1000  # below this one event loop keeps up, and a worke
 
 
 def default_workers() -> int:
-    """Worker processes for big runs by default: one per CPU."""
-    return os.cpu_count() or 1
+    """Worker processes for big runs by default: half the CPUs, the other half left to the server under test.
+
+    Measured on 2 cores with 10,000 clients: one worker connected them all in 12.7 s and every
+    message was acknowledged; two workers starved the server (70 s, 38 clients not greeted in time).
+    """
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def workers_for(plan: Plan, config: RunConfig, proxied: bool, single: bool) -> int:

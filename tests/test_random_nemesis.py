@@ -47,7 +47,9 @@ def test_the_reference_stays_valid_while_drawn_crashes_stops_and_locks_land(tmp_
 def test_a_defect_only_a_restart_shows_is_found_through_a_drawn_step(tmp_path: Path) -> None:
     target = mutant("fresh_start").target()
     shape = shape_for(target, max_clients=20)
-    out = search(target, tmp_path / "with", shape, seed=1, max_examples=EXAMPLES, budget=BUDGET, shrink_budget=60, reruns=3)
+    out = search(
+        target, tmp_path / "with", shape, seed=1, max_examples=EXAMPLES, budget=BUDGET, shrink_budget=60, reruns=3
+    )
     assert out.valid is False
     assert out.minimal is not None and "lost" in {a.kind for a in out.minimal.result.anomalies}
     small = out.minimal.plan
@@ -55,6 +57,8 @@ def test_a_defect_only_a_restart_shows_is_found_through_a_drawn_step(tmp_path: P
     assert len(small.clients) <= 2 and sum(len(c.ops) for c in small.clients) <= 4
     assert out.reproduced >= 2
 
-    without = search(target, tmp_path / "without", replace(shape, nemesis=()), seed=1, max_examples=EXAMPLES, budget=BUDGET)
+    without = search(
+        target, tmp_path / "without", replace(shape, nemesis=()), seed=1, max_examples=EXAMPLES, budget=BUDGET
+    )
     assert without.valid is True and without.examples == EXAMPLES  # the drawn step is what finds it
     assert not performed(without.runs)
