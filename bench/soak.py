@@ -440,8 +440,11 @@ def harness_runs(size: Size, work: Path) -> Row:
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
+    private = work / "tmp"  # the runs' temp files go here, so other programs' (or tests') cannot be counted
+    private.mkdir(parents=True, exist_ok=True)
+
     def temps() -> set[str]:
-        return {p.name for p in Path(tempfile.gettempdir()).glob("chat-harness-*")}
+        return {p.name for p in private.iterdir()}
 
     def children() -> list[str]:
         me = os.getpid()
@@ -451,18 +454,22 @@ def harness_runs(size: Size, work: Path) -> Row:
             if proc.name.isdigit() and (ports.stat(int(proc.name)) or (0,))[0] == me
         ]
 
-    main(["run", "exit-word", "--quiet", "--jobs", "1", "--report-dir", str(work / "warm")])  # imports, caches
-    fds0, temps0, kids0 = fds(), temps(), children()
-    codes: dict[int, int] = {}
-    t0 = time.monotonic()
-    for k in range(size.harness_runs):
-        scenario = ["exit-word", "bad-input", "pipelined"][k % 3]
-        with contextlib.redirect_stderr(io.StringIO()):
-            code = main(
-                ["run", scenario, "--quiet", "--jobs", "1", "--seed", str(k), "--report-dir", str(work / "runs")]
-            )
-        codes[code] = codes.get(code, 0) + 1
-    wall = time.monotonic() - t0
+    saved, tempfile.tempdir = tempfile.tempdir, str(private)
+    try:
+        main(["run", "exit-word", "--quiet", "--jobs", "1", "--report-dir", str(work / "warm")])  # imports, caches
+        fds0, temps0, kids0 = fds(), temps(), children()
+        codes: dict[int, int] = {}
+        t0 = time.monotonic()
+        for k in range(size.harness_runs):
+            scenario = ["exit-word", "bad-input", "pipelined"][k % 3]
+            with contextlib.redirect_stderr(io.StringIO()):
+                code = main(
+                    ["run", scenario, "--quiet", "--jobs", "1", "--seed", str(k), "--report-dir", str(work / "runs")]
+                )
+            codes[code] = codes.get(code, 0) + 1
+        wall = time.monotonic() - t0
+    finally:
+        tempfile.tempdir = saved
     deadline = time.monotonic() + 5  # a child reaped a moment late is not a leftover
     while [k for k in children() if k not in kids0] and time.monotonic() < deadline:
         time.sleep(0.05)
