@@ -123,8 +123,8 @@ def main() -> int:
                 1,
                 "scale",
             )
-            workers = max(1, min(a.workers, a.clients // 1000))
             outcome, cpu = measured(live, big, Path(tmp) / "scale", a.workers)
+            workers = next((int(r.get("processes")) for r in outcome.records if r.f == "workers"), 1)
             acked, span, connected = rate(outcome, a.clients)
             failed = sorted(
                 {r.client for r in outcome.records if r.f == "connect" and r.type == "fail" and r.client < a.clients}

@@ -339,9 +339,9 @@ def fault_schedules(draw: st.DrawFn) -> list[dict[str, Any]]:
 def nemesis_schedules(draw: st.DrawFn, actions: tuple[str, ...], stop_method: str = "sigterm") -> list[dict[str, Any]]:
     """In one plan of three, one nemesis step among ``actions``, early enough to land while clients run.
 
-    A step whose time comes after the clients finished is not performed (the history then has no
-    nemesis record), and one at the very start meets no message yet, so the time is one of a few
-    within the first half second, when most drawn clients are connected and chatting.
+    A step at the very start meets no message yet, and one after the clients finished meets no
+    connection, so the time is one of a few within the first half second, when most drawn clients
+    are connected and chatting.
     """
     if not actions or not draw(st.sampled_from([False, False, True])):  # shrinks towards no step
         return []

@@ -61,26 +61,25 @@ def _work(shard: Shard, pipe: Connection) -> None:
     """In the worker: wait for the start time, drive the share, report the clients still running."""
     history = History(shard.path, start=shard.history_start)
     auditor = None
+    stuck: list[int] | None = None
     try:
-        if shard.audit is not None:
-            db, mapping, baseline = shard.audit
-            auditor = Auditor(LogReader(db, mapping), history, baseline).start()
-        ctx = Context(shard.host, shard.port, shard.wire, history, shard.run_id, shard.options, auditor)
-        ctx._conns = itertools.count((shard.number + 1) * CONNS_PER_WORKER)
-        clients = [SimClient(i, plan, ctx) for i, plan in shard.clients]
-        pipe.send("ready")
-        if not pipe.poll(START_TIMEOUT):
-            return
-        t0 = pipe.recv()
-        stuck = drive(clients, ctx, shard.timeout, t0=t0)
-        if auditor is not None:
-            auditor.stop()
-        history.close()  # every record on disk before the parent hears the result
-        pipe.send(stuck)
+        try:
+            if shard.audit is not None:
+                db, mapping, baseline = shard.audit
+                auditor = Auditor(LogReader(db, mapping), history, baseline).start()
+            ctx = Context(shard.host, shard.port, shard.wire, history, shard.run_id, shard.options, auditor)
+            ctx._conns = itertools.count((shard.number + 1) * CONNS_PER_WORKER)
+            clients = [SimClient(i, plan, ctx) for i, plan in shard.clients]
+            pipe.send("ready")
+            if pipe.poll(START_TIMEOUT):
+                stuck = drive(clients, ctx, shard.timeout, t0=pipe.recv())
+        finally:
+            if auditor is not None:
+                auditor.stop()
+            history.close()
+        if stuck is not None:  # every record is on disk before the parent hears the result
+            pipe.send(stuck)
     finally:
-        if auditor is not None:
-            auditor.stop()
-        history.close()
         pipe.close()
 
 
