@@ -2,8 +2,9 @@
 
 A server that acknowledges before it commits shows up here as an ``audit`` record with
 ``visible: false``: the checker's "ack before commit" anomaly. Acks that carry a row id are all
-audited in batches (one query per batch); acks without one (``pfo1``) are audited by token, at
-most ``token_rate`` per second, since that query scans the table.
+audited in batches (one query per batch); the rows a batch found, one ``audit`` record for all
+(``visible: true``, their ``rows`` and ``tokens``). Acks without one (``pfo1``) are audited by
+token, at most ``token_rate`` per second, since that query scans the table.
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ class Auditor:
     def acked(self, token: str, row: int | None, client: int, conn: int) -> None:
         """An ack for ``token`` (row ``row`` if the ack said so) was just received."""
         with self._cond:
+            idle = not (self._by_row or self._by_token)
             if row is not None:
                 self._by_row.append((token, row, self.history.now(), client, conn))
             else:
                 self._by_token.append((token, self.history.now(), client, conn))
-            self._cond.notify()
+            if idle:  # otherwise the auditor already sleeps until its next batch is due
+                self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Audit what is queued, then stop."""
@@ -99,18 +102,29 @@ class Auditor:
             self.history.add(INFO, "audit-error", error=str(exc))
             return
         checked = self.history.now()
-        for token, row, acked_at, client, conn in batch:
+        found = [item for item in batch if item[1] in visible]
+        if found:
             self.history.add(
                 INFO,
                 "audit",
-                client,
-                conn,
-                token=token,
-                row=row,
-                visible=row in visible,
-                acked_at=acked_at,
+                visible=True,
+                rows=[row for _, row, _, _, _ in found],
+                tokens=[token for token, _, _, _, _ in found],
                 checked_at=checked,
             )
+        for token, row, acked_at, client, conn in batch:
+            if row not in visible:
+                self.history.add(
+                    INFO,
+                    "audit",
+                    client,
+                    conn,
+                    token=token,
+                    row=row,
+                    visible=False,
+                    acked_at=acked_at,
+                    checked_at=checked,
+                )
 
     def _audit_token(self, item: tuple[str, float, int, int]) -> None:
         token, acked_at, client, conn = item

@@ -13,15 +13,16 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps() builds one per call
 TYPES = (INVOKE, OK, FAIL, INFO)
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One line of the history."""
 
@@ -35,7 +36,10 @@ class Record:
 
     def to_json(self) -> str:
         """One JSON line."""
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+        return (
+            f'{{"index":{self.index},"time":{self.time},"type":"{self.type}","f":"{self.f}",'
+            f'"client":{self.client},"conn":{self.conn},"value":{_ENCODE(self.value)}}}'
+        )
 
     @classmethod
     def from_json(cls, line: str) -> Record:
@@ -67,7 +71,7 @@ class History:
 
     def add(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> Record:
         """Append a record stamped now; return it."""
-        value_json = json.dumps(value, ensure_ascii=False, separators=(",", ":"))  # outside the lock
+        value_json = _ENCODE(value)  # outside the lock
         with self._lock:
             rec = Record(len(self.records), round(self.now(), 6), type, f, client, conn, value)
             self.records.append(rec)
