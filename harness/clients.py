@@ -132,6 +132,8 @@ class SimClient:
         self._holding_gate = False
         self._watched: int | None = None  # the descriptor the event loop watches for this client's reads
         self._waiter: asyncio.Future[bool] | None = None  # what a read in progress waits on
+        self._deadline = 0.0  # when the read in progress gives up (event loop time)
+        self._timer: asyncio.TimerHandle | None = None  # fires at or before ``_deadline``
 
     # -- plan execution ----------------------------------------------------------
 
@@ -447,7 +449,7 @@ class SimClient:
         assert s is not None
         wait = self.ctx.ack_timeout
         try:
-            await self.pump_until(time.monotonic() + wait, lambda: token not in s.outstanding or s.ended)
+            await self.pump_until(time.monotonic() + wait, lambda: token not in s.outstanding or s.ended, sent=True)
         except Broken as exc:
             self._finish(End.RESET, str(exc))
             return
@@ -570,12 +572,27 @@ class SimClient:
             self._unwatch()
             loop.add_reader(fd, self._on_readable, loop, fd)
             self._watched = fd
-        timer = loop.call_later(timeout, _settle, fut, False)
+        # One timer per client, kept across reads: most reads end with data long before their deadline,
+        # and deadlines mostly grow, so the timer is re-armed when it fires early rather than every read.
+        self._deadline = deadline = loop.time() + timeout
+        if self._timer is not None and self._timer.when() > deadline:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer, loop)
         try:
             return await fut
         finally:
-            timer.cancel()
             self._waiter = None
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        if self._waiter is None:
+            return
+        if loop.time() >= self._deadline:
+            _settle(self._waiter, False)
+        else:
+            self._timer = loop.call_at(self._deadline, self._on_timer, loop)
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         if self._waiter is not None:
@@ -586,14 +603,20 @@ class SimClient:
 
     def _unwatch(self) -> None:
         """Stop watching the socket (before it is closed: its descriptor number will be reused)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._watched is not None:
             asyncio.get_running_loop().remove_reader(self._watched)
             self._watched = None
 
     # -- reading -------------------------------------------------------------------------
 
-    async def pump_until(self, deadline: float, done: Callable[[], bool] | None = None) -> None:
-        """Read and handle replies until ``done()`` or the deadline; raise Broken if the connection breaks."""
+    async def pump_until(self, deadline: float, done: Callable[[], bool] | None = None, sent: bool = False) -> None:
+        """Read and handle replies until ``done()`` or the deadline; raise Broken if the connection breaks.
+
+        ``sent``: a message just went out, so its answer cannot be there yet: wait before reading.
+        """
         unwaited = 0  # reads in a row that found data without waiting
         while not (done is not None and done()):
             now = time.monotonic()
@@ -609,6 +632,11 @@ class SimClient:
             if unwaited >= FAIR_READS:  # a server that floods this client must not starve the others
                 unwaited = 0
                 await asyncio.sleep(0)
+            if sent:
+                sent = False
+                if not await self._readable(sock, wait) and s.holding:
+                    s.quiet()
+                continue
             try:
                 data = sock.recv(65536)
             except BlockingIOError:

@@ -10,6 +10,7 @@ server lifecycle) are ``info`` records. Records are appended from many threads a
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,18 @@ from typing import IO, Any
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps() builds one per call
+_SCALAR = {bool: lambda v: "true" if v else "false", int: str, type(None): lambda v: "null", str: encode_basestring}
+
+
+def encode_value(value: dict[str, Any]) -> str:
+    """The value as compact JSON; a flat dict of strings, ints, bools and None (most records) without json's setup."""
+    parts = []
+    for key, v in value.items():
+        enc = _SCALAR.get(type(v))
+        if enc is None or type(key) is not str:
+            return _ENCODE(value)  # floats (json spells inf and nan its own way), lists, dicts
+        parts.append(f"{encode_basestring(key)}:{enc(v)}")
+    return "{" + ",".join(parts) + "}"
 TYPES = (INVOKE, OK, FAIL, INFO)
 
 
@@ -38,7 +51,7 @@ class Record:
         """One JSON line."""
         return (
             f'{{"index":{self.index},"time":{self.time},"type":"{self.type}","f":"{self.f}",'
-            f'"client":{self.client},"conn":{self.conn},"value":{_ENCODE(self.value)}}}'
+            f'"client":{self.client},"conn":{self.conn},"value":{encode_value(self.value)}}}'
         )
 
     @classmethod
@@ -71,7 +84,7 @@ class History:
 
     def add(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> Record:
         """Append a record stamped now; return it."""
-        value_json = _ENCODE(value)  # outside the lock
+        value_json = encode_value(value)  # outside the lock
         with self._lock:
             rec = Record(len(self.records), round(self.now(), 6), type, f, client, conn, value)
             self.records.append(rec)

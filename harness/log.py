@@ -1,11 +1,13 @@
 """Read a target's SQLite message log through its mapping (path, table, id, content, timestamp).
 
-The checker never asks the server what it stored: it reads the file. Reads use a fresh
-connection in autocommit mode, so every query sees the latest committed state.
+The checker never asks the server what it stored: it reads the file. Reads run in autocommit
+mode, so every query sees the latest committed state, on a fresh connection each, or (``keep_open``,
+the auditor's many small queries) on one kept while the file at ``path`` stays the same file.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +19,10 @@ from harness.target import LogMapping
 
 class LogError(Exception):
     """The log cannot be read; the message says why."""
+
+
+class LogBusy(LogError):
+    """The log is locked by a writer (a query that may not wait for it)."""
 
 
 @dataclass(frozen=True)
@@ -31,11 +37,32 @@ class Row:
 class LogReader:
     """Queries against one log file."""
 
-    def __init__(self, path: Path, mapping: LogMapping, timeout: float = 5.0) -> None:
-        """Prepare to read ``path`` with ``mapping`` (the file may not exist yet)."""
+    def __init__(self, path: Path, mapping: LogMapping, timeout: float = 5.0, keep_open: bool = False) -> None:
+        """Prepare to read ``path`` with ``mapping`` (the file may not exist yet); ``close`` ends a kept connection."""
         self.path = path
         self.m = mapping
         self.timeout = timeout
+        self.keep_open = keep_open
+        self._kept: sqlite3.Connection | None = None
+        self._kept_file: tuple[int, int] | None = None  # (device, inode) of the file it was opened on
+
+    def close(self) -> None:
+        """Close the kept connection, if any."""
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = self._kept_file = None
+
+    def _connection(self) -> sqlite3.Connection:
+        """The kept connection, opened again when the file was replaced (a server that starts a new log)."""
+        try:
+            st = os.stat(self.path)
+        except OSError as exc:
+            self.close()
+            raise LogError(f"no database at {self.path}") from exc
+        if self._kept is None or self._kept_file != (st.st_dev, st.st_ino):
+            self.close()
+            self._kept, self._kept_file = self._connect(), (st.st_dev, st.st_ino)
+        return self._kept
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():
@@ -48,13 +75,16 @@ class LogReader:
             raise LogError(f"cannot open {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: Iterable[object] = ()) -> list[tuple[Any, ...]]:
-        conn = self._connect()
+        conn = self._connection() if self.keep_open else self._connect()
         try:
             return conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
-            raise LogError(f"cannot read table {self.m.table!r} of {self.path}: {exc}") from exc
+            self.close()
+            busy = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+            raise (LogBusy if busy else LogError)(f"cannot read table {self.m.table!r} of {self.path}: {exc}") from exc
         finally:
-            conn.close()
+            if not self.keep_open:
+                conn.close()
 
     def max_id(self) -> int:
         """The largest id in the log (0 when empty or when the table does not exist yet)."""

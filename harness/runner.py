@@ -324,7 +324,7 @@ def run_plan(
         wire = wires.for_target(target)
         if config.pipelining is not None:
             wire.pipelining = config.pipelining
-        auditor = Auditor(reader, history, baseline).start() if config.audit else None
+        auditor = Auditor(reader, history, baseline) if config.audit else None
         nctx = NemesisContext(live, target, history, threading.Event())
         helpers = []
         if config.nemesis is not None:

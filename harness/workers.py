@@ -66,7 +66,7 @@ def _work(shard: Shard, pipe: Connection) -> None:
         try:
             if shard.audit is not None:
                 db, mapping, baseline = shard.audit
-                auditor = Auditor(LogReader(db, mapping), history, baseline).start()
+                auditor = Auditor(LogReader(db, mapping), history, baseline)
             ctx = Context(shard.host, shard.port, shard.wire, history, shard.run_id, shard.options, auditor)
             ctx._conns = itertools.count((shard.number + 1) * CONNS_PER_WORKER)
             clients = [SimClient(i, plan, ctx) for i, plan in shard.clients]
