@@ -1,7 +1,8 @@
 """How far the harness scales, and whether it is ever the bottleneck: three loads on one reference server.
 
 1. raw: ``bench/load.py``'s closed-loop generator (one thread, ``selectors``, no checking) drives
-   the server for ``--seconds``: the rate the server itself sustains here.
+   the server for ``--seconds`` with the lines the harness sends (``/id CID TEXT``, as long): the
+   rate the server itself sustains here for that traffic.
 2. harness: the harness's simulated clients, the same number, closed-loop, every message recorded
    in the history, audited against the log and judged by the checker: the rate the harness drives
    and checks. ``ratio harness/raw`` is this over (1); target >= 0.8.
@@ -11,7 +12,9 @@
 
 The server runs in its own process with the relay off (with it on, N clients mean N-1 relayed
 copies of every message, which measures the relay rather than the harness). Harness CPU is this
-process's and its workers' (not the server's), per acknowledged message, measured around each run.
+process's and its workers' (not the server's), per acknowledged message, measured around each run;
+"checking" is the checker alone, timed again on the run's history and log, and "driving" the rest
+(clients, history, audit, server start and probe).
 
     python bench/harness_scale.py [--clients 10000] [--messages 5] [--load-clients 200] [--workers N]
 """
@@ -26,8 +29,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from harness.checker import check
 from harness.clients import Options
 from harness.history import INVOKE, OK
+from harness.log import LogReader
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
 from harness.runner import LiveServer, RunConfig, RunOutcome, default_workers, run_plan
 from harness.target import reference
@@ -50,6 +55,15 @@ def measured(live: LiveServer, plan: Plan, rundir: Path, workers: int) -> tuple[
     before = cpu_seconds()
     outcome = run_plan(live.target, plan, rundir, server=live, config=config)
     return outcome, cpu_seconds() - before
+
+
+def checker_cpu(outcome: RunOutcome, log: LogReader) -> float:
+    """CPU seconds the checker alone takes on the run's history and the log as it is now."""
+    run = next(r for r in outcome.records if r.f == "run")
+    rows = log.rows_after(int(run.get("baseline_id") or 0))
+    before = cpu_seconds()
+    check(outcome.records, rows)
+    return cpu_seconds() - before
 
 
 def rate(outcome: RunOutcome, clients: int) -> tuple[int, float, float]:
@@ -92,23 +106,32 @@ def main() -> int:
         live = LiveServer(target, Path(tmp) / "server")
         try:
             srv = live.ensure()
-            raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, 64)
+            text = "message from a simulated client, about as long as load.py's"
+            token = f"abcdef.{a.load_clients // 2}.{a.load_messages // 2}"  # a typical one
+            line = f"/id {token} [{token}] {text}\n"  # what the harness sends the reference
+            raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True)
             raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
             print(
                 f"raw (bench/load.py): {a.load_clients} clients, {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms"
             )
 
-            text = "message from a simulated client, about as long as load.py's"
             plan = Plan([ClientPlan([Op(SEND, text)] * a.load_messages) for _ in range(a.load_clients)], 1, "rate")
             started = time.monotonic()
             outcome, cpu = measured(live, plan, Path(tmp) / "rate", 1)
+            wall = time.monotonic() - started
             acked, span, _ = rate(outcome, a.load_clients)
             harness_rate = acked / span
             valid = outcome.result.valid is True
+            checking = checker_cpu(outcome, LogReader(srv.db_path, target.log))
             print(
                 f"harness: {a.load_clients} clients x {a.load_messages}, {acked:,} acked in {span:.2f} s ="
-                f" {harness_rate:,.0f} messages/s recorded and checked; CPU {cpu * 1e6 / max(1, acked):.0f} us per"
-                f" message (whole run: {time.monotonic() - started:.1f} s); verdict {outcome.result.summary()}"
+                f" {harness_rate:,.0f} messages/s recorded and checked (whole run: {wall:.1f} s);"
+                f" verdict {outcome.result.summary()}"
+            )
+            per = 1e6 / max(1, acked)
+            print(
+                f"harness CPU per message: {cpu * per:.0f} us for the whole run ="
+                f" {(cpu - checking) * per:.0f} us driving + {checking * per:.0f} us checking"
             )
 
             # Clients arrive at --spawn-rate a second (Locust's spawn rate): ten thousand SYNs at once would

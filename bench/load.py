@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import selectors
 import socket
 import statistics
@@ -26,12 +27,18 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
-def run(host: str, port: int, clients: int, warmup: float, duration: float, size: int) -> dict[str, object]:
-    """Drive the load and measure."""
+def run(
+    host: str, port: int, clients: int, warmup: float, duration: float, size: int, ids: bool = False
+) -> dict[str, object]:
+    """Drive the load and measure; with ``ids`` every line is ``/id CID TEXT`` (the reference's client ids)."""
     sel = selectors.DefaultSelector()
     conns: list[socket.socket] = []
     state: dict[int, list[object]] = {}
-    pad = "x" * max(0, size - 16)
+    pad = "x" * max(0, size - (30 if ids else 16))
+    tag = os.urandom(3).hex()  # client ids never repeat across runs (the server would answer "dup")
+
+    def message(fd: int, seq: int) -> bytes:
+        return (f"/id {tag}.{fd}.{seq} {fd} {seq} {pad}\n" if ids else f"{fd} {seq} {pad}\n").encode()
     try:
         for _ in range(clients):
             s = socket.create_connection((host, port), timeout=10)
@@ -45,7 +52,7 @@ def run(host: str, port: int, clients: int, warmup: float, duration: float, size
         for s in conns:
             st = state[s.fileno()]
             st[2] = time.monotonic()
-            s.sendall(f"{s.fileno()} 0 {pad}\n".encode())
+            s.sendall(message(s.fileno(), 0))
             sel.register(s, selectors.EVENT_READ)
         while True:
             now = time.monotonic()
@@ -71,7 +78,7 @@ def run(host: str, port: int, clients: int, warmup: float, duration: float, size
                         latencies.append(t - st[2])  # type: ignore[operator]
                     st[3] += 1  # type: ignore[operator]
                     st[2] = t
-                    s.sendall(f"{s.fileno()} {st[3]} {pad}\n".encode())
+                    s.sendall(message(s.fileno(), st[3]))  # type: ignore[arg-type]
         latencies.sort()
         return {
             "clients": clients,
@@ -97,8 +104,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--size", type=int, default=64, help="bytes per message")
+    ap.add_argument("--ids", action="store_true", help="send /id CID TEXT lines (the reference's client ids)")
     a = ap.parse_args()
-    print(json.dumps(run(a.host, a.port, a.clients, a.warmup, a.duration, a.size)))
+    print(json.dumps(run(a.host, a.port, a.clients, a.warmup, a.duration, a.size, a.ids)))
 
 
 if __name__ == "__main__":
