@@ -150,7 +150,8 @@ class RunIndex:
     def _messages(self) -> dict[str, Message]:
         out: dict[str, Message] = {}
         for rec in self.of("send"):
-            token = rec.get("token")
+            value = rec.value
+            token = value.get("token")
             if token is None:
                 continue
             m = out.get(token)
@@ -158,9 +159,9 @@ class RunIndex:
                 m = out[token] = Message(token, rec.client)
             if rec.type == INVOKE:
                 m.invokes.append(rec)
-                m.text = rec.get("text", m.text)
-                m.partial = m.partial or rec.get("partial") is not None
-                m.raw = m.raw or rec.get("raw") is not None
+                m.text = value.get("text", m.text)
+                m.partial = m.partial or value.get("partial") is not None
+                m.raw = m.raw or value.get("raw") is not None
             elif rec.type == OK:
                 m.oks.append(rec)
             elif rec.type == FAIL:

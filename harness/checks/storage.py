@@ -115,6 +115,8 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
         st = fr.of(m.token)
         if not st.stored:
             continue
+        if st.complete and not st.split and not m.partial and (len(st.pieces) <= 1 or st.whole):
+            continue  # the common case, decided before any evidence is gathered
         ev = {**m.about(), "rows": _rows(ix, st.rows)}
         if m.partial:
             j.add(
