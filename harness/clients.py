@@ -405,8 +405,10 @@ class SimClient:
         """Send messages in one write; wait for the last one's answer unless it is pipelined."""
         if self.plan.pacing:
             await self.pump_until(self.last_send + self.plan.pacing)
-        await self._settle()
-        if not await self._ensure():
+        s = self.s
+        if s is not None and s.settle_until:
+            await self._settle()
+        if (s is None or self.sock is None or s.ended or s.full) and not await self._ensure():
             return
         assert self.s is not None
         self.last_send = time.monotonic()
@@ -534,7 +536,13 @@ class SimClient:
     async def _sendall(self, data: bytes) -> None:
         """Write all of ``data`` within the I/O timeout (TimeoutError otherwise; OSError if it breaks)."""
         assert self.sock is not None
-        sock, view = self.sock, memoryview(data)
+        sock = self.sock
+        with contextlib.suppress(BlockingIOError):
+            sent = sock.send(data)
+            if sent == len(data):  # nearly always, at once
+                return
+            data = data[sent:]
+        view = memoryview(data)
         deadline = time.monotonic() + self.ctx.options.io_timeout
         while view:
             try:

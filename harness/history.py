@@ -86,7 +86,7 @@ class History:
         """Append a record stamped now; return it."""
         value_json = encode_value(value)  # outside the lock
         with self._lock:
-            rec = Record(len(self.records), round(self.now(), 6), type, f, client, conn, value)
+            rec = Record(len(self.records), round(time.monotonic() - self.start, 6), type, f, client, conn, value)
             self.records.append(rec)
             if self._out is not None:
                 self._out.write(

@@ -123,7 +123,8 @@ class Session:
 
     def send(self, batch: list[tuple[str, str]], resend: bool = False) -> bytes:
         """Record the sends in ``batch`` (token, text) and return the bytes that carry them."""
-        data = b"".join(self.wire.encode(text, token if self.wire.ids else None) for token, text in batch)
+        ids = self.wire.ids
+        data = b"".join([self.wire.encode(text, token if ids else None) for token, text in batch])
         for token, text in batch:
             self._rec(INVOKE, "send", token=token, text=text, resend=resend)
             self.outstanding[token] = text
