@@ -18,7 +18,7 @@ from harness.target import Target
 ACK, ERROR, RELAY, HELLO, BYE, OTHER = "ack", "error", "relay", "hello", "bye", "other"
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     """One thing the server said."""
 
@@ -99,11 +99,15 @@ _CHAT_ERROR = re.compile(r"ERROR (\S+)(?: cid=(\S+))?(?: (.*))?", re.DOTALL)
 
 def parse_chat_line(line: str) -> Reply:
     """Classify one line of the reference protocol."""
-    if m := _CHAT_ACK.fullmatch(line):
-        return Reply(ACK, line, row=int(m[2]), ts=m[1], cid=m[3], dup=bool(m[4]))
-    if m := _CHAT_RELAY.fullmatch(line):
-        return Reply(RELAY, line, row=int(m[2]), ts=m[3], sender=m[4], text=m[5], dup=m[1] == "HIST")
-    if m := _CHAT_ERROR.fullmatch(line):
+    # Each pattern starts with its own word, so the first one tried is the only one that can match.
+    if line.startswith("M"):
+        if line.startswith("MSG ") and (m := _CHAT_RELAY.fullmatch(line)):
+            return Reply(RELAY, line, row=int(m[2]), ts=m[3], sender=m[4], text=m[5], dup=False)
+        if m := _CHAT_ACK.fullmatch(line):
+            return Reply(ACK, line, row=int(m[2]), ts=m[1], cid=m[3], dup=bool(m[4]))
+    elif line.startswith("HIST ") and (m := _CHAT_RELAY.fullmatch(line)):
+        return Reply(RELAY, line, row=int(m[2]), ts=m[3], sender=m[4], text=m[5], dup=True)
+    elif m := _CHAT_ERROR.fullmatch(line):
         return Reply(ERROR, line, code=m[1], cid=m[2], text=m[3] or "")
     if line.startswith("HELLO "):
         return Reply(HELLO, line)

@@ -6,7 +6,7 @@ import zlib
 
 from harness.checks.base import MAX_EVIDENCE, NA, Judgement, invariant, row_dict
 from harness.ends import End
-from harness.index import Connection, RunIndex
+from harness.index import Connection, Message, RunIndex
 
 
 @invariant(7, "relay delivery", needs_log=True)
@@ -18,17 +18,20 @@ def relay_delivery(ix: RunIndex) -> Judgement:
         return j
     crc = {r.id: zlib.crc32((r.content or "").encode("utf-8")) for r in ix.rows}
     baseline = int(ix.settings.get("baseline_id", 0))
+    # The connection each message was sent on, when only one: it alone must not get the message back.
+    sender = {t: next(iter(cs)) for t, m in ix.messages.items() if len(cs := m.conns) == 1}
+    committed = _committed(ix)
     judged = 0
     for c in ix.conns.values():
         if c.record is None:
             continue
-        seen = _received(ix, c, crc, baseline, j)
+        seen = _received(ix, c, crc, baseline, sender, j)
         why = _not_judged(c)
         if why:
             j.skip(why)
             continue
         judged += 1
-        _missed(ix, c, seen, j)
+        _missed(ix, c, seen, committed, j)
     if not judged and j.status != "fail":
         j.status = NA  # no connection ended politely and untouched: nothing to judge
     return j
@@ -51,11 +54,14 @@ def _not_judged(c: Connection) -> str | None:
     return None
 
 
-def _received(ix: RunIndex, c: Connection, crc: dict[int, int], baseline: int, j: Judgement) -> set[int]:
+def _received(
+    ix: RunIndex, c: Connection, crc: dict[int, int], baseline: int, sender: dict[str, int], j: Judgement
+) -> set[int]:
     """Check what ``c`` received (twice, out of order, not in the log, other text, its own); return the row ids."""
     seen: set[int] = set()
     last = -1
     ev = {"client": c.client, "history": [c.record.index] if c.record else []}
+    others = ix.relay == "others"
     for row_id, checksum, token in ((int(x[0]), x[1], x[2]) for x in c.relays):
         if row_id <= baseline:
             continue
@@ -77,23 +83,33 @@ def _received(ix: RunIndex, c: Connection, crc: dict[int, int], baseline: int, j
             )
         # Only the connection that stored a message must not get it back; a message resent on
         # several connections may legitimately reach any of the others.
-        m = ix.messages.get(token) if token else None
-        if ix.relay == "others" and m is not None and m.conns == {c.conn}:
+        if others and token and sender.get(token) == c.conn:
             j.add("relay-to-sender", 7, f"connection {c.conn} received its own message {token}", token=token, **ev)
     return seen
 
 
-def _missed(ix: RunIndex, c: Connection, seen: set[int], j: Judgement) -> None:
-    assert c.hello is not None and c.end_at is not None
-    missed = []
+def _committed(ix: RunIndex) -> list[tuple[float, float, int, int, Message]]:
+    """Acked messages stored once, whole: (first send, first ack, row, client, message)."""
+    out = []
     for m in ix.messages.values():
-        if not m.oks or not m.invokes or (ix.relay == "others" and m.client == c.client):
+        if not m.oks or not m.invokes:
             continue
         whole = ix.framing.of(m.token).whole
-        if len(whole) != 1:
-            continue
-        if m.invokes[0].time > c.hello and m.oks[0].time < c.end_at and whole[0] not in seen:
-            missed.append((m, whole[0]))
+        if len(whole) == 1:
+            out.append((m.invokes[0].time, m.oks[0].time, whole[0], m.client, m))
+    return out
+
+
+def _missed(
+    ix: RunIndex, c: Connection, seen: set[int], committed: list[tuple[float, float, int, int, Message]], j: Judgement
+) -> None:
+    assert c.hello is not None and c.end_at is not None
+    hello, end_at, own = c.hello, c.end_at, c.client if ix.relay == "others" else None
+    missed = [
+        (m, row)
+        for sent_at, acked_at, row, client, m in committed
+        if sent_at > hello and acked_at < end_at and row not in seen and client != own
+    ]
     if missed:
         m, row = missed[0]
         j.add(
