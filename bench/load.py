@@ -39,6 +39,7 @@ def run(
 
     def message(fd: int, seq: int) -> bytes:
         return (f"/id {tag}.{fd}.{seq} {fd} {seq} {pad}\n" if ids else f"{fd} {seq} {pad}\n").encode()
+
     try:
         for _ in range(clients):
             s = socket.create_connection((host, port), timeout=10)

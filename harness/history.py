@@ -10,17 +10,22 @@ server lifecycle) are ``info`` records. Records are appended from many threads a
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, Any
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps() builds one per call
-_SCALAR = {bool: lambda v: "true" if v else "false", int: str, type(None): lambda v: "null", str: encode_basestring}
+_SCALAR: dict[type, Callable[[Any], str]] = {
+    bool: lambda v: "true" if v else "false",
+    int: str,
+    type(None): lambda v: "null",
+    str: encode_basestring,
+}
 
 
 def encode_value(value: dict[str, Any]) -> str:
@@ -32,6 +37,8 @@ def encode_value(value: dict[str, Any]) -> str:
             return _ENCODE(value)  # floats (json spells inf and nan its own way), lists, dicts
         parts.append(f"{encode_basestring(key)}:{enc(v)}")
     return "{" + ",".join(parts) + "}"
+
+
 TYPES = (INVOKE, OK, FAIL, INFO)
 
 

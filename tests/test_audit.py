@@ -1,0 +1,114 @@
+"""The auditor on the clients' event loop: it never stops the loop, waits out a locked log, and follows a replaced file."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from harness.audit import Auditor
+from harness.history import History, Record
+from harness.log import LogReader
+from harness.target import LogMapping
+
+
+def make_log(path: Path, rows: int, journal: str = "DELETE") -> None:
+    """A message log holding ids 1..rows."""
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA journal_mode={journal}")
+        db.execute("CREATE TABLE mensajes (id INTEGER PRIMARY KEY, contenido TEXT)")
+        db.executemany("INSERT INTO mensajes (id, contenido) VALUES (?, ?)", [(i, f"m{i}") for i in range(1, rows + 1)])
+    db.close()
+
+
+def audits(history: History) -> tuple[dict[int, bool], list[Record]]:
+    """Row -> visible, over every audit record; and the audit errors."""
+    seen: dict[int, bool] = {}
+    for r in history:
+        if r.f == "audit" and r.get("visible"):
+            seen.update(dict.fromkeys(r.get("rows"), True))
+        elif r.f == "audit":
+            seen[r.get("row")] = False
+    return seen, [r for r in history if r.f == "audit-error"]
+
+
+async def ticking_while(acks: list[tuple[str, int]], auditor: Auditor, seconds: float) -> int:
+    """Hand ``acks`` to the auditor, then count how often the loop gets to run in ``seconds``."""
+    for token, row in acks:
+        auditor.acked(token, row, 0, 0)
+    ticks = 0
+    end = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < end:
+        await asyncio.sleep(0.01)
+        ticks += 1
+    return ticks
+
+
+def test_a_locked_log_does_not_stop_the_loop_and_is_waited_out(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 3)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0, patience=10.0)
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN EXCLUSIVE")  # readers of a rollback-journal log must wait
+    writer.execute("INSERT INTO mensajes (id, contenido) VALUES (4, 'm4')")
+    release = threading.Timer(0.6, writer.execute, ("COMMIT",))
+    release.start()
+    try:
+        ticks = asyncio.run(ticking_while([("a", 2), ("b", 4)], auditor, 1.0))
+    finally:
+        release.join()
+        writer.close()
+    auditor.stop()
+    assert ticks >= 50  # the loop ran all along (a blocking query would have held it 0.6 s)
+    seen, errors = audits(history)
+    assert seen == {2: True, 4: True} and not errors  # both committed by the time the lock let go
+
+
+def test_rows_that_never_come_are_not_visible_and_a_lock_held_too_long_is_an_audit_error(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 3)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0, patience=0.3)
+    asyncio.run(ticking_while([("a", 3), ("b", 9)], auditor, 0.1))
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        asyncio.run(ticking_while([("c", 1)], auditor, 0.5))
+    finally:
+        writer.close()
+    auditor.stop()
+    seen, errors = audits(history)
+    assert seen == {3: True, 9: False}
+    assert len(errors) == 1 and "locked" in errors[0].get("error") and errors[0].get("acks") == 1
+
+
+def test_a_replaced_log_file_is_read_anew(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 5, journal="WAL")
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0)
+    asyncio.run(ticking_while([("a", 5)], auditor, 0.05))  # the kept connection is open on the first file
+    fresh = tmp_path / "new.db"
+    make_log(fresh, 2, journal="WAL")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    os.replace(fresh, db)  # a server that starts a new, empty log
+    asyncio.run(ticking_while([("b", 2), ("c", 4)], auditor, 0.05))
+    auditor.stop()
+    seen, errors = audits(history)
+    assert seen == {5: True, 2: True, 4: False} and not errors  # row 4 is only in the old file
+
+
+def test_acks_heard_outside_an_event_loop_are_audited_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 2)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0)
+    auditor.acked("a", 1, 0, 0)
+    assert audits(history)[0] == {1: True}
+    auditor.stop()
+    auditor.acked("b", 2, 0, 0)  # after the stop (the harness's probe): not audited
+    assert audits(history)[0] == {1: True}
