@@ -70,7 +70,7 @@ class Auditor:
                 return
             self._timer = loop.call_later(self.batch_every, self._tick, loop)
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
         """Audit what is still queued (waiting for a locked log, as long as ``patience``), then close the log.
 
         Call it once the event loop that heard the acks has ended.
@@ -112,51 +112,53 @@ class Auditor:
             self._timer = loop.call_later(wait, self._tick, loop)
 
     def _audit_rows(self) -> bool:
-        """Audit every queued row ack in one query; False if the log was locked and they stay queued (within ``patience``)."""
-        batch = self._by_row
+        """Audit the queued row acks in one query; False if the log was locked and some stay queued (within ``patience``)."""
+        left, found = self._by_row, set()
+        busy: LogBusy | None = None
         try:
-            visible = self.kept.visible_ids([row for _, row, _, _, _ in batch])
-            missing = [row for _, row, _, _, _ in batch if row not in visible]
-            if missing:  # asked again on a fresh connection: never judged by a connection that went stale
-                visible |= self.fresh.visible_ids(missing)
+            found = self.kept.visible_ids([row for _, row, _, _, _ in left])
+            left = [item for item in left if item[1] not in found]
+            if left:  # asked again on a fresh connection: never judged by a connection that went stale
+                found |= self.fresh.visible_ids([row for _, row, _, _, _ in left])
+                left = [item for item in left if item[1] not in found]
         except LogBusy as exc:
-            now = time.monotonic()
-            if self._busy_since is None:
-                self._busy_since = now
-            if now - self._busy_since < self.patience:
-                return False
-            self._by_row, self._busy_since = [], None
-            self.history.add(INFO, "audit-error", error=str(exc), acks=len(batch))
-            return True
+            busy = exc
         except LogError as exc:
             self._by_row, self._busy_since = [], None
-            self.history.add(INFO, "audit-error", error=str(exc), acks=len(batch))
+            self.history.add(INFO, "audit-error", error=str(exc), acks=len(left))
             return True
-        self._by_row, self._busy_since = [], None
         checked = self.history.now()
-        found = [item for item in batch if item[1] in visible]
-        if found:
+        seen = [item for item in self._by_row if item[1] in found]
+        if seen:
             self.history.add(
                 INFO,
                 "audit",
                 visible=True,
-                rows=[row for _, row, _, _, _ in found],
-                tokens=[token for token, _, _, _, _ in found],
+                rows=[row for _, row, _, _, _ in seen],
+                tokens=[token for token, _, _, _, _ in seen],
                 checked_at=checked,
             )
-        for token, row, acked_at, client, conn in batch:
-            if row not in visible:
-                self.history.add(
-                    INFO,
-                    "audit",
-                    client,
-                    conn,
-                    token=token,
-                    row=row,
-                    visible=False,
-                    acked_at=acked_at,
-                    checked_at=checked,
-                )
+        if busy is not None and left:
+            now = time.monotonic()
+            self._busy_since = now if self._busy_since is None else self._busy_since
+            if now - self._busy_since < self.patience:
+                self._by_row = left  # asked again at the next batch
+                return False
+            self.history.add(INFO, "audit-error", error=str(busy), acks=len(left))
+            left = []
+        self._by_row, self._busy_since = [], None
+        for token, row, acked_at, client, conn in left:
+            self.history.add(
+                INFO,
+                "audit",
+                client,
+                conn,
+                token=token,
+                row=row,
+                visible=False,
+                acked_at=acked_at,
+                checked_at=checked,
+            )
         return True
 
     def _audit_token(self, item: TokenAck) -> None:
