@@ -24,8 +24,8 @@ import render_report
 
 
 def fake_run(tmp: Path, name: str, valid: bool) -> RunOutcome:
-    h = History(start=0.0)
-    h.add(INFO, "run", run_id="abc123", relay="others", normalize="exact", baseline_id=0)
+    h = History()
+    h.add(INFO, "run", run_id="abc123", relay="others", normalize="exact", baseline_id=0).time = 0.0
     for i in range(20):
         r = h.add(INVOKE, "send", 0, 0, token=f"abc123.0.{i}", text="x")
         r.time = i * 0.1
