@@ -115,6 +115,7 @@ class Auditor:
         """Audit the queued row acks in one query; False if the log was locked and some stay queued (within ``patience``)."""
         left, found = self._by_row, set()
         busy: LogBusy | None = None
+        error: LogError | None = None
         try:
             found = self.kept.visible_ids([row for _, row, _, _, _ in left])
             left = [item for item in left if item[1] not in found]
@@ -124,9 +125,7 @@ class Auditor:
         except LogBusy as exc:
             busy = exc
         except LogError as exc:
-            self._by_row, self._busy_since = [], None
-            self.history.add(INFO, "audit-error", error=str(exc), acks=len(left))
-            return True
+            error = exc
         checked = self.history.now()
         seen = [item for item in self._by_row if item[1] in found]
         if seen:
@@ -138,6 +137,10 @@ class Auditor:
                 tokens=[token for token, _, _, _, _ in seen],
                 checked_at=checked,
             )
+        if error is not None:  # what the first look found is recorded; the rest cannot be audited
+            self._by_row, self._busy_since = [], None
+            self.history.add(INFO, "audit-error", error=str(error), acks=len(left))
+            return True
         if busy is not None and left:
             now = time.monotonic()
             self._busy_since = now if self._busy_since is None else self._busy_since
