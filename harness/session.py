@@ -15,7 +15,6 @@ connection-level errors and the relays it received).
 
 from __future__ import annotations
 
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any, Protocol
 
 from harness.ends import CONNECTION_ERRORS, End
 from harness.history import FAIL, INFO, INVOKE, OK
-from harness.wire import ACK, BYE, ERROR, HELLO, OTHER, RELAY, Reply, Wire
+from harness.wire import ACK, BYE, ERROR, HELLO, OTHER, RELAY, Reply, Wire, relay_entry
 
 MAX_QUOTE = 200  # characters of an unexpected reply kept in the history
 
@@ -82,7 +81,8 @@ class Session:
         self.decoder = wire.decoder()
         self.hello_at: float | None = None
         self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent here, not answered yet
-        self.relays: list[list[Any]] = []
+        self.relays: list[list[Any]] = []  # relay_entry() of every relay received
+        self.decoder.relays = self.relays
         self.ended = False  # the server ended the session (EOF or BYE)
         self.eof_at: float | None = None
         self.said_bye = False
@@ -203,8 +203,7 @@ class Session:
             self._ack(reply)
         elif kind == RELAY:
             if not reply.dup:  # HIST replays are not relays
-                text = reply.text or ""
-                self.relays.append([reply.row, zlib.crc32(text.encode("utf-8")), _token_of(text)])
+                self.relays.append(relay_entry(reply.row, reply.text or ""))
         elif kind == ERROR:
             self._error(reply)
         elif kind == HELLO:
@@ -306,11 +305,3 @@ class Session:
             errors=self.conn_errors,
             relays=self.relays,
         )
-
-
-def _token_of(text: str) -> str | None:
-    if text.startswith("["):
-        end = text.find("]")
-        if end > 0:
-            return text[1:end]
-    return None

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import re
+import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from harness.target import Target
 
@@ -37,6 +39,7 @@ class Decoder:
     """Server bytes in, replies out."""
 
     pending = False  # a reply may be complete but is held until more arrives or the stream goes quiet
+    relays: list[list[Any]] | None = None  # set: relays go here as ``relay_entry`` lists, not returned as replies
 
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes."""
@@ -95,6 +98,17 @@ class Wire:
 _CHAT_ACK = re.compile(r"Mensaje recibido: (\S+) id=(\d+)(?: cid=(\S+))?( dup)?")
 _CHAT_RELAY = re.compile(r"(MSG|HIST) (\d+) (\S+) (\S+) (.*)", re.DOTALL)
 _CHAT_ERROR = re.compile(r"ERROR (\S+)(?: cid=(\S+))?(?: (.*))?", re.DOTALL)
+_CHAT_MSG = re.compile(r"MSG (\d+) \S+ \S+ (.*)", re.DOTALL)  # _CHAT_RELAY for a line that starts with "MSG "
+
+
+def relay_entry(row: int | None, text: str) -> list[Any]:
+    """What a client keeps of a relay: ``[row id, CRC-32 of the text's UTF-8, the token the text starts with]``."""
+    token = None
+    if text.startswith("["):
+        end = text.find("]")
+        if end > 0:
+            token = text[1:end]
+    return [row, zlib.crc32(text.encode("utf-8")), token]
 
 
 def parse_chat_line(line: str) -> Reply:
@@ -130,14 +144,20 @@ class ChatDecoder(Decoder):
         self._skipping = False  # inside a line already reported as too long
 
     def feed(self, data: bytes) -> list[Reply]:
-        """Take the next chunk; return the replies it completes."""
+        """Take the next chunk; return the replies it completes (relays go to ``relays`` when it is set)."""
         out = []
         *lines, rest = (self._buf + data).split(b"\n")
+        relays = self.relays
         for raw in lines:
             if self._skipping:
                 self._skipping = False
                 continue
-            out.append(parse_chat_line(raw.rstrip(b"\r").decode("utf-8", "replace")))
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            # A burst brings every client N-1 relays per message: they skip the Reply and the dispatch.
+            if relays is not None and line.startswith("MSG ") and (m := _CHAT_MSG.fullmatch(line)):
+                relays.append(relay_entry(int(m[1]), m[2]))
+                continue
+            out.append(parse_chat_line(line))
         if len(rest) > MAX_REPLY:
             if not self._skipping:
                 head = rest[:200].decode("utf-8", "replace")

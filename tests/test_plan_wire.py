@@ -21,6 +21,7 @@ from harness.wire import (
     Pfo1Decoder,
     Pfo1Wire,
     parse_chat_line,
+    relay_entry,
 )
 
 SMALL = Shape(max_clients=4, max_ops=5, max_text=300)
@@ -117,6 +118,42 @@ def test_an_endless_line_is_reported_once_and_memory_stays_bounded(chunk: int, l
     replies += d.feed(b"x\n" + b"Mensaje recibido: T id=3\n" * lines_after)
     assert [r.kind for r in replies] == [HELLO, OTHER] + [ACK] * lines_after
     assert replies[1].line.endswith(f"(a line of over {MAX_REPLY} bytes, cut)") and len(replies[1].line) < 300
+
+
+_WORD = st.sampled_from(["12", "٣", "", "T1", "h:1", "a\tb", "a\x1cb", "ñ", "\x85", "x y"])
+_SEP = st.sampled_from([" ", " ", " ", "  ", "\t"])
+_TEXT = st.sampled_from(["", "[a.1.2] hi", "[a.1.2", "[]x", "[ñ.1.1] ñandú", " lead", "tail\r", "\r"])
+# Lines shaped like relays (and near misses): a kind word, a row, a timestamp, a sender, a text.
+_RELAY_LIKE = st.builds(
+    lambda kind, row, a, ts, b, sender, c, text: f"{kind}{row}{a}{ts}{b}{sender}{c}{text}",
+    st.sampled_from(["MSG ", "MSG ", "HIST ", "MSG", "MS ", "Mensaje recibido: T id=3", "ERROR x "]),
+    _WORD, _SEP, _WORD, _SEP, _WORD, _SEP, _TEXT,
+)  # fmt: skip
+
+
+@given(st.lists(_RELAY_LIKE, max_size=8), st.sampled_from([None, 3, 17]))
+def test_chat_decoder_collects_relays_exactly_as_parsed_replies_describe_them(
+    lines: list[str], cut: int | None
+) -> None:
+    # The decoder's fast path for relays (a burst's N-1 relays per message) must keep what the
+    # full parse says: the same lines are relays, with the same row, checksum and token, in order.
+    stream = "".join(line + "\n" for line in lines).encode() + b"\xff\xfe\n"
+    slow = ChatDecoder().feed(stream)
+    expected = [relay_entry(r.row, r.text or "") for r in slow if r.kind == RELAY and not r.dup]
+    fast = ChatDecoder()
+    fast.relays = []
+    parts = [stream] if cut is None else [stream[i : i + cut] for i in range(0, len(stream), cut)]
+    replies = [r for part in parts for r in fast.feed(part)]
+    assert fast.relays == expected
+    assert replies == [r for r in slow if not (r.kind == RELAY and not r.dup)]
+
+
+def test_chat_decoder_relay_fast_path_sees_relays_and_near_misses() -> None:
+    d = ChatDecoder()
+    d.relays = []
+    replies = d.feed("MSG 5 T h:1 [a.1.2] hi\r\nMSG 6 T\th:1 x\nHIST 7 T h:1 [a.1.1] old\nMSG ٣ T h x\n".encode())
+    assert d.relays == [relay_entry(5, "[a.1.2] hi"), [3, relay_entry(3, "x")[1], None]]
+    assert [(r.kind, r.dup) for r in replies] == [(OTHER, False), (RELAY, True)]
 
 
 def test_chat_wire_encodes_ids_and_literal_text() -> None:
