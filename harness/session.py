@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from harness.ends import CONNECTION_ERRORS, End
 from harness.history import FAIL, INFO, INVOKE, OK
-from harness.wire import ACK, BYE, ERROR, HELLO, OTHER, RELAY, Reply, Wire, relay_entry
+from harness.wire import ACK, BYE, ERROR, HELLO, OTHER, RELAY, Relay, Reply, Wire, relay_entry
 
 MAX_QUOTE = 200  # characters of an unexpected reply kept in the history
 
@@ -81,7 +81,7 @@ class Session:
         self.decoder = wire.decoder()
         self.hello_at: float | None = None
         self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent here, not answered yet
-        self.relays: list[list[Any]] = []  # relay_entry() of every relay received
+        self.relays: list[Relay] = []  # every relay received
         self.decoder.relays = self.relays
         self.ended = False  # the server ended the session (EOF or BYE)
         self.eof_at: float | None = None

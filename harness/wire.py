@@ -13,7 +13,6 @@ import codecs
 import re
 import zlib
 from dataclasses import dataclass
-from typing import Any
 
 from harness.target import Target
 
@@ -39,7 +38,7 @@ class Decoder:
     """Server bytes in, replies out."""
 
     pending = False  # a reply may be complete but is held until more arrives or the stream goes quiet
-    relays: list[list[Any]] | None = None  # set: relays go here as ``relay_entry`` lists, not returned as replies
+    relays: list[Relay] | None = None  # set: relays go here (``relay_entry``), not returned as replies
 
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes."""
@@ -98,17 +97,23 @@ class Wire:
 _CHAT_ACK = re.compile(r"Mensaje recibido: (\S+) id=(\d+)(?: cid=(\S+))?( dup)?")
 _CHAT_RELAY = re.compile(r"(MSG|HIST) (\d+) (\S+) (\S+) (.*)", re.DOTALL)
 _CHAT_ERROR = re.compile(r"ERROR (\S+)(?: cid=(\S+))?(?: (.*))?", re.DOTALL)
-_CHAT_MSG = re.compile(r"MSG (\d+) \S+ \S+ (.*)", re.DOTALL)  # _CHAT_RELAY for a line that starts with "MSG "
+# _CHAT_RELAY for a line that starts with "MSG ", with the token relay_entry() finds: what a "[" opens up to the first "]"
+_CHAT_MSG = re.compile(r"MSG (\d+) \S+ \S+ ((?:\[([^\]]*)\])?.*)", re.DOTALL)
 
 
-def relay_entry(row: int | None, text: str) -> list[Any]:
-    """What a client keeps of a relay: ``[row id, CRC-32 of the text's UTF-8, the token the text starts with]``."""
+#: What a client keeps of a relay: (row id, CRC-32 of the text's UTF-8, the token the text starts with). A tuple:
+#: once the collector has seen it holds no containers it stops tracking it, and a burst keeps millions.
+Relay = tuple[int | None, int, str | None]
+
+
+def relay_entry(row: int | None, text: str) -> Relay:
+    """What a client keeps of a relay (``Relay``)."""
     token = None
     if text.startswith("["):
         end = text.find("]")
         if end > 0:
             token = text[1:end]
-    return [row, zlib.crc32(text.encode("utf-8")), token]
+    return (row, zlib.crc32(text.encode("utf-8")), token)
 
 
 def parse_chat_line(line: str) -> Reply:
@@ -146,16 +151,23 @@ class ChatDecoder(Decoder):
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes (relays go to ``relays`` when it is set)."""
         out = []
-        *lines, rest = (self._buf + data).split(b"\n")
+        buf = self._buf + data
+        end = buf.rfind(b"\n")
+        # Decoded at once: a newline is never part of a UTF-8 sequence, so this is each line decoded alone.
+        lines = buf[:end].decode("utf-8", "replace").split("\n") if end >= 0 else []
+        rest = buf[end + 1 :]
+        if self._skipping and lines:
+            self._skipping = False
+            del lines[0]
         relays = self.relays
-        for raw in lines:
-            if self._skipping:
-                self._skipping = False
-                continue
-            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+        msg = _CHAT_MSG.fullmatch
+        for line in lines:
+            if line.endswith("\r"):
+                line = line.rstrip("\r")
             # A burst brings every client N-1 relays per message: they skip the Reply and the dispatch.
-            if relays is not None and line.startswith("MSG ") and (m := _CHAT_MSG.fullmatch(line)):
-                relays.append(relay_entry(int(m[1]), m[2]))
+            if relays is not None and line.startswith("MSG ") and (m := msg(line)):
+                text = m[2]
+                relays.append((int(m[1]), zlib.crc32(text.encode("utf-8")), m[3]))
                 continue
             out.append(parse_chat_line(line))
         if len(rest) > MAX_REPLY:

@@ -152,7 +152,7 @@ def test_chat_decoder_relay_fast_path_sees_relays_and_near_misses() -> None:
     d = ChatDecoder()
     d.relays = []
     replies = d.feed("MSG 5 T h:1 [a.1.2] hi\r\nMSG 6 T\th:1 x\nHIST 7 T h:1 [a.1.1] old\nMSG ٣ T h x\n".encode())
-    assert d.relays == [relay_entry(5, "[a.1.2] hi"), [3, relay_entry(3, "x")[1], None]]
+    assert d.relays == [relay_entry(5, "[a.1.2] hi"), (3, relay_entry(3, "x")[1], None)]
     assert [(r.kind, r.dup) for r in replies] == [(OTHER, False), (RELAY, True)]
 
 
