@@ -93,6 +93,7 @@ class Session:
         self.settle_until = 0.0  # no new send before this: acks of one message may still be arriving
         self.sent = 0  # messages sent on this connection
         self.finished = False
+        self.replies = 0  # well-formed replies handled (relays the decoder collects are counted in ``relays``)
 
     # -- connecting -------------------------------------------------------------------
 
@@ -196,9 +197,16 @@ class Session:
         self.ended = True
         self.eof_at = self.now()
 
+    @property
+    def heard(self) -> int:
+        """Well-formed replies received so far, relays included: whether the server is making progress."""
+        return self.replies + len(self.relays)
+
     def handle(self, reply: Reply) -> None:
         """Record one server reply."""
         kind = reply.kind
+        if kind != OTHER:
+            self.replies += 1
         if kind == ACK:
             self._ack(reply)
         elif kind == RELAY:
