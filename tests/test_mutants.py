@@ -13,7 +13,7 @@ from harness.target import reference
 from scenarios.registry import load
 
 ZOO = mutants()
-SETTINGS = {"concurrent-burst": {"clients": 150}}  # enough churn, less time than the default 500
+SETTINGS = {"concurrent-burst": {"clients": 150}}  # enough churn, less time than the default 1000
 
 
 SEEDS = (2026, 2027, 2028)  # a defect that shows only under some timings gets this many tries to show
