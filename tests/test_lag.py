@@ -1,0 +1,122 @@
+"""An answer queued behind replies the harness has not read yet is not the server's silence.
+
+A scripted server on a real socket: it greets, reads one message, then either streams relays far
+faster than a client can parse them before it acknowledges (the harness falls behind, as in a big
+burst), says nothing, or streams bytes that are no reply. Only the first may extend the wait.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.clients import LAG_GRACE, Context, Options, execute
+from harness.history import INFO, OK, History
+from harness.plan import SEND, ClientPlan, Op, Plan
+from harness.wire import ChatWire
+
+ACK_TIMEOUT = 0.4
+STREAM = 1.2  # seconds of streaming before the ack: three ack timeouts
+
+
+def relays(seconds: float) -> Callable[[socket.socket], None]:
+    """Relay lines as fast as the socket takes them, for ``seconds``."""
+    chunk = b"".join(
+        b"MSG %d T 127.0.0.1:1 [other.1.%d] a relayed message of some length\n" % (i, i) for i in range(8000)
+    )
+
+    def stream(conn: socket.socket) -> None:
+        end = _now() + seconds
+        while _now() < end:
+            conn.sendall(chunk)
+
+    return stream
+
+
+def junk(seconds: float) -> Callable[[socket.socket], None]:
+    """Bytes that are no reply (no newline), as fast as the socket takes them."""
+
+    def stream(conn: socket.socket) -> None:
+        end = _now() + seconds
+        while _now() < end:
+            conn.sendall(b"x" * 65536)
+
+    return stream
+
+
+def _now() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def serve(listener: socket.socket, before_ack: Callable[[socket.socket], None] | None, ack: bool) -> None:
+    """Greet one client, read its message, do ``before_ack``, acknowledge it (if ``ack``), wait for the close."""
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(10)
+        conn.sendall(b"HELLO 127.0.0.1:1 4096\n")
+        data = b""
+        while b"\n" not in data:
+            data += conn.recv(4096)
+        cid = data.split(b" ", 2)[1]
+        try:
+            if before_ack is not None:
+                before_ack(conn)
+            if ack:
+                conn.sendall(b"Mensaje recibido: T id=1 cid=" + cid + b"\n")
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass  # the client gave up and left
+
+
+def run_against(tmp_path: Path, before_ack: Callable[[socket.socket], None] | None, ack: bool) -> History:
+    """One client, one message, against the scripted server; its history."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    server = threading.Thread(target=serve, args=(listener, before_ack, ack), daemon=True)
+    server.start()
+    history = History(tmp_path / "history.jsonl")
+    try:
+        ctx = Context(
+            "127.0.0.1",
+            listener.getsockname()[1],
+            ChatWire(),
+            history,
+            "lag",
+            Options(ack_timeout=ACK_TIMEOUT, connect_timeout=5, close_timeout=2, give_up_after=0),
+        )
+        assert execute(Plan([ClientPlan([Op(SEND, "hola")])], 1, "lag"), ctx, timeout=30) == []
+    finally:
+        server.join(timeout=15)
+        listener.close()
+        history.close()
+    assert not server.is_alive()
+    return history
+
+
+def sends(history: History) -> list[tuple[str, float | None]]:
+    """(type, waited) of each answer record of the message."""
+    return [(r.type, r.get("waited")) for r in history if r.f == "send" and r.type in (OK, INFO)]
+
+
+def test_an_ack_behind_unread_relays_is_waited_for(tmp_path: Path) -> None:
+    assert STREAM < ACK_TIMEOUT * (1 + LAG_GRACE)
+    h = run_against(tmp_path, relays(STREAM), ack=True)
+    assert sends(h) == [(OK, None)]
+    assert sum(len(r.get("relays") or []) for r in h if r.f == "conn-end") > 10_000
+
+
+@pytest.mark.parametrize("before_ack", [None, junk(STREAM)], ids=["silent", "bytes-that-are-no-reply"])
+def test_a_server_that_does_not_answer_is_judged_after_one_ack_timeout(
+    tmp_path: Path, before_ack: Callable[[socket.socket], None] | None
+) -> None:
+    h = run_against(tmp_path, before_ack, ack=False)
+    [(kind, waited)] = sends(h)
+    assert kind == INFO and waited is not None
+    assert ACK_TIMEOUT <= waited < 2 * ACK_TIMEOUT  # not extended
