@@ -1,7 +1,9 @@
 """Where a concurrent burst saturates the reference: ``concurrent-burst``'s load at several sizes.
 
-For each N, a fresh reference server (relay on, as the scenario runs it) and the scenario's burst:
-N clients connecting at once, each sending 3 messages closed-loop. Every message is relayed to the
+For each N, first ``bench/load.py``'s raw closed loop with N connections on a fresh relaying
+server (relay lines read and skipped, no checking: what the server itself sustains), then a fresh
+reference server (relay on, as the scenario runs it) and the scenario's burst: N clients
+connecting at once, each sending 3 messages closed-loop. Every message is relayed to the
 N-1 other members, so the server's work grows as N^2. Printed per N: acks/s, relay lines/s (what
 the server wrote), the server's CPU over the burst (one interpreter: its threads share one lock,
 so about 100 % of a core is its ceiling, plus system calls), the harness's clients' CPU over the
@@ -30,6 +32,7 @@ from harness.scenario import chatter
 from harness.target import reference
 
 sys.path.insert(0, str(Path(__file__).parent))
+import load  # bench/load.py
 from harness_scale import checker_cpu, cpu_seconds, rate  # bench/harness_scale.py
 
 MESSAGES = 3  # per client, as the scenario sends
@@ -45,6 +48,24 @@ def why(outcome: RunOutcome) -> str:
     """The anomaly kinds of a verdict that is not valid, with counts."""
     kinds = Counter(a.kind for a in outcome.result.anomalies)
     return f" ({', '.join(f'{k} {v}' for k, v in kinds.most_common())})" if kinds else ""
+
+
+def raw(n: int, tmp: Path, seconds: float) -> str:
+    """``bench/load.py``'s closed loop with ``n`` connections on a fresh relaying server: what the server sustains."""
+    live = LiveServer(reference(), tmp / f"raw-{n}")
+    try:
+        srv = live.ensure()
+        warmup = 1.0
+        before = process_cpu(srv.pid)
+        out = load.run(srv.host, srv.port, n, warmup, seconds, 60, ids=True)
+        server = (process_cpu(srv.pid) - before) / (warmup + seconds)
+        acks = float(out["acks_per_s"])  # type: ignore[arg-type]
+        return (
+            f"{n:>6,} raw:     {acks:>6,.0f} acks/s, {acks * (n - 1):9,.0f} relay lines/s, p99 {out['p99_ms']:.0f} ms;"
+            f" server CPU {server:4.0%} (bench/load.py: closed loop, relays read and skipped)"
+        )
+    finally:
+        live.close()
 
 
 def one(n: int, tmp: Path) -> str:
@@ -64,7 +85,7 @@ def one(n: int, tmp: Path) -> str:
         # The server is idle outside the burst but for the probe, so its CPU over the span is its share;
         # the harness's share leaves out the checker, which runs after the burst.
         return (
-            f"{n:>6,} clients: {acked:>6,}/{n * MESSAGES:,} acked in {span:5.2f} s = {acked / span:6,.0f} acks/s,"
+            f"{n:>6,} harness: {acked:>6,}/{n * MESSAGES:,} acked in {span:5.2f} s = {acked / span:6,.0f} acks/s,"
             f" {relays / span:9,.0f} relay lines/s; CPU over the burst: server {server_cpu / span:4.0%},"
             f" harness {(harness_cpu - checking) / span:4.0%}; all connected: {'yes' if connected == connected else 'NO'};"
             f" {wall:5.1f} s to the verdict: {outcome.result.summary().split(':')[0]}{why(outcome)}"
@@ -78,9 +99,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clients", default="250,500,1000,2000", help="comma-separated burst sizes")
     ap.add_argument("--keep", type=Path, help="keep the run directories here (default: a temporary one)")
+    ap.add_argument("--raw-seconds", type=float, default=3.0, help="length of each raw run (0: none)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in a.clients.split(",")):
+            if a.raw_seconds:
+                print(raw(n, a.keep or Path(tmp), a.raw_seconds), flush=True)
             print(one(n, a.keep or Path(tmp)), flush=True)
     return 0
 
