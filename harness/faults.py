@@ -10,7 +10,8 @@ latency    delay every chunk by ``latency`` seconds, plus or minus ``jitter``
 bandwidth  at most ``rate`` bytes per second
 slicer     cut the stream into pieces of ``size`` bytes (plus or minus ``size_jitter``), ``delay`` apart
 limit_data close the connection once ``limit`` bytes went through
-reset_peer reset the connection (RST both ways) ``after`` seconds after the fault applies to it
+reset_peer reset the connection (RST both ways) ``after`` seconds (plus or minus ``jitter``, drawn once
+           per connection) after the fault applies to it
 timeout    black hole: forward nothing; close after ``close_after`` seconds (0: hold until removed)
 slow_close delay passing on a close by ``linger`` seconds
 ========== ===============================================================================
@@ -175,6 +176,16 @@ class _Pipe:
         self.eof = False
         self.stalled: Fault | None = None  # the black hole holding this direction, if any
         self.rngs: dict[str, random.Random] = {}
+        self.afters: dict[str, float] = {}  # reset_peer's jittered delay, per fault
+
+    def _after(self, fault: Fault) -> float:
+        """When ``fault`` (reset_peer) ends this connection: its ``after``, jittered the same way in both directions."""
+        if not fault.jitter:
+            return fault.after
+        if fault.name not in self.afters:
+            rng = self.link.rng(fault, "after")
+            self.afters[fault.name] = max(0.0, fault.after + rng.uniform(-fault.jitter, fault.jitter))
+        return self.afters[fault.name]
 
     def _rng(self, fault: Fault, purpose: str) -> random.Random:
         key = f"{fault.name}:{purpose}"
@@ -241,7 +252,7 @@ class _Pipe:
         now = time.monotonic()
         for f, added in faults:
             since = now - max(added, self.link.started)
-            if f.kind == "reset_peer" and since >= f.after:
+            if f.kind == "reset_peer" and since >= self._after(f):
                 self.link.proxy.event(self.link, f, "reset")
                 self.link.reset()
                 return True

@@ -25,14 +25,17 @@ class FlakyNetwork(AnyTarget):
     description = "connections reset with a probability: reconnects and resends must not lose or duplicate"
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
-        """reset_peer (p = 0.5, after 0.08 s; p = 1 for single-session servers, after 0.02 s for short
-        connections) for two seconds; latency and bursts keep messages in flight when it hits."""
+        """reset_peer (p = 0.5, after 0.08 s ± 75 %; p = 1 for single-session servers, after 0.02 s ± 75 %
+        for short connections) for two seconds; latency and bursts keep messages in flight when it hits."""
         t0 = self.begin(ctx)
         # One session at a time: with p = 0.5 the only connection of the window may well be spared.
         p = 1.0 if ctx.target.single_session else 0.5
         # A connection for a few messages lives about two latencies: reset it inside that.
         short = ctx.target.protocol == "pfo1" and ctx.target.pfo1.messages_per_connection > 0
-        steps = fault("reset", "reset_peer", until=UNTIL, probability=p, after=0.02 if short else 0.08)
+        # A reset lands anywhere in a message's round trip (jitter): also after the server stored it and
+        # before its ack got through, the moment that tells whether a resend is stored twice.
+        after = 0.02 if short else 0.08
+        steps = fault("reset", "reset_peer", until=UNTIL, probability=p, after=after, jitter=after * 0.75)
         steps += fault("latency", "latency", until=UNTIL, latency=0.025)
         pipelined = ctx.target.protocol == "chat"  # bursts keep several messages in flight when a reset hits
         clients = []
