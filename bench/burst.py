@@ -17,6 +17,7 @@ smallest N that does it with every client connected and the verdict valid.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -87,7 +88,7 @@ def one(n: int, tmp: Path) -> str:
         return (
             f"{n:>6,} harness: {acked:>6,}/{n * MESSAGES:,} acked in {span:5.2f} s = {acked / span:6,.0f} acks/s,"
             f" {relays / span:9,.0f} relay lines/s; CPU over the burst: server {server_cpu / span:4.0%},"
-            f" harness {(harness_cpu - checking) / span:4.0%}; all connected: {'yes' if connected == connected else 'NO'};"
+            f" harness {(harness_cpu - checking) / span:4.0%}; all connected: {'NO' if math.isnan(connected) else 'yes'};"
             f" {wall:5.1f} s to the verdict: {outcome.result.summary().split(':')[0]}{why(outcome)}"
         )
     finally:

@@ -131,14 +131,23 @@ _RELAY_LIKE = st.builds(
 )  # fmt: skip
 
 
-@given(st.lists(_RELAY_LIKE, max_size=8), st.sampled_from([None, 3, 17]))
+@given(
+    st.lists(_RELAY_LIKE, max_size=8),
+    st.sampled_from([None, 3, 17]),
+    st.lists(st.tuples(st.integers(0, 400), st.sampled_from([b"\xff", b"\xe2\x82", b"\xc3", b"\xf0\x9f\x98"]))),
+)
 def test_chat_decoder_collects_relays_exactly_as_parsed_replies_describe_them(
-    lines: list[str], cut: int | None
+    lines: list[str], cut: int | None, junk: list[tuple[int, bytes]]
 ) -> None:
     # The decoder's fast path for relays (a burst's N-1 relays per message) must keep what the
-    # full parse says: the same lines are relays, with the same row, checksum and token, in order.
+    # full parse of each line alone says: the same lines are relays, with the same row, checksum
+    # and token, in order; the other replies are the same.
     stream = "".join(line + "\n" for line in lines).encode() + b"\xff\xfe\n"
-    slow = ChatDecoder().feed(stream)
+    for at, bad in junk:  # invalid and cut UTF-8 anywhere, also just before a newline
+        at %= len(stream)
+        stream = stream[:at] + bad + stream[at:]
+    slow = [parse_chat_line(raw.rstrip(b"\r").decode("utf-8", "replace")) for raw in stream.split(b"\n")[:-1]]
+    assert ChatDecoder().feed(stream) == slow
     expected = [relay_entry(r.row, r.text or "") for r in slow if r.kind == RELAY and not r.dup]
     fast = ChatDecoder()
     fast.relays = []
