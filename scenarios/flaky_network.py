@@ -1,4 +1,4 @@
-"""flaky-network: a third of the connections are reset a moment after they open."""
+"""flaky-network: most connections are reset a moment after they open."""
 
 from __future__ import annotations
 
@@ -25,11 +25,12 @@ class FlakyNetwork(AnyTarget):
     description = "connections reset with a probability: reconnects and resends must not lose or duplicate"
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
-        """reset_peer (p = 0.5, after 0.08 s ± 75 %; p = 1 for single-session servers, after 0.02 s ± 75 %
+        """reset_peer (p = 0.8, after 0.08 s ± 75 %; p = 1 for single-session servers, after 0.02 s ± 75 %
         for short connections) for two seconds; latency and bursts keep messages in flight when it hits."""
         t0 = self.begin(ctx)
-        # One session at a time: with p = 0.5 the only connection of the window may well be spared.
-        p = 1.0 if ctx.target.single_session else 0.5
+        # Most connections: with fewer, a run may see no reset land between a commit and its ack (with
+        # p = 0.5, ignore_ids went unseen on 1 seed of 20). One session at a time: the only connection.
+        p = 1.0 if ctx.target.single_session else 0.8
         # A connection for a few messages lives about two latencies: reset it inside that.
         short = ctx.target.protocol == "pfo1" and ctx.target.pfo1.messages_per_connection > 0
         # A reset lands anywhere in a message's round trip (jitter): also after the server stored it and
