@@ -166,7 +166,7 @@ class ChatDecoder(Decoder):
                 line = line.rstrip("\r")
             # A burst brings every client N-1 relays per message: they skip the Reply and the dispatch.
             if relays is not None and line.startswith("MSG ") and (m := msg(line)):
-                text = m[2]
+                text = m[2]  # relay_entry(), inlined: the token comes from the match (property-tested alike)
                 relays.append((int(m[1]), zlib.crc32(text.encode("utf-8")), m[3]))
                 continue
             out.append(parse_chat_line(line))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def relays(seconds: float) -> Callable[[socket.socket], None]:
     )
 
     def stream(conn: socket.socket) -> None:
-        end = _now() + seconds
-        while _now() < end:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
             conn.sendall(chunk)
 
     return stream
@@ -41,17 +42,11 @@ def junk(seconds: float) -> Callable[[socket.socket], None]:
     """Bytes that are no reply (no newline), as fast as the socket takes them."""
 
     def stream(conn: socket.socket) -> None:
-        end = _now() + seconds
-        while _now() < end:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
             conn.sendall(b"x" * 65536)
 
     return stream
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def serve(listener: socket.socket, before_ack: Callable[[socket.socket], None] | None, ack: bool) -> None:
@@ -62,7 +57,10 @@ def serve(listener: socket.socket, before_ack: Callable[[socket.socket], None] |
         conn.sendall(b"HELLO 127.0.0.1:1 4096\n")
         data = b""
         while b"\n" not in data:
-            data += conn.recv(4096)
+            chunk = conn.recv(4096)
+            if not chunk:
+                return  # the client left before sending its message
+            data += chunk
         cid = data.split(b" ", 2)[1]
         try:
             if before_ack is not None:

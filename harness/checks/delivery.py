@@ -26,11 +26,12 @@ def relay_delivery(ix: RunIndex) -> Judgement:
     sender = {t: next(iter(cs)) for t, m in ix.messages.items() if len(cs := m.conns) == 1}
     committed = _committed(ix)
     everything = _Committed(committed)
+    others = ix.relay == "others"
     judged = 0
     for c in ix.conns.values():
         if c.record is None:
             continue
-        seen = _clean_receipts(c, crc, baseline, sender, ix.relay == "others")
+        seen = _clean_receipts(c, crc, baseline, sender, others)
         if seen is None:
             seen = _received(ix, c, crc, baseline, sender, j)
         why = _not_judged(c)
@@ -38,7 +39,7 @@ def relay_delivery(ix: RunIndex) -> Judgement:
             j.skip(why)
             continue
         judged += 1
-        if not everything.none_missed(c, seen, ix.relay == "others"):
+        if not everything.none_missed(c, seen, others):
             _missed(ix, c, seen, committed, j)
     if not judged and j.status != "fail":
         j.status = NA  # no connection ended politely and untouched: nothing to judge
