@@ -29,6 +29,7 @@ from typing import Any
 from harness.audit import Auditor
 from harness.ends import End
 from harness.faults import FaultProxy
+from harness.gcpause import full_collections_held
 from harness.history import FAIL, INFO, History
 from harness.plan import (
     CLOSE,
@@ -737,6 +738,7 @@ def execute(plan: Plan, ctx: Context, timeout: float | None = None) -> list[int]
     return drive([SimClient(i, c, ctx) for i, c in enumerate(plan.clients)], ctx, timeout)
 
 
+@full_collections_held()
 def drive(clients: list[SimClient], ctx: Context, timeout: float | None = None, t0: float | None = None) -> list[int]:
     """Run ``clients`` on an event loop of their own (this thread); return the indexes still running at the timeout.
 

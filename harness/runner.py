@@ -20,6 +20,7 @@ from harness.audit import Auditor
 from harness.checker import CheckResult, judge
 from harness.clients import Context, Options, SimClient, drive, execute
 from harness.faults import FaultProxy, parse_schedule, run_schedule
+from harness.gcpause import full_collections_held
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
@@ -267,6 +268,7 @@ def settled(target: Target, plan: Plan, config: RunConfig, own_server: bool) -> 
     return target, config
 
 
+@full_collections_held()
 def run_plan(
     target: Target, plan: Plan, rundir: Path, server: LiveServer | None = None, config: RunConfig | None = None
 ) -> RunOutcome:
