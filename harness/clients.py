@@ -236,7 +236,7 @@ class SimClient:
         self.state.connects += 1
         link = f"{self.index}.{self.state.connects}" if self.ctx.proxy is not None else None
         on_ack = self.ctx.auditor.acked if self.ctx.auditor is not None else None
-        s = self.s = Session(self.wire, self.state, conn, self.h.add, self.h.now, link, on_ack)
+        s = self.s = Session(self.wire, self.state, conn, self.h.append, self.h.now, link, on_ack)
         s.connecting()
         opts = self.ctx.options
         try:
@@ -469,10 +469,15 @@ class SimClient:
                 return time.monotonic()
 
     async def _transmit(self, batch: list[tuple[str, str]], resend: bool = False) -> bool:
-        assert self.s is not None
+        assert self.s is not None and self.sock is not None
         data = self.s.send(batch, resend)
         try:
-            await self._sendall(data)
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):  # rarely: nearly always the whole line goes out at once
+                await self._sendall(data[sent:])
         except OSError as exc:
             self._finish(End.RESET, f"send failed: {_why(exc)}")
             return False
@@ -569,11 +574,13 @@ class SimClient:
         """Write all of ``data`` within the I/O timeout (TimeoutError otherwise; OSError if it breaks)."""
         assert self.sock is not None
         sock = self.sock
-        with contextlib.suppress(BlockingIOError):
+        try:
             sent = sock.send(data)
             if sent == len(data):  # nearly always, at once
                 return
             data = data[sent:]
+        except BlockingIOError:
+            pass
         view = memoryview(data)
         deadline = time.monotonic() + self.ctx.options.io_timeout
         while view:

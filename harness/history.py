@@ -4,7 +4,8 @@ Modelled on Jepsen's history: every client operation is an ``invoke`` followed b
 happened, e.g. acknowledged), ``fail`` (it definitely did not happen) or ``info`` (unknown: sent,
 then the connection broke). Other events (connection closes, relays received, audits, faults,
 server lifecycle) are ``info`` records. Records are appended from many threads and streamed to
-``history.jsonl`` as they happen, so a killed run still leaves its history behind.
+``history.jsonl`` as they happen (in batches, flushed twice a second during a run), so a killed run
+still leaves its history behind.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+PENDING_LINES = 512  # history lines held before one write (a flush, twice a second during a run, writes the rest)
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps() builds one per call
 _SCALAR: dict[type, Callable[[Any], str]] = {
     bool: lambda v: "true" if v else "false",
@@ -84,6 +86,7 @@ class History:
         self._lock = threading.Lock()
         self.path = path
         self._out: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+        self._pending: list[str] = []  # lines not handed to the file yet (written in batches and at every flush)
 
     def now(self) -> float:
         """Seconds since the history started."""
@@ -91,22 +94,36 @@ class History:
 
     def add(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> Record:
         """Append a record stamped now; return it."""
+        return self.append(type, f, client, conn, value)
+
+    def append(self, type: str, f: str, client: int, conn: int, value: dict[str, Any]) -> Record:
+        """``add`` with the value as a dict (the sessions' path: two records a message)."""
         value_json = encode_value(value)  # outside the lock
         with self._lock:
             rec = Record(len(self.records), round(time.monotonic() - self.start, 6), type, f, client, conn, value)
             self.records.append(rec)
             if self._out is not None:
-                self._out.write(
+                pending = self._pending
+                pending.append(
                     f'{{"index":{rec.index},"time":{rec.time},"type":"{type}","f":"{f}",'
                     f'"client":{client},"conn":{conn},"value":{value_json}}}\n'
                 )
+                if len(pending) >= PENDING_LINES:
+                    self._out.writelines(pending)
+                    pending.clear()
             return rec
+
+    def _write_pending(self) -> None:
+        if self._out is not None and self._pending:
+            self._out.writelines(self._pending)
+        self._pending.clear()
 
     def merge(self, records: Iterable[Record]) -> None:
         """Take in records made elsewhere on this history's clock (a worker's shard): all in time order, renumbered."""
         with self._lock:
             merged = sorted([*self.records, *records], key=lambda r: r.time)  # stable: each source keeps its order
             self.records = [replace(r, index=i) for i, r in enumerate(merged)]
+            self._pending.clear()  # every record is written again below
             if self._out is not None:
                 self._out.seek(0)
                 self._out.truncate()
@@ -115,12 +132,14 @@ class History:
     def flush(self) -> None:
         """Push buffered lines to the file."""
         with self._lock:
+            self._write_pending()
             if self._out is not None:
                 self._out.flush()
 
     def close(self) -> None:
         """Flush and close the file (the records stay in memory)."""
         with self._lock:
+            self._write_pending()
             if self._out is not None:
                 self._out.close()
                 self._out = None

@@ -28,9 +28,9 @@ MAX_QUOTE = 200  # characters of an unexpected reply kept in the history
 
 
 class Recorder(Protocol):
-    """Appends a history record (``History.add``)."""
+    """Appends a history record (``History.append``)."""
 
-    def __call__(self, type: str, f: str, client: int = -1, conn: int = -1, **value: Any) -> object:
+    def __call__(self, type: str, f: str, client: int, conn: int, value: dict[str, Any]) -> object:
         """Record one event."""
 
 
@@ -98,7 +98,7 @@ class Session:
     # -- connecting -------------------------------------------------------------------
 
     def _rec(self, type: str, f: str, **value: Any) -> None:
-        self.record(type, f, self.state.index, self.conn, **value)
+        self.record(type, f, self.state.index, self.conn, value)
 
     def connecting(self) -> None:
         """The client is about to connect."""

@@ -14,7 +14,7 @@ from harness.wire import ChatWire, Pfo1Wire
 def session(wire: object, clock: list[float] | None = None) -> tuple[Session, History]:
     h = History(start=0.0)
     now = (lambda: clock[0]) if clock is not None else h.now
-    s = Session(wire, ClientState(0, "ab12cd"), 0, h.add, now, link="0.1")  # type: ignore[arg-type]
+    s = Session(wire, ClientState(0, "ab12cd"), 0, h.append, now, link="0.1")  # type: ignore[arg-type]
     s.connecting()
     s.connected(40000)
     return s, h
