@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -223,18 +223,30 @@ class _Choice:
     fits: list[Placement]  # the first is the one taken
 
 
+#: What the analysis needs of a send to attribute whole rows: (token, connection, text, partial). The
+#: bytes on the wire (``Sent``) are built only when some row is not one whole message.
+Outline = tuple[str, int, str, bool]
+
+
 class _Analysis:
     def __init__(
         self,
-        sends: Sequence[Sent],
+        sends: Sequence[Sent] | Callable[[], Sequence[Sent]],
         rows: Sequence[Row],
         token_re: re.Pattern[str],
         foreign_re: re.Pattern[str],
         normalize: str,
         exit_words: Iterable[str],
         budget: int,
+        outline: Iterable[Outline] | None = None,
     ) -> None:
-        self.sends = list(sends)
+        if callable(sends):
+            self._make_sends: Callable[[], Sequence[Sent]] | None = sends
+            self._sends: list[Sent] | None = None
+        else:
+            self._make_sends, self._sends = None, list(sends)
+        if outline is None:
+            outline = [(s.token, s.conn, s.text, s.partial) for s in self.sends]
         self.rows = list(rows)
         self.token_re = token_re
         self.foreign_re = foreign_re
@@ -243,13 +255,20 @@ class _Analysis:
         self.exit_words = {w.strip().casefold() for w in exit_words if w.strip()}
         self.text: dict[str, str] = {}
         self.conns_of: dict[str, list[int]] = defaultdict(list)
-        for s in self.sends:
-            if not s.partial or s.token not in self.text:
-                self.text[s.token] = s.text
-            if s.conn not in self.conns_of[s.token]:
-                self.conns_of[s.token].append(s.conn)
+        for token, conn, text, partial in outline:
+            if not partial or token not in self.text:
+                self.text[token] = text
+            if conn not in self.conns_of[token]:
+                self.conns_of[token].append(conn)
         self.storage: dict[str, Storage] = {}
         self.streams: dict[int, _Stream] = {}
+
+    @property
+    def sends(self) -> list[Sent]:
+        if self._sends is None:
+            assert self._make_sends is not None
+            self._sends = list(self._make_sends())
+        return self._sends
 
     def store(self, token: str) -> Storage:
         if token not in self.storage:
@@ -551,16 +570,21 @@ class _Analysis:
 
 
 def analyse(
-    sends: Sequence[Sent],
+    sends: Sequence[Sent] | Callable[[], Sequence[Sent]],
     rows: Sequence[Row],
     token_re: re.Pattern[str],
     foreign_re: re.Pattern[str],
     normalize: str = "exact",
     exit_words: Iterable[str] = (),
     budget: int = BUDGET,
+    outline: Iterable[Outline] | None = None,
 ) -> Framing:
-    """Attribute every row to the messages it holds and tell, for every message, where it is stored."""
-    return _Analysis(sends, rows, token_re, foreign_re, normalize, exit_words, budget).run()
+    """Attribute every row to the messages it holds and tell, for every message, where it is stored.
+
+    ``sends`` may be a function that makes them, called only when a row needs the bytes on the wire;
+    ``outline`` (the sends' ``Outline``, in the same order) then stands for them until it is.
+    """
+    return _Analysis(sends, rows, token_re, foreign_re, normalize, exit_words, budget, outline).run()
 
 
 def sent(token: str, conn: int, text: str, data: bytes, partial: int | None = None) -> Sent:

@@ -17,7 +17,7 @@ from typing import Any
 from harness import exposure
 from harness.ends import End
 from harness.exposure import Touch
-from harness.framing import EXIT_TOKEN, Framing, Sent, analyse, sent
+from harness.framing import EXIT_TOKEN, Framing, Outline, Sent, analyse, sent
 from harness.history import FAIL, INFO, INVOKE, OK, Record
 from harness.log import Row
 
@@ -191,10 +191,31 @@ class RunIndex:
             out.append(sent(token, rec.conn, text, data, rec.get("partial")))
         return out
 
+    def outline(self) -> list[Outline]:
+        """``sends()`` without the bytes on the wire: what attributing whole rows needs, in the same order."""
+        out = []
+        for rec in sorted(self.of("send") + self.of("exit"), key=lambda r: r.index):
+            value = rec.value
+            if rec.f == "exit":
+                word = value.get("word")
+                text = word or _wire_encoder(self.settings)[0].exit_bytes().decode().strip()
+                out.append((f"{EXIT_TOKEN}{rec.index}", rec.conn, text, False))
+            elif rec.type == INVOKE and value.get("token") is not None:
+                out.append((value["token"], rec.conn, value.get("text", ""), value.get("partial") is not None))
+        return out
+
     @cached_property
     def framing(self) -> Framing:
         """Where every message is stored (computed once, and only when asked)."""
-        return analyse(self.sends(), self.rows, self.token_re, self.foreign_re, self.normalize, self.exit_words)
+        return analyse(
+            self.sends,
+            self.rows,
+            self.token_re,
+            self.foreign_re,
+            self.normalize,
+            self.exit_words,
+            outline=self.outline(),
+        )
 
     # -- connections -------------------------------------------------------------------------
 
