@@ -9,7 +9,7 @@ from harness.history import INFO, INVOKE, OK, PENDING_LINES, History, Record, lo
 
 def fill(h: History, n: int, client: int = 0) -> None:
     for i in range(n):
-        h.add(INVOKE, "send", client, 1, token=f"t.{client}.{i}", text="é \"quoted\"\n", resend=False)
+        h.add(INVOKE, "send", client, 1, token=f"t.{client}.{i}", text='é "quoted"\n', resend=False)
         h.append(OK, "send", client, 1, {"token": f"t.{client}.{i}", "row": i, "ts": None, "dup": False})
 
 
