@@ -309,16 +309,17 @@ class _Analysis:
 
     def classify(self, row: Row) -> RowInfo | None:
         content = row.content
-        if content is None or not content.strip():
+        if not content or content.isspace():  # what strip() would leave empty
             return RowInfo(row, RowKind.EMPTY)
-        tokens = list(dict.fromkeys(self.token_re.findall(content)))
+        tokens = self.token_re.findall(content)
+        if len(tokens) > 1:
+            tokens = list(dict.fromkeys(tokens))
         if not tokens and self.foreign_re.match(content):
             return RowInfo(row, RowKind.FOREIGN)
-        if len(tokens) == 1 and tokens[0] in self.text:
-            t = tokens[0]
-            if normalise(content, self.normalize) == normalise(self.text[t], self.normalize):
-                conns = self.conns_of[t]
-                return RowInfo(row, RowKind.EXACT, [t], conns[0] if conns else None)
+        text = self.text.get(tokens[0]) if len(tokens) == 1 else None
+        if text is not None and ((content.strip() == text.strip()) if self.normalize == "strip" else content == text):
+            conns = self.conns_of[tokens[0]]
+            return RowInfo(row, RowKind.EXACT, tokens, conns[0] if conns else None)
         return None  # needs the streams
 
     def piece(self, row: Row) -> _Piece:
