@@ -38,6 +38,7 @@ class Message:
     infos: list[Record] = field(default_factory=list)
     partial: bool = False  # only half of it was sent (then the client broke the connection)
     raw: bool = False  # bad input, sent as is
+    _conns: tuple[int, set[int]] | None = field(default=None, repr=False, compare=False)  # conns, for so many invokes
 
     @property
     def acked(self) -> bool:
@@ -52,7 +53,9 @@ class Message:
     @property
     def conns(self) -> set[int]:
         """The connections it was sent on."""
-        return {r.conn for r in self.invokes}
+        if self._conns is None or self._conns[0] != len(self.invokes):
+            self._conns = (len(self.invokes), {r.conn for r in self.invokes})
+        return self._conns[1]
 
     def evidence(self) -> list[int]:
         """History indexes about this message (a few)."""
@@ -262,6 +265,8 @@ class RunIndex:
         m = self.messages.get(token)
         if m is None:
             return None
+        if len(m.oks) == 1 and not m.fails and not m.infos:  # nearly always: one send, one ack
+            return m.oks[0] if m.oks[0].conn == conn else None
         for rec in sorted(m.oks + m.fails + m.infos, key=lambda r: r.index):
             if rec.conn == conn:
                 return rec
