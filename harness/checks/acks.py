@@ -57,7 +57,7 @@ def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
             continue
         row = ix.row_by_id[whole[0]]
         for ok in m.oks:
-            acked_row = ok.get("row")
+            acked_row = ok.value.get("row")
             if acked_row is not None and acked_row != row.id:
                 j.add(
                     "ack-mismatch",
@@ -68,7 +68,7 @@ def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
                     history=[ok.index, *m.evidence()[:3]],
                     rows=[row_dict(row)],
                 )
-            ts = ok.get("ts")
+            ts = ok.value.get("ts")
             if ix.protocol == "chat" and ts is not None and row.ts is not None and ts != row.ts:
                 j.add(
                     "ack-mismatch",
