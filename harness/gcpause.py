@@ -30,7 +30,8 @@ def full_collections_held() -> Iterator[None]:
     with _lock:
         if _holders == 0:
             _saved = gc.get_threshold()
-            gc.set_threshold(max(_saved[0], YOUNG), _saved[1], NEVER)
+            young = _saved[0] and max(_saved[0], YOUNG)  # 0 (collection switched off) stays 0
+            gc.set_threshold(young, _saved[1], NEVER)
         _holders += 1
     try:
         yield

@@ -109,14 +109,13 @@ class History:
                     f'"client":{client},"conn":{conn},"value":{value_json}}}\n'
                 )
                 if len(pending) >= PENDING_LINES:
-                    self._out.writelines(pending)
-                    pending.clear()
+                    self._write_pending()
             return rec
 
     def _write_pending(self) -> None:
-        if self._out is not None and self._pending:
-            self._out.writelines(self._pending)
-        self._pending.clear()
+        lines, self._pending = self._pending, []  # taken first: a failed write is not repeated by the next one
+        if self._out is not None and lines:
+            self._out.writelines(lines)
 
     def merge(self, records: Iterable[Record]) -> None:
         """Take in records made elsewhere on this history's clock (a worker's shard): all in time order, renumbered."""
@@ -139,10 +138,12 @@ class History:
     def close(self) -> None:
         """Flush and close the file (the records stay in memory)."""
         with self._lock:
-            self._write_pending()
-            if self._out is not None:
-                self._out.close()
-                self._out = None
+            try:
+                self._write_pending()
+            finally:
+                if self._out is not None:
+                    self._out.close()
+                    self._out = None
 
     def __iter__(self) -> Iterator[Record]:
         """A snapshot of the records."""

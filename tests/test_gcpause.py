@@ -5,8 +5,16 @@ from __future__ import annotations
 import gc
 import threading
 import weakref
+from collections.abc import Iterator
 
+from support import free_port
+
+from harness.checker import check
+from harness.clients import Context, SimClient, drive
 from harness.gcpause import NEVER, YOUNG, full_collections_held
+from harness.history import INFO, History, Record
+from harness.plan import SEND, ClientPlan, Op
+from harness.wire import ChatWire
 
 
 def test_the_threshold_is_held_inside_and_restored_after_nested_holders() -> None:
@@ -52,7 +60,9 @@ def test_young_collections_still_free_cycles_while_held() -> None:
         a.other, b.other = b, a
         weakref.finalize(a, freed.set)
         del a, b
-        kept = [[] for _ in range(gc.get_threshold()[0] * 3)]  # enough new objects for automatic young collections
+        kept: list[list[int]] = [
+            [] for _ in range(gc.get_threshold()[0] * 3)
+        ]  # enough new objects for automatic young collections
         assert freed.is_set()
         del kept
 
@@ -65,3 +75,31 @@ def test_an_error_inside_still_restores() -> None:
     except KeyError:
         pass
     assert gc.get_threshold() == before
+
+
+def test_collection_switched_off_stays_off() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(0, before[1], before[2])
+        with full_collections_held():
+            assert gc.get_threshold()[0] == 0
+        assert gc.get_threshold()[0] == 0
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_driving_clients_and_checking_a_history_hold_them() -> None:
+    seen: list[tuple[int, ...]] = []
+    ctx = Context(
+        "127.0.0.1", free_port(), ChatWire(), History(), "abcdef", gate=lambda: seen.append(gc.get_threshold())
+    )
+    drive([SimClient(0, ClientPlan([Op(SEND, "x")]), ctx)], ctx)  # nobody listens: the connect fails after the gate
+    assert seen and seen[0][2] == NEVER
+
+    def records() -> Iterator[Record]:
+        seen.append(gc.get_threshold())  # read while the checker indexes them
+        yield Record(0, 0.0, INFO, "run", value={"run_id": "abcdef"})
+
+    check(records(), [])
+    assert seen[-1][2] == NEVER
+    assert gc.get_threshold()[2] != NEVER

@@ -22,7 +22,7 @@ def histories(draw: st.DrawFn) -> tuple[History, list[Row]]:
     """A run's send and exit records of every kind, and rows: each message stored whole, cut or merged."""
     wire = draw(st.sampled_from(WIRES))
     h = History(start=0.0)
-    h.add(INFO, "run", run_id=RUN, exit_words=["éxito", "salir"], **wire)
+    h.append(INFO, "run", -1, -1, {"run_id": RUN, "exit_words": ["éxito", "salir"], **wire})
     rows: list[Row] = []
     for i in range(draw(st.integers(1, 12))):
         kind, conn = draw(st.sampled_from(KINDS)), draw(st.integers(0, 3))
@@ -34,7 +34,7 @@ def histories(draw: st.DrawFn) -> tuple[History, list[Row]]:
         if kind == "exit":
             h.add(INFO, "exit", conn, conn, word=None)
             continue
-        extra = {
+        extra: dict[str, object] = {
             "plain": {"resend": False},
             "resend": {"resend": True},
             "raw": {"raw": "ff41"},
@@ -45,7 +45,7 @@ def histories(draw: st.DrawFn) -> tuple[History, list[Row]]:
         if kind == "no-token":
             h.add(INVOKE, "send", conn, conn, token=None, text=text)
             continue
-        h.add(INVOKE, "send", conn, conn, token=token, text=text, **extra)
+        h.append(INVOKE, "send", conn, conn, {"token": token, "text": text, **extra})
         h.add(OK, "send", conn, conn, token=token, row=len(rows) + 1)
         how = draw(st.sampled_from(["whole", "cut", "merged", "none"]))
         if how == "whole":

@@ -17,7 +17,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
-        m = ix.messages.get(rec.value.get("token"))
+        m = ix.messages.get(rec.get("token"))
         if m is not None and not m.partial and len(m.conns) == 1:
             by_conn[rec.conn].append(rec)  # a resent message may have been stored from either send
     for conn, invokes in by_conn.items():
@@ -26,7 +26,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
             continue
         last_id, last_rec = -1, None
         for rec in invokes:
-            whole = ix.framing.of(rec.value.get("token")).whole
+            whole = ix.framing.of(rec.get("token")).whole
             if len(whole) != 1:
                 continue
             rid = whole[0]
