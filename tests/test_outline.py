@@ -34,14 +34,15 @@ def histories(draw: st.DrawFn) -> tuple[History, list[Row]]:
         if kind == "exit":
             h.add(INFO, "exit", conn, conn, word=None)
             continue
-        extra: dict[str, object] = {
+        extras: dict[str, dict[str, object]] = {
             "plain": {"resend": False},
             "resend": {"resend": True},
             "raw": {"raw": "ff41"},
             "partial": {"partial": 3},
             "trickle": {"trickle": 0.01},
             "no-token": {},
-        }[kind]
+        }
+        extra = extras[kind]
         if kind == "no-token":
             h.add(INVOKE, "send", conn, conn, token=None, text=text)
             continue
