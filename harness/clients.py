@@ -146,8 +146,12 @@ class SimClient:
                 return
             ops, i = self.plan.ops, 0
             while i < len(ops) and not self.ctx.stop.is_set():
-                if self._abandon(len(ops) - i):
+                if self.unanswered_in_a_row and self._abandon(len(ops) - i):
                     break
+                if ops[i].kind == SEND and not ops[i].pipelined and self._plain():
+                    await self._send_plain(ops[i])
+                    i += 1
+                    continue
                 j = i + 1
                 if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining and not self.wire.per_connection:
                     # Back-to-back sends go out in one write, as a buffering client's would, so
@@ -341,7 +345,9 @@ class SimClient:
             return False
         return True
 
-    async def _wait_answer(self, done: Callable[[], bool], sent: bool = False) -> float:
+    async def _wait_answer(
+        self, done: Callable[[], bool], sent: bool = False, started: float | None = None, heard: int | None = None
+    ) -> float:
         """Read replies until ``done()`` or the ack timeout passes; return the seconds waited.
 
         A wait that ends with the server's replies still arriving and already waiting unread (the
@@ -351,14 +357,16 @@ class SimClient:
         well-formed replies makes no progress, so their missing answers are judged after one ack
         timeout as before.
         """
-        started = time.monotonic()
+        started = time.monotonic() if started is None else started
         s = self.s
-        for _ in range(1 + LAG_GRACE):
-            heard = s.heard if s is not None else 0
-            await self.pump_until(time.monotonic() + self.ctx.ack_timeout, done, sent=sent)
+        for rounds in range(1 + LAG_GRACE):
+            if heard is None:
+                heard = s.heard if s is not None else 0
+            await self.pump_until((time.monotonic() if rounds else started) + self.ctx.ack_timeout, done, sent=sent)
             sent = False
             if done() or self.ctx.stop.is_set() or s is None or s.heard == heard or not self._unread():
                 break
+            heard = None
         return time.monotonic() - started
 
     def _unread(self) -> bool:
@@ -451,6 +459,52 @@ class SimClient:
         if not ops[-1].pipelined or not self.wire.pipelining:
             await self._await(batch[-1][0])
 
+    def _plain(self) -> bool:
+        """Whether a send may take the short way: a healthy connection, nothing to pace, settle or hold."""
+        s = self.s
+        return (
+            s is not None
+            and self.sock is not None
+            and not self.plan.pacing
+            and not s.ended
+            and not s.settle_until
+            and not s.holding
+            and not s.full
+        )
+
+    async def _send_plain(self, op: Op) -> None:
+        """``send(op)`` for the common case (``_plain``), with fewer layers: send, one read, then judge.
+
+        Exactly the general path's first steps (``_transmit``, then ``pump_until``'s first wait and
+        read); anything but the answer in that read goes on in ``_await`` from where it stands.
+        """
+        s, sock = self.s, self.sock
+        assert s is not None and sock is not None
+        self.last_send = time.monotonic()
+        token, text = self.state.next_token(op.text)
+        if not await self._transmit([(token, text)]):
+            return
+        started, heard = time.monotonic(), s.heard
+        timeout = self.ctx.ack_timeout
+        if not self.ctx.stop.is_set() and await self._readable(sock, min(timeout, self.ctx.options.poll)):
+            if self.ctx.stop.is_set() or time.monotonic() >= started + timeout:
+                return await self._await(token, False, started, heard)
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                return await self._await(token, False, started, heard)
+            except OSError as exc:
+                self._finish(End.RESET, _why(exc))
+                return
+            if data:
+                s.feed(data)
+            else:
+                s.eof()
+            if token not in s.outstanding or s.ended:
+                self._answered(token, time.monotonic() - started)
+                return
+        await self._await(token, False, started, heard)
+
     async def _settle(self) -> None:
         """Without framing: wait until the acks of the last message stop coming (each is credited to it)."""
         if self.s is not None and self.sock is not None and self.s.settle_until:
@@ -483,15 +537,27 @@ class SimClient:
             return False
         return True
 
-    async def _await(self, token: str) -> None:
-        """Wait for the answer to ``token``; no answer in time ends the connection."""
+    async def _await(
+        self, token: str, sent: bool = True, started: float | None = None, heard: int | None = None
+    ) -> None:
+        """Wait for the answer to ``token``; no answer in time ends the connection.
+
+        ``started`` and ``heard``: the wait began then, with the session having heard that many
+        replies (``_send_plain`` read once already and goes on here).
+        """
         s = self.s
         assert s is not None
         try:
-            wait = await self._wait_answer(lambda: token not in s.outstanding or s.ended, sent=True)
+            wait = await self._wait_answer(lambda: token not in s.outstanding or s.ended, sent, started, heard)
         except Broken as exc:
             self._finish(End.RESET, str(exc))
             return
+        self._answered(token, wait)
+
+    def _answered(self, token: str, wait: float) -> None:
+        """The wait for ``token``'s answer is over (``wait`` seconds): judge what came."""
+        s = self.s
+        assert s is not None
         if self._stopped():
             return
         if token in s.outstanding and not s.ended:

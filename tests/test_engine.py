@@ -10,7 +10,7 @@ import pytest
 from mutants.zoo import mutant
 
 from harness import runner
-from harness.clients import Options
+from harness.clients import Options, SimClient
 from harness.history import INFO, History, Record, load
 from harness.plan import CLOSE, PAUSE, RECONNECT, SEND, ClientPlan, Op, Plan
 from harness.runner import RunConfig, RunOutcome, run_plan
@@ -106,3 +106,46 @@ def test_merging_keeps_time_order_and_renumbers(tmp_path: Path) -> None:
     assert [(r.index, r.f) for r in h.records] == [(0, "run"), (1, "a"), (2, "b"), (3, "server"), (4, "c")]
     h.close()
     assert load(tmp_path / "h.jsonl") == h.records
+
+
+def history_shape(outcome: RunOutcome) -> list[tuple[int, str, str, str, str]]:
+    """What each client did and heard, without run ids and times: (client, type, f, token's rest, how it ended)."""
+    out = []
+    for r in outcome.records:
+        if r.f in ("send", "connect", "conn-end", "abandon") and r.client >= 0:
+            token = str(r.get("token") or "").split(".", 1)[-1]
+            end = r.get("reason") if r.f == "conn-end" else r.get("end")
+            out.append((r.client, r.type, r.f, token, str(end or "")))
+    return sorted(out, key=lambda t: t[0])  # stable: each client's records keep their order
+
+
+@pytest.mark.parametrize("server", ["reference", "silent_drop"])
+def test_a_plain_send_takes_the_short_way_and_records_what_the_general_path_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    target = reference() if server == "reference" else mutant(server).target()
+    ops = [Op(SEND, f"m{i}") for i in range(5)] + [Op(SEND, "p1", pipelined=True), Op(SEND, "p2")]
+    ops += [Op(RECONNECT), Op(SEND, "after"), Op(PAUSE, seconds=0.1), *[Op(SEND, f"n{i}") for i in range(6)], Op(CLOSE)]
+    plan = Plan([ClientPlan(ops)], seed=3, name="short-way")
+    # Two unanswered sends in a row (0.4 s of waiting) abandon the plan: an answer in between must reset the count.
+    config = RunConfig(options=Options(ack_timeout=0.5, give_up_after=2, give_up_seconds=0.4), probe=False)
+    taken: list[int] = []
+    plain = SimClient._send_plain
+
+    async def counted(self: SimClient, op: Op) -> None:
+        taken.append(1)
+        await plain(self, op)
+
+    monkeypatch.setattr(SimClient, "_send_plain", counted)
+    short = run_plan(target, plan, tmp_path / "short", config=config)
+    assert len(taken) >= (6 if server == "reference" else 2)  # plain sends on an open connection
+    monkeypatch.setattr(SimClient, "_plain", lambda self: False)
+    general = run_plan(target, plan, tmp_path / "general", config=config)
+    assert history_shape(short) == history_shape(general)
+    for o in (short, general):  # an unanswered send waited the ack timeout from its send, not more
+        sent = {(r.get("token"), r.conn): r.time for r in o.records if r.f == "send" and r.type == "invoke"}
+        gave_up = [r.time - sent[r.get("token"), r.conn] for r in o.records if r.get("end") == "ack-timeout"]
+        assert all(0.5 <= w < 0.9 for w in gave_up), gave_up
+        assert bool(gave_up) == (server != "reference")
+    kinds = [{a.kind for a in o.result.anomalies} for o in (short, general)]
+    assert kinds[0] == kinds[1] == (set() if server == "reference" else {"unanswered"})
