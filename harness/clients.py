@@ -134,6 +134,7 @@ class SimClient:
         self._holding_gate = False
         self._watched: int | None = None  # the descriptor the event loop watches for this client's reads
         self._waiter: asyncio.Future[bool] | None = None  # what a read in progress waits on
+        self._read: bytes | OSError | None = None  # what the event loop read for that wait, not handled yet
         self._deadline = 0.0  # when the read in progress gives up (event loop time)
         self._timer: asyncio.TimerHandle | None = None  # fires at or before ``_deadline``
 
@@ -373,6 +374,8 @@ class SimClient:
         """Whether the connection holds something not read yet (bytes, the server's close, or an error)."""
         if self.sock is None or self.s is None or self.s.ended:
             return False
+        if self._read is not None:
+            return True
         try:
             self.sock.recv(1, socket.MSG_PEEK)
         except BlockingIOError:
@@ -490,7 +493,7 @@ class SimClient:
             if self.ctx.stop.is_set() or time.monotonic() >= started + timeout:
                 return await self._await(token, False, started, heard)
             try:
-                data = sock.recv(65536)
+                data = self._recv(sock)
             except BlockingIOError:
                 return await self._await(token, False, started, heard)
             except OSError as exc:
@@ -673,8 +676,11 @@ class SimClient:
 
         The socket stays watched between reads (no epoll change per message); when it becomes
         readable while nobody waits, it is unwatched, since a level-triggered watch would fire again
-        and again while the client does something else.
+        and again while the client does something else. The read itself happens when the event
+        comes (``_on_readable``) and ``_recv`` hands it over.
         """
+        if self._read is not None:
+            return True
         if timeout <= 0:
             return False
         loop = asyncio.get_running_loop()
@@ -708,14 +714,36 @@ class SimClient:
             self._timer = loop.call_at(self._deadline, self._on_timer, loop)
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
-        if self._waiter is not None:
-            _settle(self._waiter, True)
+        # Read now: an event can be stale (queued in the same loop turn in which the client read what
+        # raised it, then sent again and waits anew), and one that finds nothing must not wake it.
+        waiter, sock = self._waiter, self.sock
+        if waiter is not None:
+            if waiter.done() or self._read is not None or sock is None:
+                return
+            try:
+                self._read = sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._read = exc
+            waiter.set_result(True)
         elif self._watched == fd:
             loop.remove_reader(fd)
             self._watched = None
 
+    def _recv(self, sock: socket.socket) -> bytes:
+        """The next bytes from the server: what the event loop read already, else a read now."""
+        got = self._read
+        if got is None:
+            return sock.recv(65536)
+        self._read = None
+        if isinstance(got, OSError):
+            raise got
+        return got
+
     def _unwatch(self) -> None:
         """Stop watching the socket (before it is closed: its descriptor number will be reused)."""
+        self._read = None  # read from a connection that is over: dropped, as unread bytes would be
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -751,7 +779,7 @@ class SimClient:
                     s.quiet()
                 continue
             try:
-                data = sock.recv(65536)
+                data = self._recv(sock)
             except BlockingIOError:
                 unwaited = 0
                 if not await self._readable(sock, wait) and s.holding:
