@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from harness.audit import Auditor
 from harness.ends import End
@@ -109,6 +109,14 @@ class Context:
         """How long a client waits for an answer now."""
         opts = self.options
         return min(opts.ack_timeout, opts.short_ack_timeout) if self.gave_up.is_set() else opts.ack_timeout
+
+
+class Begun(NamedTuple):
+    """An answer's wait already under way: when it began, the replies heard by then, its ack timeout."""
+
+    at: float
+    heard: int
+    timeout: float
 
 
 class Broken(Exception):
@@ -303,9 +311,12 @@ class SimClient:
 
     def _close_socket(self, reset: bool = False) -> None:
         assert self.sock is not None
+        unread = isinstance(self._read, bytes) and bool(self._read)  # read for the client, never handled
         self._unwatch()
         server_closed = self.s is not None and self.s.ended
-        if reset or (server_closed and self.ctx.options.reset_after_server_close):
+        # Bytes the loop read for the client and it never handled were unread: the kernel would have
+        # answered the close with RST, and it still does.
+        if reset or unread or (server_closed and self.ctx.options.reset_after_server_close):
             with contextlib.suppress(OSError):
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST_LINGER)
         self.sock.close()
@@ -346,9 +357,7 @@ class SimClient:
             return False
         return True
 
-    async def _wait_answer(
-        self, done: Callable[[], bool], sent: bool = False, started: float | None = None, heard: int | None = None
-    ) -> float:
+    async def _wait_answer(self, done: Callable[[], bool], sent: bool = False, begun: Begun | None = None) -> float:
         """Read replies until ``done()`` or the ack timeout passes; return the seconds waited.
 
         A wait that ends with the server's replies still arriving and already waiting unread (the
@@ -358,16 +367,17 @@ class SimClient:
         well-formed replies makes no progress, so their missing answers are judged after one ack
         timeout as before.
         """
-        started = time.monotonic() if started is None else started
         s = self.s
+        started = time.monotonic() if begun is None else begun.at
         for rounds in range(1 + LAG_GRACE):
-            if heard is None:
-                heard = s.heard if s is not None else 0
-            await self.pump_until((time.monotonic() if rounds else started) + self.ctx.ack_timeout, done, sent=sent)
+            if rounds or begun is None:
+                heard, deadline = (s.heard if s is not None else 0), time.monotonic() + self.ctx.ack_timeout
+            else:  # the first round of a wait under way: its start, baseline and timeout as they were
+                heard, deadline = begun.heard, begun.at + begun.timeout
+            await self.pump_until(deadline, done, sent=sent)
             sent = False
             if done() or self.ctx.stop.is_set() or s is None or s.heard == heard or not self._unread():
                 break
-            heard = None
         return time.monotonic() - started
 
     def _unread(self) -> bool:
@@ -487,15 +497,14 @@ class SimClient:
         token, text = self.state.next_token(op.text)
         if not await self._transmit([(token, text)]):
             return
-        started, heard = time.monotonic(), s.heard
-        timeout = self.ctx.ack_timeout
-        if not self.ctx.stop.is_set() and await self._readable(sock, min(timeout, self.ctx.options.poll)):
-            if self.ctx.stop.is_set() or time.monotonic() >= started + timeout:
-                return await self._await(token, False, started, heard)
+        begun = Begun(time.monotonic(), s.heard, self.ctx.ack_timeout)
+        if not self.ctx.stop.is_set() and await self._readable(sock, min(begun.timeout, self.ctx.options.poll)):
+            if self.ctx.stop.is_set() or time.monotonic() >= begun.at + begun.timeout:
+                return await self._await(token, False, begun)
             try:
                 data = self._recv(sock)
             except BlockingIOError:
-                return await self._await(token, False, started, heard)
+                return await self._await(token, False, begun)
             except OSError as exc:
                 self._finish(End.RESET, _why(exc))
                 return
@@ -504,9 +513,9 @@ class SimClient:
             else:
                 s.eof()
             if token not in s.outstanding or s.ended:
-                self._answered(token, time.monotonic() - started)
+                self._answered(token, time.monotonic() - begun.at)
                 return
-        await self._await(token, False, started, heard)
+        await self._await(token, False, begun)
 
     async def _settle(self) -> None:
         """Without framing: wait until the acks of the last message stop coming (each is credited to it)."""
@@ -540,18 +549,15 @@ class SimClient:
             return False
         return True
 
-    async def _await(
-        self, token: str, sent: bool = True, started: float | None = None, heard: int | None = None
-    ) -> None:
+    async def _await(self, token: str, sent: bool = True, begun: Begun | None = None) -> None:
         """Wait for the answer to ``token``; no answer in time ends the connection.
 
-        ``started`` and ``heard``: the wait began then, with the session having heard that many
-        replies (``_send_plain`` read once already and goes on here).
+        ``begun``: the wait is under way already (``_send_plain`` waited and read once, and goes on here).
         """
         s = self.s
         assert s is not None
         try:
-            wait = await self._wait_answer(lambda: token not in s.outstanding or s.ended, sent, started, heard)
+            wait = await self._wait_answer(lambda: token not in s.outstanding or s.ended, sent, begun)
         except Broken as exc:
             self._finish(End.RESET, str(exc))
             return

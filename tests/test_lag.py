@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.clients import LAG_GRACE, Context, Options, execute
+from harness.clients import LAG_GRACE, Context, Options, SimClient, execute
 from harness.history import INFO, OK, History
 from harness.plan import SEND, ClientPlan, Op, Plan
 from harness.wire import ChatWire
@@ -118,3 +118,56 @@ def test_a_server_that_does_not_answer_is_judged_after_one_ack_timeout(
     [(kind, waited)] = sends(h)
     assert kind == INFO and waited is not None
     assert ACK_TIMEOUT <= waited < 2 * ACK_TIMEOUT  # not extended
+
+
+def answer_late(conn: socket.socket, gave_up: threading.Event) -> None:
+    """Acknowledge the first message at once and the second 1.5 s late; another client abandons meanwhile."""
+    data = b""
+    for n in (1, 2):
+        while b"\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        line, data = data.split(b"\n", 1)
+        if n == 2:
+            threading.Timer(0.5, gave_up.set).start()  # the shorter waits start while this one runs
+            time.sleep(1.5)
+        conn.sendall(b"Mensaje recibido: T id=%d cid=" % n + line.split(b" ", 2)[1] + b"\n")
+
+
+@pytest.mark.parametrize("short_way", [True, False], ids=["short-way", "general-path"])
+def test_a_wait_under_way_keeps_its_ack_timeout_when_another_client_gives_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_way: bool
+) -> None:
+    if not short_way:
+        monkeypatch.setattr(SimClient, "_plain", lambda self: False)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    history = History(tmp_path / "history.jsonl")
+    opts = Options(ack_timeout=5, short_ack_timeout=0.5, poll=1.0, give_up_after=0, close_timeout=2)
+    ctx = Context("127.0.0.1", listener.getsockname()[1], ChatWire(), history, "lag", opts)
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            conn.sendall(b"HELLO 127.0.0.1:1 4096\n")
+            try:
+                answer_late(conn, ctx.gave_up)
+                while conn.recv(65536):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    try:
+        plan = Plan([ClientPlan([Op(SEND, "first"), Op(SEND, "second")])], 1, "lag")
+        assert execute(plan, ctx, timeout=30) == []
+    finally:
+        thread.join(timeout=15)
+        listener.close()
+        history.close()
+    assert ctx.gave_up.is_set()
+    assert sends(history) == [(OK, None), (OK, None)]  # the second was answered 1.5 s in: within its 5 s
