@@ -123,17 +123,22 @@ def test_a_server_that_does_not_answer_is_judged_after_one_ack_timeout(
 def answer_late(conn: socket.socket, gave_up: threading.Event) -> None:
     """Acknowledge the first message at once and the second 1.5 s late; another client abandons meanwhile."""
     data = b""
-    for n in (1, 2):
-        while b"\n" not in data:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            data += chunk
-        line, data = data.split(b"\n", 1)
-        if n == 2:
-            threading.Timer(0.5, gave_up.set).start()  # the shorter waits start while this one runs
-            time.sleep(1.5)
-        conn.sendall(b"Mensaje recibido: T id=%d cid=" % n + line.split(b" ", 2)[1] + b"\n")
+    abandon = threading.Timer(0.5, gave_up.set)  # the shorter waits start while the second one runs
+    try:
+        for n in (1, 2):
+            while b"\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            line, data = data.split(b"\n", 1)
+            if n == 2:
+                abandon.start()
+                time.sleep(1.5)  # the late answer itself, not a wait for anything
+            conn.sendall(b"Mensaje recibido: T id=%d cid=" % n + line.split(b" ", 2)[1] + b"\n")
+    finally:
+        if abandon.is_alive():
+            abandon.join(5)
 
 
 @pytest.mark.parametrize("short_way", [True, False], ids=["short-way", "general-path"])
