@@ -119,6 +119,24 @@ class Begun(NamedTuple):
     timeout: float
 
 
+class _Sent(NamedTuple):
+    """A plain send the chain waits on: its op's index, its token, and its answer's wait."""
+
+    op: int
+    token: str
+    begun: Begun
+
+
+class _Handed(NamedTuple):
+    """Where the chain of plain sends stopped: the ops before ``op`` are done, unless ``token`` says
+    ops[op] is sent and awaits its answer (``begun``) or still has bytes to write (``rest``)."""
+
+    op: int
+    token: str = ""
+    begun: Begun | None = None
+    rest: bytes | None = None
+
+
 class Broken(Exception):
     """The connection broke (reset, or an OS error); the message says how."""
 
@@ -145,11 +163,16 @@ class SimClient:
         self._read: bytes | OSError | None = None  # what the event loop read for that wait, not handled yet
         self._deadline = 0.0  # when the read in progress gives up (event loop time)
         self._timer: asyncio.TimerHandle | None = None  # fires at or before ``_deadline``
+        self._loop: asyncio.AbstractEventLoop  # set when ``run`` starts
+        self._chain: asyncio.Future[_Handed] | None = None  # plain sends carried by the event loop's callbacks
+        self._chain_ops: list[Op] = []
+        self._chain_at: _Sent = _Sent(0, "", Begun(0.0, 0, 0.0))  # the send the chain waits on
 
     # -- plan execution ----------------------------------------------------------
 
     async def run(self) -> None:
         """Execute the plan, then close politely."""
+        self._loop = asyncio.get_running_loop()
         try:
             if await self._sleep(self.ctx.t0 + self.plan.start - time.monotonic()):
                 return
@@ -157,9 +180,8 @@ class SimClient:
             while i < len(ops) and not self.ctx.stop.is_set():
                 if self.unanswered_in_a_row and self._abandon(len(ops) - i):
                     break
-                if ops[i].kind == SEND and not ops[i].pipelined and self._plain():
-                    await self._send_plain(ops[i])
-                    i += 1
+                if self._plain_at(ops, i):
+                    i = await self._send_plain(ops, i)
                     continue
                 j = i + 1
                 if ops[i].kind == SEND and ops[i].pipelined and self.wire.pipelining and not self.wire.per_connection:
@@ -485,37 +507,144 @@ class SimClient:
             and not s.full
         )
 
-    async def _send_plain(self, op: Op) -> None:
-        """``send(op)`` for the common case (``_plain``), with fewer layers: send, one read, then judge.
+    def _plain_at(self, ops: list[Op], i: int) -> bool:
+        """Whether ``ops[i]`` is a closed-loop send that may take the short way now."""
+        op = ops[i]
+        return op.kind == SEND and not op.pipelined and self._plain()
 
-        Exactly the general path's first steps (``_transmit``, then ``pump_until``'s first wait and
-        read); anything but the answer in that read goes on in ``_await`` from where it stands.
-        """
+    def _plain_send(self, op: Op) -> tuple[str, bytes] | None:
+        """Record ``op``'s message and write it once; its token and the bytes not written yet (None: it broke)."""
         s, sock = self.s, self.sock
         assert s is not None and sock is not None
         self.last_send = time.monotonic()
         token, text = self.state.next_token(op.text)
-        if not await self._transmit([(token, text)]):
+        data = s.send([(token, text)])
+        try:
+            sent = sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._finish(End.RESET, f"send failed: {_why(exc)}")
+            return None
+        return token, data[sent:]
+
+    async def _send_plain(self, ops: list[Op], i: int) -> int:
+        """``send(ops[i])`` for the common case (``_plain``), and the plain sends after it; the index of the next op.
+
+        Exactly the general path's first steps (``_transmit``, then ``pump_until``'s first wait and
+        read), then the same judgement. While every answer comes whole in that first read, the event
+        loop's read callback judges it and sends the next message itself (``_chain_read``): no
+        coroutine wakes per message. Anything but the answer in that read goes on in ``_await``
+        from where it stands.
+        """
+        sent = self._plain_send(ops[i])
+        if sent is None:
+            return i + 1
+        token, rest = sent
+        while True:
+            if rest:  # rarely: nearly always the whole line goes out at once
+                try:
+                    await self._sendall(rest)
+                except OSError as exc:
+                    self._finish(End.RESET, f"send failed: {_why(exc)}")
+                    return i + 1
+            s = self.s
+            assert s is not None
+            at = _Sent(i, token, Begun(time.monotonic(), s.heard, self.ctx.ack_timeout))
+            if self.ctx.stop.is_set():
+                await self._await(token, False, at.begun)
+                return i + 1
+            handed = await self._chained(ops, at)
+            if handed.rest is not None:  # the chain sent ops[handed.op], not all of it
+                i, token, rest = handed.op, handed.token, handed.rest
+                continue
+            if handed.begun is not None:  # ops[handed.op]'s answer is still to come
+                await self._await(handed.token, False, handed.begun)
+                return handed.op + 1
+            return handed.op
+
+    async def _chained(self, ops: list[Op], at: _Sent) -> _Handed:
+        """Wait while the event loop's callbacks carry plain sends from ``at`` on; what they hand back."""
+        loop = self._loop
+        sock = self.sock
+        assert sock is not None
+        fd = sock.fileno()
+        if self._watched != fd:
+            self._unwatch()
+            loop.add_reader(fd, self._on_readable, loop, fd)
+            self._watched = fd
+        chain: asyncio.Future[_Handed] = loop.create_future()
+        self._chain = chain
+        self._chain_ops = ops
+        self._chain_on(at, loop)
+        if self._read is not None:  # read for an earlier wait and not handled: it comes first
+            self._chain_read()
+        try:
+            return await chain
+        finally:
+            self._chain = None
+            self._chain_ops = []
+
+    def _chain_on(self, at: _Sent, loop: asyncio.AbstractEventLoop) -> None:
+        """The chain now waits for ``at``'s answer: the first read's deadline, as ``_readable``'s."""
+        self._chain_at = at
+        self._arm(loop, loop.time() + min(at.begun.timeout, self.ctx.options.poll))
+
+    def _hand_back(self, handed: _Handed) -> None:
+        chain = self._chain
+        if chain is not None and not chain.done():
+            chain.set_result(handed)
+
+    def _chain_read(self) -> None:
+        """The chain's socket is readable: read, judge the answer and send the next plain message (or hand back)."""
+        chain, sock, s = self._chain, self.sock, self.s
+        if chain is None or chain.done():
             return
-        begun = Begun(time.monotonic(), s.heard, self.ctx.ack_timeout)
-        if not self.ctx.stop.is_set() and await self._readable(sock, min(begun.timeout, self.ctx.options.poll)):
+        try:
+            at = self._chain_at
+            got = self._read
+            self._read = None
+            if got is None:
+                if sock is None:
+                    return
+                try:
+                    got = sock.recv(65536)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    got = exc
+            begun = at.begun
             if self.ctx.stop.is_set() or time.monotonic() >= begun.at + begun.timeout:
-                return await self._await(token, False, begun)
-            try:
-                data = self._recv(sock)
-            except BlockingIOError:
-                return await self._await(token, False, begun)
-            except OSError as exc:
-                self._finish(End.RESET, _why(exc))
+                self._read = got  # the general path takes it from here, as after the short way's wait
+                self._hand_back(_Handed(at.op, at.token, begun))
                 return
-            if data:
-                s.feed(data)
+            assert s is not None
+            if isinstance(got, OSError):
+                self._finish(End.RESET, _why(got))
+                self._hand_back(_Handed(at.op + 1))
+                return
+            if got:
+                s.feed(got)
             else:
                 s.eof()
-            if token not in s.outstanding or s.ended:
-                self._answered(token, time.monotonic() - begun.at)
+            if at.token in s.outstanding and not s.ended:
+                self._hand_back(_Handed(at.op, at.token, begun))
                 return
-        await self._await(token, False, begun)
+            self._answered(at.token, time.monotonic() - begun.at)
+            ops, i = self._chain_ops, at.op + 1
+            if i >= len(ops) or self.ctx.stop.is_set() or self.unanswered_in_a_row or not self._plain_at(ops, i):
+                self._hand_back(_Handed(i))
+                return
+            sent = self._plain_send(ops[i])
+            if sent is None:
+                self._hand_back(_Handed(i + 1))
+            elif sent[1] or self.ctx.stop.is_set():
+                self._hand_back(_Handed(i, sent[0], rest=sent[1]))
+            else:
+                self._chain_on(_Sent(i, sent[0], Begun(time.monotonic(), s.heard, self.ctx.ack_timeout)), self._loop)
+        except BaseException as exc:  # a harness bug must not hide as a server anomaly: the coroutine raises it
+            if not chain.done():
+                chain.set_exception(exc)
 
     async def _settle(self) -> None:
         """Without framing: wait until the acks of the last message stop coming (each is credited to it)."""
@@ -689,7 +818,7 @@ class SimClient:
             return True
         if timeout <= 0:
             return False
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiter = fut
         fd = sock.fileno()
@@ -697,33 +826,43 @@ class SimClient:
             self._unwatch()
             loop.add_reader(fd, self._on_readable, loop, fd)
             self._watched = fd
-        # One timer per client, kept across reads: most reads end with data long before their deadline,
-        # and deadlines mostly grow, so the timer is re-armed when it fires early rather than every read.
-        self._deadline = deadline = loop.time() + timeout
-        if self._timer is not None and self._timer.when() > deadline:
-            self._timer.cancel()
-            self._timer = None
-        if self._timer is None:
-            self._timer = loop.call_at(deadline, self._on_timer, loop)
+        self._arm(loop, loop.time() + timeout)
         try:
             return await fut
         finally:
             self._waiter = None
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Give the wait in progress ``deadline`` (event loop time)."""
+        # One timer per client, kept across reads: most reads end with data long before their deadline,
+        # and deadlines mostly grow, so the timer is re-armed when it fires early rather than every read.
+        self._deadline = deadline
+        if self._timer is not None and self._timer.when() > deadline:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._on_timer, loop)
+
     def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        if self._waiter is None:
+        chain = self._chain
+        if self._waiter is None and (chain is None or chain.done()):
             return
-        if loop.time() >= self._deadline:
-            _settle(self._waiter, False)
-        else:
+        if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._on_timer, loop)
+        elif self._waiter is not None:
+            _settle(self._waiter, False)
+        else:  # the chain's first read found nothing in time: the general path waits on
+            at = self._chain_at
+            self._hand_back(_Handed(at.op, at.token, at.begun))
 
     def _on_readable(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
         # Read now: an event can be stale (queued in the same loop turn in which the client read what
         # raised it, then sent again and waits anew), and one that finds nothing must not wake it.
         waiter, sock = self._waiter, self.sock
-        if waiter is not None:
+        if self._chain is not None and not self._chain.done():
+            self._chain_read()
+        elif waiter is not None:
             if waiter.done() or self._read is not None or sock is None:
                 return
             try:
@@ -754,7 +893,7 @@ class SimClient:
             self._timer.cancel()
             self._timer = None
         if self._watched is not None:
-            asyncio.get_running_loop().remove_reader(self._watched)
+            self._loop.remove_reader(self._watched)
             self._watched = None
 
     # -- reading -------------------------------------------------------------------------
