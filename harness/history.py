@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -22,22 +22,30 @@ from typing import IO, Any
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 PENDING_LINES = 512  # history lines held before one write (a flush, twice a second during a run, writes the rest)
 _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: dumps() builds one per call
-_SCALAR: dict[type, Callable[[Any], str]] = {
-    bool: lambda v: "true" if v else "false",
-    int: str,
-    type(None): lambda v: "null",
-    str: encode_basestring,
-}
+_KEYS: dict[str, str] = {}  # a key as JSON with its colon, made once per key
 
 
 def encode_value(value: dict[str, Any]) -> str:
     """The value as compact JSON; a flat dict of strings, ints, bools and None (most records) without json's setup."""
     parts = []
     for key, v in value.items():
-        enc = _SCALAR.get(type(v))
-        if enc is None or type(key) is not str:
+        t = type(v)
+        if t is str:
+            enc = encode_basestring(v)
+        elif t is int:
+            enc = int.__repr__(v)
+        elif t is bool:
+            enc = "true" if v else "false"
+        elif v is None:
+            enc = "null"
+        else:
             return _ENCODE(value)  # floats (json spells inf and nan its own way), lists, dicts
-        parts.append(f"{encode_basestring(key)}:{enc(v)}")
+        k = _KEYS.get(key)
+        if k is None:
+            if type(key) is not str:
+                return _ENCODE(value)
+            k = _KEYS[key] = encode_basestring(key) + ":"
+        parts.append(k + enc)
     return "{" + ",".join(parts) + "}"
 
 
@@ -100,7 +108,10 @@ class History:
         """``add`` with the value as a dict (the sessions' path: two records a message)."""
         value_json = encode_value(value)  # outside the lock
         with self._lock:
-            rec = Record(len(self.records), round(time.monotonic() - self.start, 6), type, f, client, conn, value)
+            # Microseconds: round(x * 1e6) / 1e6 is round(x, 6) without its slow decimal path.
+            rec = Record(
+                len(self.records), round((time.monotonic() - self.start) * 1e6) / 1e6, type, f, client, conn, value
+            )
             self.records.append(rec)
             if self._out is not None:
                 pending = self._pending
