@@ -34,3 +34,20 @@ def test_a_merge_rewrites_the_file_without_pending_lines_twice(tmp_path: Path) -
     h.close()
     on_disk = load(tmp_path / "history.jsonl")
     assert on_disk == h.records and len(on_disk) == 5 * 2 + 3 + 1
+
+
+def test_every_value_a_server_can_make_us_record_loads_back_as_it_was(tmp_path: Path) -> None:
+    """What orjson refuses (an integer beyond 64 bits, a lone surrogate) falls back to json; nothing is lost."""
+    values: list[dict[str, object]] = [
+        {"token": "r.1.1", "row": 2**70, "ts": "x", "dup": False},  # a hostile server's row id
+        {"line": "caf\u00e9 \u2028 \x00 \ud800 end"},  # non-ASCII, a line separator, NUL, a lone surrogate
+        {"relays": [[1, 2, "r.1.2"]], "nested": {"1": None, "k": [True, 0.5, -3]}, "waited": 1e-05},
+        {1: "an int key", "ok": "text"},
+    ]
+    h = History(tmp_path / "history.jsonl")
+    for v in values:
+        h.append(INFO, "odd", 1, 2, dict(v))
+    h.close()
+    loaded = load(tmp_path / "history.jsonl")
+    assert [r.value for r in loaded] == [{str(k): v for k, v in v.items()} for v in values]
+    assert [(r.index, r.time, r.f) for r in loaded] == [(r.index, r.time, r.f) for r in h.records]
