@@ -16,6 +16,8 @@ from typing import Any
 
 from harness.target import LogMapping
 
+SQLITE_INT = (-(2**63), 2**63 - 1)  # the integers SQLite stores (a server may acknowledge any number)
+
 
 class LogError(Exception):
     """The log cannot be read; the message says why."""
@@ -119,6 +121,7 @@ class LogReader:
     def visible_ids(self, ids: list[int]) -> set[int]:
         """Which of ``ids`` are committed now."""
         found: set[int] = set()
+        ids = [i for i in ids if SQLITE_INT[0] <= i <= SQLITE_INT[1]]  # another id cannot be stored
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -127,6 +130,17 @@ class LogReader:
                 for r in self._query(f"SELECT {self.m.id} FROM {self.m.table} WHERE {self.m.id} IN ({marks})", chunk)
             )
         return found
+
+    def all_visible(self, lo: int, hi: int) -> bool:
+        """Whether every id from ``lo`` to ``hi`` is committed now (one count over the range, no rows fetched)."""
+        if lo < SQLITE_INT[0] or hi > SQLITE_INT[1]:
+            return False
+        rows = self._query(
+            f"SELECT COUNT(DISTINCT {self.m.id}) FROM {self.m.table}"
+            f" WHERE {self.m.id} BETWEEN ? AND ? AND typeof({self.m.id}) = 'integer'",
+            (lo, hi),
+        )
+        return bool(rows) and rows[0][0] == hi - lo + 1
 
     def contains(self, needle: str, after: int) -> bool:
         """Whether a row above ``after`` contains ``needle`` now."""

@@ -8,6 +8,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from harness.audit import Auditor
 from harness.history import History, Record
 from harness.log import LogReader
@@ -112,3 +114,41 @@ def test_acks_heard_outside_an_event_loop_are_audited_at_once(tmp_path: Path) ->
     auditor.stop()
     auditor.acked("b", 2, 0, 0)  # after the stop (the harness's probe): not audited
     assert audits(history)[0] == {1: True}
+
+
+def test_a_batch_is_seen_whole_in_one_count_and_a_gap_is_looked_up_id_by_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 50, journal="WAL")
+    with sqlite3.connect(db) as w:
+        w.execute("DELETE FROM mensajes WHERE id = 20")
+    w.close()
+    odd = tmp_path / "odd.db"  # a third party's table: ids without a key, one twice and one a real number
+    with sqlite3.connect(odd) as w:
+        w.execute("CREATE TABLE mensajes (id, contenido TEXT)")
+        w.executemany("INSERT INTO mensajes VALUES (?, 'm')", [(1,), (1,), (2.5,), (3,)])
+    w.close()
+    lookups: list[list[int]] = []
+    visible_ids = LogReader.visible_ids
+
+    def counted(self: LogReader, ids: list[int]) -> set[int]:
+        lookups.append(list(ids))
+        return visible_ids(self, ids)
+
+    monkeypatch.setattr(LogReader, "visible_ids", counted)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0)
+    asyncio.run(ticking_while([(f"t{i}", i) for i in range(31, 41)], auditor, 0.05))
+    assert lookups == []  # all of 31..40 are there: one count said so
+    asyncio.run(ticking_while([(f"t{i}", i) for i in range(10, 31)], auditor, 0.05))
+    asyncio.run(ticking_while([("big", 2**70), ("neg", -(2**70))], auditor, 0.05))
+    auditor.stop()
+    seen, errors = audits(history)
+    assert seen == {**{i: i != 20 for i in range(10, 41)}, 2**70: False, -(2**70): False} and not errors
+    assert lookups and lookups[0] == list(range(10, 31))  # the gap: looked up id by id
+    history = History()
+    auditor = Auditor(LogReader(odd, LogMapping()), history, 0)
+    asyncio.run(ticking_while([("a", 1), ("b", 2), ("c", 3)], auditor, 0.05))
+    auditor.stop()
+    assert audits(history) == ({1: True, 2: False, 3: True}, [])
