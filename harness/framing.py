@@ -67,7 +67,7 @@ class Sent:
     partial: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class RowInfo:
     """One row and what it holds."""
 
@@ -78,7 +78,7 @@ class RowInfo:
     mangled: bool = False  # a character at its edge was cut by a read (stored as U+FFFD)
 
 
-@dataclass
+@dataclass(slots=True)
 class Storage:
     """Where one message is stored."""
 

@@ -25,7 +25,7 @@ MAX_EVIDENCE = 5
 CHAT_EXIT_WORDS = ("éxito", "exito", "/quit")
 
 
-@dataclass
+@dataclass(slots=True)
 class Message:
     """Everything the history says about one token."""
 
