@@ -224,3 +224,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def count_short_way(monkeypatch: Any) -> list[int]:
+    """Count the messages simulated clients send the short way (``SimClient._plain_send``); the list grows by one each."""
+    from harness.clients import SimClient
+
+    taken: list[int] = []
+    plain = SimClient._plain_send
+
+    def counted(self: SimClient, op: Any) -> tuple[str, bytes] | None:
+        taken.append(1)
+        return plain(self, op)
+
+    monkeypatch.setattr(SimClient, "_plain_send", counted)
+    return taken

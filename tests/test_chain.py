@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import count_short_way
 
 from harness import session
 from harness.clients import Context, Options, SimClient, execute
@@ -121,14 +122,7 @@ def shape(records: list[Record]) -> list[tuple[object, ...]]:
 
 
 def test_the_short_way_records_what_the_general_path_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[int] = []
-    plain = SimClient._plain_send
-
-    def counted(self: SimClient, op: Op) -> tuple[str, bytes] | None:
-        sent.append(1)
-        return plain(self, op)
-
-    monkeypatch.setattr(SimClient, "_plain_send", counted)
+    sent = count_short_way(monkeypatch)
     short = run(tmp_path / "short")
     monkeypatch.setattr(SimClient, "_plain", lambda self: False)
     general = run(tmp_path / "general")

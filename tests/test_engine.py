@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from mutants.zoo import mutant
+from support import count_short_way
 
 from harness import runner
 from harness.clients import Options, SimClient
@@ -129,14 +130,7 @@ def test_a_plain_send_takes_the_short_way_and_records_what_the_general_path_reco
     plan = Plan([ClientPlan(ops)], seed=3, name="short-way")
     # Two unanswered sends in a row (0.4 s of waiting) abandon the plan: an answer in between must reset the count.
     config = RunConfig(options=Options(ack_timeout=0.5, give_up_after=2, give_up_seconds=0.4), probe=False)
-    taken: list[int] = []
-    plain = SimClient._plain_send
-
-    def counted(self: SimClient, op: Op) -> tuple[str, bytes] | None:
-        taken.append(1)
-        return plain(self, op)
-
-    monkeypatch.setattr(SimClient, "_plain_send", counted)
+    taken = count_short_way(monkeypatch)
     short = run_plan(target, plan, tmp_path / "short", config=config)
     assert len(taken) >= (6 if server == "reference" else 2)  # plain sends on an open connection
     monkeypatch.setattr(SimClient, "_plain", lambda self: False)
