@@ -6,6 +6,8 @@
 2. harness: the harness's simulated clients, the same number, closed-loop, every message recorded
    in the history, audited against the log and judged by the checker: the rate the harness drives
    and checks. ``ratio harness/raw`` is this over (1); target >= 0.8.
+   (1) and (2) alternate ``--passes`` times: this machine's speed drifts within minutes, so each
+   pass's ratio pairs two runs made moments apart, and the medians are printed last.
 3. scale: ``--clients`` (default 10,000) simulated clients, started at ``--spawn-rate`` a second,
    each sending ``--messages`` messages, staying connected until all have been connected together
    for 3 s, and leaving at the same rate: all connected at once, verdict valid.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -92,6 +95,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="length of the raw run")
     ap.add_argument("--workers", type=int, default=default_workers(), help="processes for the simulated clients")
     ap.add_argument("--spawn-rate", type=float, default=1000.0, help="clients started per second in the scale run")
+    ap.add_argument("--passes", type=int, default=3, help="raw and harness runs, alternated (medians printed)")
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.clients + 1000
@@ -109,30 +113,37 @@ def main() -> int:
             text = "message from a simulated client, about as long as load.py's"
             token = f"abcdef.{a.load_clients // 2}.{a.load_messages // 2}"  # a typical one
             line = f"/id {token} [{token}] {text}\n"  # what the harness sends the reference
-            raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True)
-            raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
-            print(
-                f"raw (bench/load.py): {a.load_clients} clients, {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms"
-            )
-
             plan = Plan([ClientPlan([Op(SEND, text)] * a.load_messages) for _ in range(a.load_clients)], 1, "rate")
-            started = time.monotonic()
-            outcome, cpu = measured(live, plan, Path(tmp) / "rate", 1)
-            wall = time.monotonic() - started
-            acked, span, _ = rate(outcome, a.load_clients)
-            harness_rate = acked / span
-            valid = outcome.result.valid is True
-            checking = checker_cpu(outcome, LogReader(srv.db_path, target.log))
-            print(
-                f"harness: {a.load_clients} clients x {a.load_messages}, {acked:,} acked in {span:.2f} s ="
-                f" {harness_rate:,.0f} messages/s recorded and checked (whole run: {wall:.1f} s);"
-                f" verdict {outcome.result.summary()}"
-            )
-            per = 1e6 / max(1, acked)
-            print(
-                f"harness CPU per message: {cpu * per:.0f} us for the whole run ="
-                f" {(cpu - checking) * per:.0f} us driving + {checking * per:.0f} us checking"
-            )
+            ratios: list[float] = []
+            per_message: list[float] = []
+            valid = True
+            for n in range(1, a.passes + 1):
+                raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True)
+                raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
+                print(
+                    f"pass {n}: raw (bench/load.py): {a.load_clients} clients,"
+                    f" {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms"
+                )
+                started = time.monotonic()
+                outcome, cpu = measured(live, plan, Path(tmp) / f"rate{n}", 1)
+                wall = time.monotonic() - started
+                acked, span, _ = rate(outcome, a.load_clients)
+                harness_rate = acked / span
+                valid = valid and outcome.result.valid is True
+                checking = checker_cpu(outcome, LogReader(srv.db_path, target.log))
+                per = 1e6 / max(1, acked)
+                print(
+                    f"pass {n}: harness: {a.load_clients} clients x {a.load_messages}, {acked:,} acked in {span:.2f} s ="
+                    f" {harness_rate:,.0f} messages/s recorded and checked (whole run: {wall:.1f} s);"
+                    f" verdict {outcome.result.summary()}"
+                )
+                print(
+                    f"pass {n}: harness CPU per message: {cpu * per:.0f} us for the whole run ="
+                    f" {(cpu - checking) * per:.0f} us driving + {checking * per:.0f} us checking;"
+                    f" ratio harness/raw {harness_rate / raw_rate:.2f}"
+                )
+                ratios.append(harness_rate / raw_rate)
+                per_message.append(cpu * per)
 
             # Clients arrive at --spawn-rate a second (Locust's spawn rate): ten thousand SYNs at once would
             # overflow the listen and SYN queues and measure the kernel's retransmission timers instead. All
@@ -162,7 +173,10 @@ def main() -> int:
             valid = valid and outcome.result.valid is True
         finally:
             live.close()
-    print(f"ratio harness/raw = {harness_rate / raw_rate:.2f}")
+    each = ", ".join(f"{c:.0f}" for c in per_message)
+    print(f"harness CPU per message = {statistics.median(per_message):.0f} us (median of {len(per_message)}: {each})")
+    each = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"ratio harness/raw = {statistics.median(ratios):.2f} (median of {len(ratios)}: {each})")
     return 0 if valid else 1
 
 
