@@ -31,7 +31,7 @@ from typing import Any
 
 from harness.checks import INVARIANTS
 from harness.checks.base import FAIL, MAX_EVIDENCE, NA, PASS, UNKNOWN, Anomaly, Judgement
-from harness.gcpause import full_collections_held
+from harness.gcpause import collections_held
 from harness.history import Record
 from harness.index import RunIndex
 from harness.log import Row
@@ -163,7 +163,7 @@ def _counts(ix: RunIndex, anomalies: list[Anomaly]) -> Counts:
     return c
 
 
-@full_collections_held()
+@collections_held()
 def check(records: Iterable[Record], rows: Iterable[Row], log_error: str | None = None) -> CheckResult:
     """Check one run."""
     return judge(RunIndex(records, rows, log_error))

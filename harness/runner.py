@@ -20,7 +20,7 @@ from harness.audit import Auditor
 from harness.checker import CheckResult, judge
 from harness.clients import Context, Options, SimClient, drive, execute
 from harness.faults import FaultProxy, parse_schedule, run_schedule
-from harness.gcpause import full_collections_held
+from harness.gcpause import collections_held, full_collections_held
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
@@ -434,15 +434,17 @@ def run_plan(
             live.close()
         log_error = None
         try:
-            rows = reader.rows_after(baseline)
+            with collections_held():  # the rows are kept, and judged next
+                rows = reader.rows_after(baseline)
         except LogError as exc:
             rows, log_error = [], str(exc)
     finally:
         if own:
             live.close()
         history.close()
-    ix = RunIndex(history.records, rows, log_error)
-    result = judge(ix)
+    with collections_held():
+        ix = RunIndex(history.records, rows, log_error)
+        result = judge(ix)
     server_dir = live.run.workdir if live.run is not None else None
     return RunOutcome(
         rundir,

@@ -11,7 +11,7 @@ from support import free_port
 
 from harness.checker import check
 from harness.clients import Context, SimClient, drive
-from harness.gcpause import NEVER, YOUNG, full_collections_held
+from harness.gcpause import NEVER, YOUNG, collections_held, full_collections_held
 from harness.history import INFO, History, Record
 from harness.plan import SEND, ClientPlan, Op
 from harness.wire import ChatWire
@@ -101,5 +101,23 @@ def test_driving_clients_and_checking_a_history_hold_them() -> None:
         yield Record(0, 0.0, INFO, "run", value={"run_id": "abcdef"})
 
     check(records(), [])
-    assert seen[-1][2] == NEVER
-    assert gc.get_threshold()[2] != NEVER
+    assert seen[-1][0] == 0 and seen[-1][2] == NEVER  # judging: no automatic collection at all
+    assert gc.get_threshold()[2] != NEVER and gc.get_threshold()[0] != 0
+
+
+def test_judging_inside_a_run_holds_every_collection_and_gives_the_run_its_young_ones_back() -> None:
+    before = gc.get_threshold()
+    with full_collections_held():
+        with collections_held():
+            assert gc.get_threshold() == (0, before[1], NEVER)
+            with full_collections_held():
+                assert gc.get_threshold()[0] == 0  # the judging holder still holds everything
+        assert gc.get_threshold() == (max(before[0], YOUNG), before[1], NEVER)
+        with collections_held():
+            pass
+    assert gc.get_threshold() == before
+    with collections_held():
+        with full_collections_held():
+            pass
+        assert gc.get_threshold()[0] == 0
+    assert gc.get_threshold() == before
