@@ -97,6 +97,8 @@ def main() -> int:
     ap.add_argument("--spawn-rate", type=float, default=1000.0, help="clients started per second in the scale run")
     ap.add_argument("--passes", type=int, default=3, help="raw and harness runs, alternated (medians printed)")
     a = ap.parse_args()
+    if a.passes < 1:
+        ap.error("--passes must be at least 1")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = a.clients + 1000
     if soft < need:

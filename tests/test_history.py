@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from harness.history import INFO, INVOKE, OK, PENDING_LINES, History, Record, load
@@ -43,6 +44,7 @@ def test_every_value_a_server_can_make_us_record_loads_back_as_it_was(tmp_path: 
         {"line": "caf\u00e9 \u2028 \x00 \ud800 end"},  # non-ASCII, a line separator, NUL, a lone surrogate
         {"relays": [[1, 2, "r.1.2"]], "nested": {"1": None, "k": [True, 0.5, -3]}, "waited": 1e-05},
         {1: "an int key", "ok": "text"},
+        {"ack_timeout": math.inf, "waits": [1.5, -math.inf], "none": None},  # orjson would write them as null
     ]
     h = History(tmp_path / "history.jsonl")
     for v in values:
