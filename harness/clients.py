@@ -818,7 +818,7 @@ class SimClient:
             return True
         if timeout <= 0:
             return False
-        loop = self._loop
+        loop = self._loop = asyncio.get_running_loop()  # also when a step runs outside ``run``
         fut: asyncio.Future[bool] = loop.create_future()
         self._waiter = fut
         fd = sock.fileno()
