@@ -548,9 +548,7 @@ class SimClient:
                 except OSError as exc:
                     self._finish(End.RESET, f"send failed: {_why(exc)}")
                     return i + 1
-            s = self.s
-            assert s is not None
-            at = _Sent(i, token, Begun(time.monotonic(), s.heard, self.ctx.ack_timeout))
+            at = _Sent(i, token, self._begin())
             if self.ctx.stop.is_set():
                 await self._await(token, False, at.begun)
                 return i + 1
@@ -562,6 +560,12 @@ class SimClient:
                 await self._await(handed.token, False, handed.begun)
                 return handed.op + 1
             return handed.op
+
+    def _begin(self) -> Begun:
+        """An answer's wait starting now (the message just went out)."""
+        s = self.s
+        assert s is not None
+        return Begun(time.monotonic(), s.heard, self.ctx.ack_timeout)
 
     async def _chained(self, ops: list[Op], at: _Sent) -> _Handed:
         """Wait while the event loop's callbacks carry plain sends from ``at`` on; what they hand back."""
@@ -605,14 +609,9 @@ class SimClient:
             got = self._read
             self._read = None
             if got is None:
-                if sock is None:
+                got = _read_event(sock)
+                if got is None:
                     return
-                try:
-                    got = sock.recv(65536)
-                except BlockingIOError:
-                    return
-                except OSError as exc:
-                    got = exc
             begun = at.begun
             if self.ctx.stop.is_set() or time.monotonic() >= begun.at + begun.timeout:
                 self._read = got  # the general path takes it from here, as after the short way's wait
@@ -641,7 +640,7 @@ class SimClient:
             elif sent[1] or self.ctx.stop.is_set():
                 self._hand_back(_Handed(i, sent[0], rest=sent[1]))
             else:
-                self._chain_on(_Sent(i, sent[0], Begun(time.monotonic(), s.heard, self.ctx.ack_timeout)), self._loop)
+                self._chain_on(_Sent(i, sent[0], self._begin()), self._loop)
         except BaseException as exc:  # a harness bug must not hide as a server anomaly: the coroutine raises it
             if not chain.done():
                 chain.set_exception(exc)
@@ -863,15 +862,11 @@ class SimClient:
         if self._chain is not None and not self._chain.done():
             self._chain_read()
         elif waiter is not None:
-            if waiter.done() or self._read is not None or sock is None:
+            if waiter.done() or self._read is not None:
                 return
-            try:
-                self._read = sock.recv(65536)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                self._read = exc
-            waiter.set_result(True)
+            self._read = _read_event(sock)
+            if self._read is not None:
+                waiter.set_result(True)
         elif self._watched == fd:
             loop.remove_reader(fd)
             self._watched = None
@@ -945,6 +940,18 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _read_event(sock: socket.socket | None) -> bytes | OSError | None:
+    """What a readable event brought: bytes (empty at the server's close), the error, or None if nothing."""
+    if sock is None:
+        return None
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        return exc
 
 
 def _settle(fut: asyncio.Future[bool], value: bool) -> None:

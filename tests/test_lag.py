@@ -174,5 +174,6 @@ def test_a_wait_under_way_keeps_its_ack_timeout_when_another_client_gives_up(
         thread.join(timeout=15)
         listener.close()
         history.close()
+    assert not thread.is_alive()
     assert ctx.gave_up.is_set()
     assert sends(history) == [(OK, None), (OK, None)]  # the second was answered 1.5 s in: within its 5 s
