@@ -69,8 +69,11 @@ class LogReader:
     def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():
             raise LogError(f"no database at {self.path}")
+        # mode=rw opens an existing file only: a log deleted since the check above is not created anew
+        # (an empty file there would turn the server's lost rows into an unreadable log).
+        uri = f"{Path(self.path).absolute().as_uri()}?mode=rw"
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA query_only = 1")
             return conn
         except sqlite3.Error as exc:

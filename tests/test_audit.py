@@ -12,7 +12,7 @@ import pytest
 
 from harness.audit import Auditor
 from harness.history import History, Record
-from harness.log import LogReader
+from harness.log import LogError, LogReader
 from harness.target import LogMapping
 
 
@@ -152,3 +152,17 @@ def test_a_batch_is_seen_whole_in_one_count_and_a_gap_is_looked_up_id_by_id(
     asyncio.run(ticking_while([("a", 1), ("b", 2), ("c", 3)], auditor, 0.05))
     auditor.stop()
     assert audits(history) == ({1: True, 2: False, 3: True}, [])
+
+
+def test_a_reader_never_creates_the_log_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that deletes its log between the reader's look and its open finds no empty file made there."""
+    db = tmp_path / "dir with spaces & #hash" / "log.db"
+    db.parent.mkdir()
+    make_log(db, 3)
+    assert [r.id for r in LogReader(db, LogMapping()).rows_after(0)] == [1, 2, 3]  # any path, quoted right
+    db.unlink()
+    monkeypatch.setattr(Path, "exists", lambda self: True)  # deleted just after the reader looked
+    with pytest.raises(LogError):
+        LogReader(db, LogMapping()).rows_after(0)
+    monkeypatch.undo()
+    assert not db.exists()
