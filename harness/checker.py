@@ -148,16 +148,18 @@ def judge(ix: RunIndex) -> CheckResult:
 
 
 def _counts(ix: RunIndex, anomalies: list[Anomaly]) -> Counts:
-    c = Counts(rows=len(ix.rows))
+    c = Counts(rows=len(ix.rows), sent=len(ix.messages))
+    storage = {} if ix.log_error else ix.framing.storage
     for m in ix.messages.values():
-        c.sent += 1
-        c.acked += m.acked
-        c.failed += m.failed
-        if not m.acked and not m.failed:
+        if m.oks:
+            c.acked += 1
+        elif m.fails:
+            c.failed += 1
+        else:
             c.indeterminate += 1
-        if ix.log_error:
-            continue
-        c.stored += ix.framing.of(m.token).stored
+        st = storage.get(m.token)
+        if st is not None and st.stored:
+            c.stored += 1
     c.lost = sum(a.kind == "lost" for a in anomalies)
     c.duplicated = sum(a.kind == "duplicate" for a in anomalies)
     return c

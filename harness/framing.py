@@ -271,9 +271,10 @@ class _Analysis:
         return self._sends
 
     def store(self, token: str) -> Storage:
-        if token not in self.storage:
-            self.storage[token] = Storage(token)
-        return self.storage[token]
+        st = self.storage.get(token)
+        if st is None:
+            st = self.storage[token] = Storage(token)
+        return st
 
     def run(self) -> Framing:
         quick = [self.classify(r) for r in self.rows]
@@ -299,7 +300,8 @@ class _Analysis:
             st = self.store(token)
             st.pieces_complete = self._complete(token, spans)
             st.lost_cut_characters = not st.pieces_complete and self._complete(token, spans, high=True)
-        broken = {i.conn for i in infos if i.conn is not None and i.kind in (RowKind.MERGED, RowKind.FRAGMENT)}
+        cut = (RowKind.MERGED, RowKind.FRAGMENT)
+        broken = {i.conn for i in infos if i.conn is not None and i.kind in cut}
         for st in self.storage.values():
             if st.split or st.merged:
                 broken.update(self.conns_of.get(st.token, []))

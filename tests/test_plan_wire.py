@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.plan import HALF_RESET, PAUSE, SEND, Plan, Shape, fit_utf8, plans
+from harness.plan import HALF_RESET, PAUSE, READABLE_SIZE, SEND, ClientPlan, Op, Plan, Shape, fit_utf8, plans
 from harness.wire import (
     ACK,
     ERROR,
@@ -33,6 +35,24 @@ def test_plans_round_trip_through_json(plan: Plan) -> None:
     again = Plan.from_dict(Plan.from_dict(plan.to_dict()).to_dict())
     assert again.to_dict() == plan.to_dict()
     assert Plan.from_dict(__import__("json").loads(plan.to_json())).to_dict() == plan.to_dict()
+
+
+@given(plans(replace(SMALL, faults=True, nemesis=("kill-restart", "stop-restart", "lock"))))
+@settings(max_examples=10)
+def test_a_load_sized_plan_written_unindented_reads_back_the_same(plan: Plan) -> None:
+    per_copy = plan.size() - len(plan.faults) - len(plan.nemesis)  # what copying the clients adds
+    big = replace(plan, clients=plan.clients * (READABLE_SIZE // per_copy + 1))
+    text = big.to_json()
+    assert big.size() > READABLE_SIZE and "\n" not in text  # the load path: one line, by orjson
+    assert Plan.from_dict(json.loads(text)).to_dict() == big.to_dict()
+
+
+def test_odd_values_in_a_load_sized_plan_read_back_as_they_were() -> None:
+    ops = [Op(SEND, "héllo \u2028 \ud800"), Op(PAUSE, seconds=float("nan")), Op(PAUSE, seconds=float("inf"))]
+    big = Plan([ClientPlan(ops * (READABLE_SIZE // 3 + 1))], seed=2**70)
+    again = Plan.from_dict(json.loads(big.to_json()))
+    assert again.seed == 2**70 and again.clients[0].ops[0].text == "héllo \u2028 \ud800"
+    assert math.isnan(again.clients[0].ops[1].seconds) and again.clients[0].ops[2].seconds == math.inf
 
 
 @given(plans(Shape(max_clients=3, max_ops=6, max_text=50, pipelining=False, half_messages=False, ack_safe=True)))

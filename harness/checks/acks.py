@@ -51,11 +51,12 @@ def _audits(ix: RunIndex, j: Judgement) -> None:
 
 
 def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
+    fr, chat = ix.framing, ix.protocol == "chat"
     for m in ix.messages.values():
-        whole = ix.framing.of(m.token).whole
-        if len(whole) != 1 or m.conns & ix.framing.broken_conns:
+        st = fr.storage.get(m.token)
+        if st is None or len(st.whole) != 1 or (fr.broken_conns and m.conns & fr.broken_conns):
             continue
-        row = ix.row_by_id[whole[0]]
+        row = ix.row_by_id[st.whole[0]]
         for ok in m.oks:
             acked_row = ok.value.get("row")
             if acked_row is not None and acked_row != row.id:
@@ -69,7 +70,7 @@ def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
                     rows=[row_dict(row)],
                 )
             ts = ok.value.get("ts")
-            if ix.protocol == "chat" and ts is not None and row.ts is not None and ts != row.ts:
+            if chat and ts is not None and row.ts is not None and ts != row.ts:
                 j.add(
                     "ack-mismatch",
                     6,
@@ -83,8 +84,10 @@ def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
 
 def _refused_but_stored(ix: RunIndex, j: Judgement) -> None:
     for m in ix.messages.values():
+        if not m.failed:  # refused: nearly never
+            continue
         st = ix.framing.of(m.token)
-        if m.failed and len(m.invokes) == 1 and st.stored:  # resent: the row may come from another send
+        if len(m.invokes) == 1 and st.stored:  # resent: the row may come from another send
             codes = ", ".join(str(f.get("code")) for f in m.fails)
             j.add(
                 "error-but-stored",

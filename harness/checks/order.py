@@ -14,21 +14,23 @@ def per_connection_order(ix: RunIndex) -> Judgement:
     """Messages sent on one connection (and only there) are stored in send order."""
     j = Judgement()
     by_conn: dict[int, list[Record]] = defaultdict(list)
+    messages, fr = ix.messages, ix.framing
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
-        m = ix.messages.get(rec.get("token"))
+        m = messages.get(rec.get("token"))
         if m is not None and not m.partial and len(m.conns) == 1:
             by_conn[rec.conn].append(rec)  # a resent message may have been stored from either send
     for conn, invokes in by_conn.items():
-        if conn in ix.framing.broken_conns:
+        if conn in fr.broken_conns:
             j.skip("framing", len(invokes))  # pieces, not messages: order is the framing defect's business
             continue
         last_id, last_rec = -1, None
         for rec in invokes:
-            whole = ix.framing.of(rec.get("token")).whole
-            if len(whole) != 1:
+            st = fr.storage.get(rec.get("token"))
+            if st is None or len(st.whole) != 1:
                 continue
+            whole = st.whole
             rid = whole[0]
             if rid < last_id and last_rec is not None:
                 j.add(
