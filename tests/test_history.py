@@ -53,3 +53,17 @@ def test_every_value_a_server_can_make_us_record_loads_back_as_it_was(tmp_path: 
     loaded = load(tmp_path / "history.jsonl")
     assert [r.value for r in loaded] == [{str(k): v for k, v in v.items()} for v in values]
     assert [(r.index, r.time, r.f) for r in loaded] == [(r.index, r.time, r.f) for r in h.records]
+
+
+def test_a_non_finite_float_in_the_middle_of_a_batch_is_written_by_json_and_the_rest_as_they_were(
+    tmp_path: Path,
+) -> None:
+    h = History(tmp_path / "history.jsonl")
+    fill(h, PENDING_LINES // 2 - 1)  # lines with a null (a None ts) and without, around the odd one
+    h.append(INFO, "odd", 1, 2, {"waited": math.nan, "ack_timeout": math.inf})
+    fill(h, PENDING_LINES // 2 + 3)
+    h.close()
+    loaded = load(tmp_path / "history.jsonl")
+    odd = next(r for r in loaded if r.f == "odd")
+    assert math.isnan(odd.value["waited"]) and odd.value["ack_timeout"] == math.inf
+    assert [r for r in loaded if r.f != "odd"] == [r for r in h.records if r.f != "odd"]
