@@ -84,7 +84,7 @@ def _acks_match_rows(ix: RunIndex, j: Judgement) -> None:
 
 def _refused_but_stored(ix: RunIndex, j: Judgement) -> None:
     for m in ix.messages.values():
-        if not m.failed:  # refused: nearly never
+        if not m.failed:  # nearly every message: it was not refused
             continue
         st = ix.framing.of(m.token)
         if len(m.invokes) == 1 and st.stored:  # resent: the row may come from another send
