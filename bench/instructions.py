@@ -1,18 +1,19 @@
-"""The harness's cost in CPU instructions per message: a figure this machine's drifting speed cannot move.
+"""The harness's cost in CPU instructions per message: a figure this machine's drifting speed barely moves.
 
 CPU seconds per message (``bench/harness_scale.py``) move by a third within minutes here, as other
-work shares the cores; instructions do not. Under valgrind's callgrind, this runs the harness's
+work shares the cores; instructions move by about half a percent (threads that wake on a timer, the
+history's flusher and the run's progress, run more often in a slower run). Under valgrind's callgrind, this runs the harness's
 rate load (``--clients`` closed-loop clients x ``--messages`` messages against the reference
 server, relay off, every message recorded, audited and judged) and counts the instructions the
 harness process executes in user space (not the kernel's, not the server's, which runs outside
 valgrind). Each figure is the difference of two runs of one program, with and without the work,
 so start-up and imports cancel out:
 
-1. a run: the whole of ``run_plan`` (driving, history, audit, judging), per acknowledged message;
+1. a run: the whole of ``run_plan`` (driving, history, audit, judging), per message of the plan;
 2. judging alone: ``check()`` on that run's history and log rows, per message.
 
 Two builds compare by running this in each (e.g. a git worktree of the older commit with
-``PYTHONPATH`` pointing at it); the same build gives the same figures to within about 0.1 %.
+``PYTHONPATH`` pointing at it); the same build gives the same figures to within about 0.5 %.
 
     python bench/instructions.py [--clients 200] [--messages 20]     # needs valgrind (apt-get install valgrind)
 """
@@ -41,8 +42,10 @@ from harness.target import reference
 TEXT = "message from a simulated client, about as long as load.py's"
 
 
-def rate_run(clients: int, messages: int, rundir: Path, drive: bool = True) -> tuple[RunOutcome, list[Row]] | None:
-    """One rate run against a fresh reference server; its outcome and the log rows it judged.
+def rate_run(
+    clients: int, messages: int, rundir: Path, drive: bool = True, rows: bool = True
+) -> tuple[RunOutcome, list[Row]] | None:
+    """One rate run against a fresh reference server; its outcome and the log rows it judged (``rows``).
 
     ``drive=False``: only start and stop the server (what a run's count leaves out).
     """
@@ -55,6 +58,8 @@ def rate_run(clients: int, messages: int, rundir: Path, drive: bool = True) -> t
             return None
         config = RunConfig(options=Options(connect_timeout=300.0, ack_timeout=300.0), workers=1, probe=True)
         outcome = run_plan(target, plan, rundir / "run", server=live, config=config)
+        if not rows:
+            return outcome, []
         run = next(r for r in outcome.records if r.f == "run")
         return outcome, LogReader(srv.db_path, target.log).rows_after(int(run.get("baseline_id") or 0))
     finally:
@@ -65,9 +70,9 @@ def child(what: str, work: Path, clients: int, messages: int) -> None:
     """What runs under valgrind: ``run`` or ``check`` with ``work`` in it, or the same without (``-0``)."""
     if what.startswith("run"):
         with tempfile.TemporaryDirectory() as tmp:
-            ran = rate_run(clients, messages, Path(tmp), drive=what == "run")
+            ran = rate_run(clients, messages, Path(tmp), drive=what == "run", rows=False)
             if ran is not None:
-                print(f"acked {sum(r.f == 'send' and r.type == OK for r in ran[0].records)}")
+                print(ran[0].result.summary().split(";")[0])
         return
     records = load(work / "history.jsonl")
     rows = [Row(*r) for r in json.loads((work / "rows.json").read_text())]

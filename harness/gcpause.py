@@ -8,8 +8,7 @@ letting more new objects in before each. While clients are driven, young collect
 running (a reference cycle among new objects is still freed: a long run makes new ones all the
 time); only the full ones wait. While a run is judged, none run: the checker's work is bounded,
 nearly everything it makes is its index, kept to the end, which young collections only walked
-again (1.5 of 13 µs per message); when it ends, what it made moves to the oldest generation
-without being walked (``_promote``). The thresholds go back to what they were when the last holder
+again (1.5 of 13 µs per message). The thresholds go back to what they were when the last holder
 lets go, and a process that switched automatic collection off keeps it off.
 """
 
@@ -50,23 +49,7 @@ def _held(kind: str) -> Iterator[None]:
     finally:
         with _lock:
             _holders[kind] -= 1
-            if kind == "all" and not _holders["all"]:
-                _promote()
             _apply()
-
-
-def _promote() -> None:
-    """Move every object the collector tracks to the oldest generation, unwalked (the lock is held).
-
-    What a judgement makes is nearly all kept (its index), and made with no collection: the first
-    young collection after it would walk all of it, and the next middle one again, for nothing.
-    Freezing and unfreezing moves it straight to the oldest generation, where a reference cycle
-    among it is still freed by the next full collection. Skipped when the process froze objects
-    itself (unfreezing would let its objects go).
-    """
-    if gc.get_freeze_count() == 0:
-        gc.freeze()
-        gc.unfreeze()
 
 
 @contextmanager

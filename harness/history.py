@@ -24,26 +24,45 @@ import orjson
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 PENDING_LINES = 512  # history lines held before one write (a flush, twice a second during a run, writes the rest)
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: a lone surrogate is escaped, not unwritable
+_ORJSON = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 def json_line(record: dict[str, Any]) -> bytes:
     """One record as a compact JSON line (UTF-8, newline-terminated)."""
-    return _floats_kept(_fast_line(record), record)
+    line = _orjson_line(record)
+    return _json_line(record) if line is None else _floats_kept(line, record)
 
 
-def _fast_line(record: dict[str, Any]) -> bytes:
-    """``json_line`` but for NaN and infinities, which it writes as null (``_floats_kept`` mends them)."""
+def _orjson_line(record: dict[str, Any]) -> bytes | None:
+    """``json_line`` by orjson, but for NaN and infinities, which it writes as null (``_floats_kept`` mends
+    them); None for what orjson refuses and json takes: an integer beyond 64 bits (a hostile server's row
+    id), a lone surrogate."""
     try:
-        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)  # about four times faster than json
-    except TypeError:  # what orjson refuses and json takes: an integer beyond 64 bits (a hostile server's
-        return (_ENCODE(record) + "\n").encode("ascii")  # row id), a lone surrogate, a key that is no string
+        return orjson.dumps(record, option=_ORJSON)  # about four times faster than json
+    except TypeError:
+        return None
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    return (_ENCODE(record) + "\n").encode("ascii")
 
 
 def _floats_kept(line: bytes, record: dict[str, Any]) -> bytes:
-    """``line``, or json's line for ``record`` when orjson wrote one of its NaNs or infinities as null."""
+    """orjson's ``line``, or json's line for ``record`` when orjson wrote one of its NaNs or infinities as null."""
     if line.find(b"null") >= 0 and not _finite(record):  # find: ``in`` first tries the needle as an int
-        return (_ENCODE(record) + "\n").encode("ascii")
+        return _json_line(record)
     return line
+
+
+def _mended(line: bytes, record: dict[str, Any] | None) -> bytes:
+    """``_floats_kept`` for a line of a batch (``record`` None: json wrote it); a record it cannot mend
+    (nested too deep to look into, or a value only orjson can write) keeps orjson's line, not lost."""
+    if record is None:
+        return line
+    try:
+        return _floats_kept(line, record)
+    except (RecursionError, TypeError, ValueError):
+        return line
 
 
 def _finite(value: Any) -> bool:
@@ -112,7 +131,7 @@ class History:
         self.path = path
         self._out: IO[bytes] | None = open(path, "wb") if path else None  # noqa: SIM115
         self._pending: list[bytes] = []  # lines not handed to the file yet (written in batches and at every flush)
-        self._pending_records: list[dict[str, Any]] = []  # what each of them encodes
+        self._pending_records: list[dict[str, Any] | None] = []  # what each encodes (None: json wrote it)
 
     def now(self) -> float:
         """Seconds since the history started."""
@@ -132,8 +151,13 @@ class History:
             self.records.append(rec)
             if self._out is not None:
                 record, pending = rec.to_dict(), self._pending
-                pending.append(_fast_line(record))  # a batch's NaNs are looked for at once, when it is written
-                self._pending_records.append(record)
+                line = _orjson_line(record)  # a batch's NaNs are looked for at once, when it is written
+                if line is None:
+                    pending.append(_json_line(record))
+                    self._pending_records.append(None)
+                else:
+                    pending.append(line)
+                    self._pending_records.append(record)
                 if len(pending) >= PENDING_LINES:
                     self._write_pending()
             return rec
@@ -144,7 +168,7 @@ class History:
         if self._out is not None and lines:
             data = b"".join(lines)
             if data.find(b"null") >= 0:  # some line has a null: NaN or an infinity, or just None
-                data = b"".join(map(_floats_kept, lines, records))
+                data = b"".join(map(_mended, lines, records))
             self._out.write(data)
 
     def merge(self, records: Iterable[Record]) -> None:

@@ -121,33 +121,3 @@ def test_judging_inside_a_run_holds_every_collection_and_gives_the_run_its_young
             pass
         assert gc.get_threshold()[0] == 0
     assert gc.get_threshold() == before
-
-
-def test_what_judging_made_goes_to_the_oldest_generation_unwalked_and_a_cycle_in_it_is_still_freed() -> None:
-    class Node:
-        other: object = None
-
-    freed = threading.Event()
-    with collections_held():
-        kept = [[i] for i in range(5000)]  # an index: made with no collection, and kept
-        a, b = Node(), Node()
-        a.other, b.other = b, a
-        weakref.finalize(a, freed.set)
-        del a, b
-    assert gc.get_count()[0] < 1000  # no young collection is due to walk it all
-    oldest = {id(o) for o in gc.get_objects(generation=2)}
-    assert id(kept[0]) in oldest and id(kept[-1]) in oldest
-    assert not freed.is_set()
-    gc.collect()
-    assert freed.is_set()  # garbage made while judging is not kept for ever
-
-
-def test_objects_the_process_froze_itself_stay_frozen() -> None:
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with collections_held():
-            kept = [[i] for i in range(100)]
-        assert gc.get_freeze_count() == frozen and kept
-    finally:
-        gc.unfreeze()

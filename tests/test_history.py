@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from pathlib import Path
 
 from harness.history import INFO, INVOKE, OK, PENDING_LINES, History, Record, load
@@ -67,3 +68,14 @@ def test_a_non_finite_float_in_the_middle_of_a_batch_is_written_by_json_and_the_
     odd = next(r for r in loaded if r.f == "odd")
     assert math.isnan(odd.value["waited"]) and odd.value["ack_timeout"] == math.inf
     assert [r for r in loaded if r.f != "odd"] == [r for r in h.records if r.f != "odd"]
+
+
+def test_a_record_json_cannot_mend_keeps_orjsons_line_and_costs_its_batch_nothing(tmp_path: Path) -> None:
+    h = History(tmp_path / "history.jsonl")
+    fill(h, PENDING_LINES // 2)
+    h.append(INFO, "odd", 1, 2, {"id": uuid.UUID(int=7), "waited": math.nan})  # json cannot write a UUID
+    fill(h, PENDING_LINES // 2, client=1)
+    h.close()  # raises nothing, here or in any other caller
+    loaded = load(tmp_path / "history.jsonl")
+    assert [r for r in loaded if r.f != "odd"] == [r for r in h.records if r.f != "odd"]
+    assert next(r for r in loaded if r.f == "odd").value == {"id": str(uuid.UUID(int=7)), "waited": None}
