@@ -124,16 +124,12 @@ class Session:
 
     def send(self, batch: list[tuple[str, str]], resend: bool = False) -> bytes:
         """Record the sends in ``batch`` (token, text) and return the bytes that carry them."""
-        wire = self.wire
-        ids = wire.ids
-        if len(batch) == 1:  # nearly always: one closed-loop send
-            data = wire.encode(batch[0][1], batch[0][0] if ids else None)
-        else:
-            data = b"".join([wire.encode(text, token if ids else None) for token, text in batch])
+        ids = self.wire.ids
+        data = b"".join([self.wire.encode(text, token if ids else None) for token, text in batch])
         for token, text in batch:
-            self.record(INVOKE, "send", self.state.index, self.conn, {"token": token, "text": text, "resend": resend})
+            self._rec(INVOKE, "send", token=token, text=text, resend=resend)
             self.outstanding[token] = text
-            if ids:
+            if self.wire.ids:
                 self.state.unacked[token] = text
         self.sent += len(batch)
         return data
@@ -239,13 +235,7 @@ class Session:
         self.outstanding.pop(token)
         self.state.unacked.pop(token, None)
         self.last_acked = token
-        self.record(
-            OK,
-            "send",
-            self.state.index,
-            self.conn,
-            {"token": token, "row": reply.row, "ts": reply.ts, "dup": reply.dup},
-        )
+        self._rec(OK, "send", token=token, row=reply.row, ts=reply.ts, dup=reply.dup)
         if self.on_ack is not None:
             self.on_ack(token, reply.row, self.state.index, self.conn)
 
