@@ -124,12 +124,16 @@ class Session:
 
     def send(self, batch: list[tuple[str, str]], resend: bool = False) -> bytes:
         """Record the sends in ``batch`` (token, text) and return the bytes that carry them."""
-        ids = self.wire.ids
-        data = b"".join([self.wire.encode(text, token if ids else None) for token, text in batch])
-        for token, text in batch:
-            self._rec(INVOKE, "send", token=token, text=text, resend=resend)
+        wire = self.wire
+        ids = wire.ids
+        if len(batch) == 1:  # nearly always: one closed-loop send
+            data = wire.encode(batch[0][1], batch[0][0] if ids else None)
+        else:
+            data = b"".join([wire.encode(text, token if ids else None) for token, text in batch])
+        for token, text in batch:  # the hot records skip _rec's frame and keyword packing (so does _ack's)
+            self.record(INVOKE, "send", self.state.index, self.conn, {"token": token, "text": text, "resend": resend})
             self.outstanding[token] = text
-            if self.wire.ids:
+            if ids:
                 self.state.unacked[token] = text
         self.sent += len(batch)
         return data
@@ -235,7 +239,13 @@ class Session:
         self.outstanding.pop(token)
         self.state.unacked.pop(token, None)
         self.last_acked = token
-        self._rec(OK, "send", token=token, row=reply.row, ts=reply.ts, dup=reply.dup)
+        self.record(
+            OK,
+            "send",
+            self.state.index,
+            self.conn,
+            {"token": token, "row": reply.row, "ts": reply.ts, "dup": reply.dup},
+        )
         if self.on_ack is not None:
             self.on_ack(token, reply.row, self.state.index, self.conn)
 
