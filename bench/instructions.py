@@ -34,7 +34,7 @@ import harness
 from harness.checker import check
 from harness.clients import Options
 from harness.history import OK, load
-from harness.log import LogReader, Row
+from harness.log import Row
 from harness.plan import SEND, ClientPlan, Op, Plan
 from harness.runner import LiveServer, RunConfig, RunOutcome, run_plan
 from harness.target import reference
@@ -42,26 +42,18 @@ from harness.target import reference
 TEXT = "message from a simulated client, about as long as load.py's"
 
 
-def rate_run(
-    clients: int, messages: int, rundir: Path, drive: bool = True, rows: bool = True
-) -> tuple[RunOutcome, list[Row]] | None:
-    """One rate run against a fresh reference server; its outcome and the log rows it judged (``rows``).
-
-    ``drive=False``: only start and stop the server (what a run's count leaves out).
-    """
+def rate_run(clients: int, messages: int, rundir: Path, drive: bool = True) -> RunOutcome | None:
+    """One rate run against a fresh reference server (``drive=False``: only start and stop the server,
+    what a run's count leaves out)."""
     target = replace(reference().with_args("--no-relay", "--max-clients", str(clients + 100)), relay="none")
     plan = Plan([ClientPlan([Op(SEND, TEXT)] * messages) for _ in range(clients)], 1, "rate")
     live = LiveServer(target, rundir / "server")
     try:
-        srv = live.ensure()
+        live.ensure()
         if not drive:
             return None
         config = RunConfig(options=Options(connect_timeout=300.0, ack_timeout=300.0), workers=1, probe=True)
-        outcome = run_plan(target, plan, rundir / "run", server=live, config=config)
-        if not rows:
-            return outcome, []
-        run = next(r for r in outcome.records if r.f == "run")
-        return outcome, LogReader(srv.db_path, target.log).rows_after(int(run.get("baseline_id") or 0))
+        return run_plan(target, plan, rundir / "run", server=live, config=config)
     finally:
         live.close()
 
@@ -70,9 +62,9 @@ def child(what: str, work: Path, clients: int, messages: int) -> None:
     """What runs under valgrind: ``run`` or ``check`` with ``work`` in it, or the same without (``-0``)."""
     if what.startswith("run"):
         with tempfile.TemporaryDirectory() as tmp:
-            ran = rate_run(clients, messages, Path(tmp), drive=what == "run", rows=False)
+            ran = rate_run(clients, messages, Path(tmp), drive=what == "run")
             if ran is not None:
-                print(ran[0].result.summary().split(";")[0])
+                print(ran.result.summary().split(";")[0])
         return
     records = load(work / "history.jsonl")
     rows = [Row(*r) for r in json.loads((work / "rows.json").read_text())]
@@ -107,9 +99,9 @@ def main() -> int:
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ran = rate_run(a.clients, a.messages, work / "native")  # the run judging is counted on
-        assert ran is not None
-        outcome, rows = ran
+        outcome = rate_run(a.clients, a.messages, work / "native")  # the run judging is counted on
+        assert outcome is not None
+        rows = outcome.rows  # what the run judged
         shutil.copy(outcome.rundir / "history.jsonl", work / "history.jsonl")
         (work / "rows.json").write_text(json.dumps([[r.id, r.content, r.ts] for r in rows]))
         acked = sum(r.f == "send" and r.type == OK for r in outcome.records)
