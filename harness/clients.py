@@ -518,7 +518,7 @@ class SimClient:
         assert s is not None and sock is not None
         self.last_send = time.monotonic()
         token, text = self.state.next_token(op.text)
-        data = s.send([(token, text)])
+        data = s.send_one(token, text)
         try:
             sent = sock.send(data)
         except BlockingIOError:

@@ -84,7 +84,7 @@ class Storage:
 
     token: str
     whole: list[int] = field(default_factory=list)  # rows holding all of it (alone, or run together with others)
-    pieces: list[int] = field(default_factory=list)  # rows holding a part of it
+    pieces: Sequence[int] = ()  # rows holding a part of it (nearly always none: no list per message)
     pieces_complete: bool = False  # the pieces together hold all of it
     lost_cut_characters: bool = False  # what the pieces miss is only bytes of multibyte characters
     merged: bool = False  # it shares a row with another message
@@ -485,7 +485,7 @@ class _Analysis:
                 st.whole.append(row.id)
                 whole_of.append(t)
             else:
-                st.pieces.append(row.id)
+                st.pieces = [*st.pieces, row.id]
                 covered[t].append((max(s, start), min(e, end)))
         if len(tokens) > 1:
             for t in tokens:

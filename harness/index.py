@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from harness import exposure
@@ -22,6 +23,7 @@ from harness.history import FAIL, INFO, INVOKE, OK, Record
 from harness.log import Row
 
 MAX_EVIDENCE = 5
+_INDEX = attrgetter("index")  # a record's place in the history (a sort key without a Python call per record)
 CHAT_EXIT_WORDS = ("éxito", "exito", "/quit")
 
 
@@ -34,8 +36,9 @@ class Message:
     text: str = ""
     invokes: list[Record] = field(default_factory=list)
     oks: list[Record] = field(default_factory=list)
-    fails: list[Record] = field(default_factory=list)
-    infos: list[Record] = field(default_factory=list)
+    # Nearly always none: an empty tuple, not a list per message that every collection walks.
+    fails: Sequence[Record] = ()
+    infos: Sequence[Record] = ()
     partial: bool = False  # only half of it was sent (then the client broke the connection)
     raw: bool = False  # bad input, sent as is
     _conns: tuple[int, set[int]] | None = field(default=None, repr=False, compare=False)  # conns, for so many invokes
@@ -51,6 +54,11 @@ class Message:
         return bool(self.fails) and not self.oks
 
     @property
+    def one_conn(self) -> bool:
+        """It was sent on one connection (nearly always: sent once)."""
+        return len(self.invokes) == 1 or len(self.conns) == 1
+
+    @property
     def conns(self) -> set[int]:
         """The connections it was sent on."""
         if self._conns is None or self._conns[0] != len(self.invokes):
@@ -59,7 +67,7 @@ class Message:
 
     def evidence(self) -> list[int]:
         """History indexes about this message (a few)."""
-        recs = sorted(self.invokes + self.oks + self.fails + self.infos, key=lambda r: r.index)
+        recs = sorted([*self.invokes, *self.oks, *self.fails, *self.infos], key=_INDEX)
         return [r.index for r in recs][: MAX_EVIDENCE * 2]
 
     def about(self) -> dict[str, Any]:
@@ -152,6 +160,8 @@ class RunIndex:
 
     def _messages(self) -> dict[str, Message]:
         out: dict[str, Message] = {}
+        fails: dict[str, list[Record]] = defaultdict(list)
+        infos: dict[str, list[Record]] = defaultdict(list)
         for rec in self.of("send"):
             value = rec.value
             token = value.get("token")
@@ -168,16 +178,24 @@ class RunIndex:
             elif rec.type == OK:
                 m.oks.append(rec)
             elif rec.type == FAIL:
-                m.fails.append(rec)
+                fails[token].append(rec)
             else:
-                m.infos.append(rec)
+                infos[token].append(rec)
+        for token, recs in fails.items():
+            out[token].fails = recs
+        for token, recs in infos.items():
+            out[token].infos = recs
         return out
+
+    def _on_the_wire(self) -> list[Record]:
+        """The send and exit records, in history order."""
+        return sorted(self.of("send") + self.of("exit"), key=_INDEX)
 
     def sends(self) -> list[Sent]:
         """Every send as it went on the wire, for the framing analysis."""
         wire, ids = _wire_encoder(self.settings)
         out = []
-        for rec in sorted(self.of("send") + self.of("exit"), key=lambda r: r.index):
+        for rec in self._on_the_wire():
             if rec.f == "exit":  # the exit word went on the wire too: a server without framing may store it
                 word = rec.get("word")
                 data = wire.frame(word.encode()) if word else wire.exit_bytes()
@@ -197,7 +215,7 @@ class RunIndex:
     def outline(self) -> list[Outline]:
         """``sends()`` without the bytes on the wire: what attributing whole rows needs, in the same order."""
         out = []
-        for rec in sorted(self.of("send") + self.of("exit"), key=lambda r: r.index):
+        for rec in self._on_the_wire():
             value = rec.value
             if rec.f == "exit":
                 word = value.get("word")
@@ -267,7 +285,7 @@ class RunIndex:
             return None
         if len(m.oks) == 1 and not m.fails and not m.infos:  # nearly always: one send, one ack
             return m.oks[0] if m.oks[0].conn == conn else None
-        for rec in sorted(m.oks + m.fails + m.infos, key=lambda r: r.index):
+        for rec in sorted([*m.oks, *m.fails, *m.infos], key=_INDEX):
             if rec.conn == conn:
                 return rec
         return None

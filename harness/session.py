@@ -15,7 +15,6 @@ connection-level errors and the relays it received).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,7 +47,7 @@ class ClientState:
     run_id: str
     seq: int = 0
     connects: int = 0
-    unacked: OrderedDict[str, str] = field(default_factory=OrderedDict)  # ids wire: resent on reconnect
+    unacked: dict[str, str] = field(default_factory=dict)  # ids wire: resent on reconnect, oldest first
 
     def next_token(self, body: str) -> tuple[str, str]:
         """A fresh token and the message text that carries it."""
@@ -80,7 +79,7 @@ class Session:
         self.on_ack = on_ack
         self.decoder = wire.decoder()
         self.hello_at: float | None = None
-        self.outstanding: OrderedDict[str, str] = OrderedDict()  # sent here, not answered yet
+        self.outstanding: dict[str, str] = {}  # sent here, not answered yet, oldest first
         self.relays: list[Relay] = []  # every relay received
         self.decoder.relays = self.relays
         self.ended = False  # the server ended the session (EOF or BYE)
@@ -125,18 +124,24 @@ class Session:
     def send(self, batch: list[tuple[str, str]], resend: bool = False) -> bytes:
         """Record the sends in ``batch`` (token, text) and return the bytes that carry them."""
         wire = self.wire
-        ids = wire.ids
-        if len(batch) == 1:  # nearly always: one closed-loop send
-            data = wire.encode(batch[0][1], batch[0][0] if ids else None)
-        else:
-            data = b"".join([wire.encode(text, token if ids else None) for token, text in batch])
-        for token, text in batch:  # the hot records skip _rec's frame and keyword packing (so does _ack's)
-            self.record(INVOKE, "send", self.state.index, self.conn, {"token": token, "text": text, "resend": resend})
-            self.outstanding[token] = text
-            if ids:
-                self.state.unacked[token] = text
-        self.sent += len(batch)
+        data = b"".join([wire.encode(text, token if wire.ids else None) for token, text in batch])
+        for token, text in batch:
+            self._sending(token, text, resend)
         return data
+
+    def send_one(self, token: str, text: str) -> bytes:
+        """``send([(token, text)])``, for nearly every send (a closed-loop client's, one at a time)."""
+        data = self.wire.encode(text, token if self.wire.ids else None)
+        self._sending(token, text, False)
+        return data
+
+    def _sending(self, token: str, text: str, resend: bool) -> None:
+        # The hot records skip _rec's frame and keyword packing (so does _ack's).
+        self.record(INVOKE, "send", self.state.index, self.conn, {"token": token, "text": text, "resend": resend})
+        self.outstanding[token] = text
+        if self.wire.ids:
+            self.state.unacked[token] = text
+        self.sent += 1
 
     def send_trickled(self, token: str, text: str, seconds: float) -> bytes:
         """Record a message that will go out one byte at a time; return its bytes."""

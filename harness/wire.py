@@ -122,8 +122,9 @@ def parse_chat_line(line: str) -> Reply:
     if line.startswith("M"):
         if line.startswith("MSG ") and (m := _CHAT_RELAY.fullmatch(line)):
             return Reply(RELAY, line, row=int(m[2]), ts=m[3], sender=m[4], text=m[5], dup=False)
-        if m := _CHAT_ACK.fullmatch(line):
-            return Reply(ACK, line, row=int(m[2]), ts=m[1], cid=m[3], dup=bool(m[4]))
+        if m := _CHAT_ACK.fullmatch(line):  # nearly every line: positional, as Reply's fields go
+            ts, row, cid, dup = m.groups()
+            return Reply(ACK, line, int(row), ts, cid, dup is not None)
     elif line.startswith("HIST ") and (m := _CHAT_RELAY.fullmatch(line)):
         return Reply(RELAY, line, row=int(m[2]), ts=m[3], sender=m[4], text=m[5], dup=True)
     elif m := _CHAT_ERROR.fullmatch(line):
@@ -151,14 +152,18 @@ class ChatDecoder(Decoder):
     def feed(self, data: bytes) -> list[Reply]:
         """Take the next chunk; return the replies it completes (relays go to ``relays`` when it is set)."""
         out = []
-        buf = self._buf + data
-        end = buf.rfind(b"\n")
-        # Decoded at once: a newline is never part of a UTF-8 sequence, so this is each line decoded alone.
-        lines = buf[:end].decode("utf-8", "replace").split("\n") if end >= 0 else []
-        rest = buf[end + 1 :]
-        if self._skipping and lines:
-            self._skipping = False
-            del lines[0]
+        if data and not self._buf and data.find(b"\n") == len(data) - 1 and not self._skipping:
+            # One whole line and nothing held (nearly every read of a closed-loop client): what follows, in short.
+            lines, rest = [data[:-1].decode("utf-8", "replace")], b""
+        else:
+            buf = self._buf + data
+            end = buf.rfind(b"\n")
+            # Decoded at once: a newline is never part of a UTF-8 sequence, so this is each line decoded alone.
+            lines = buf[:end].decode("utf-8", "replace").split("\n") if end >= 0 else []
+            rest = buf[end + 1 :]
+            if self._skipping and lines:
+                self._skipping = False
+                del lines[0]
         relays = self.relays
         msg = _CHAT_MSG.fullmatch
         for line in lines:

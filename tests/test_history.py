@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import uuid
 from pathlib import Path
@@ -54,6 +55,15 @@ def test_every_value_a_server_can_make_us_record_loads_back_as_it_was(tmp_path: 
     loaded = load(tmp_path / "history.jsonl")
     assert [r.value for r in loaded] == [{str(k): v for k, v in v.items()} for v in values]
     assert [(r.index, r.time, r.f) for r in loaded] == [(r.index, r.time, r.f) for r in h.records]
+
+
+def test_a_key_only_orjsons_non_string_option_writes_is_written_by_it(tmp_path: Path) -> None:
+    """Lines are encoded without that option (it costs 45 %); a key json cannot write (a UUID, a date) still goes."""
+    h = History(tmp_path / "history.jsonl")
+    h.append(INFO, "odd", 1, 2, {"by": {uuid.UUID(int=9): 1, datetime.date(2026, 11, 30): [2]}, "ok": 3})
+    h.close()
+    [loaded] = load(tmp_path / "history.jsonl")
+    assert loaded.value == {"by": {str(uuid.UUID(int=9)): 1, "2026-11-30": [2]}, "ok": 3}
 
 
 def test_a_non_finite_float_in_the_middle_of_a_batch_is_written_by_json_and_the_rest_as_they_were(

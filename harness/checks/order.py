@@ -19,7 +19,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
         if rec.type != INVOKE:
             continue
         m = messages.get(rec.get("token"))
-        if m is not None and not m.partial and len(m.conns) == 1:
+        if m is not None and not m.partial and m.one_conn:
             by_conn[rec.conn].append(rec)  # a resent message may have been stored from either send
     for conn, invokes in by_conn.items():
         if conn in fr.broken_conns:

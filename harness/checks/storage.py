@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
 from harness.framing import REPLACEMENT, RowKind, normalise
 from harness.index import Message, RunIndex
@@ -151,7 +153,7 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
     return j
 
 
-def _split_message(ix: RunIndex, token: str, text: str, pieces: list[int]) -> str:
+def _split_message(ix: RunIndex, token: str, text: str, pieces: Sequence[int]) -> str:
     rows = ", ".join(map(str, pieces[:MAX_EVIDENCE]))
     if "\r" in text.rstrip("\r") and ix.settings.get("framing") != "raw":
         return (
