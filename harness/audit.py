@@ -123,10 +123,10 @@ class Auditor:
             # Acks of one batch are for rows stored moments apart: nearly always every id in between
             # is committed, which one count over the range shows; otherwise each id is looked up.
             if hi - lo <= SPAN_PER_ACK * len(ids) and self.kept.all_visible(lo, hi):
-                found = set(ids)
+                found, left = set(ids), []
             else:
                 found = self.kept.visible_ids(ids)
-            left = [item for item in left if item[1] not in found]
+                left = [item for item in left if item[1] not in found]
             if left:  # asked again on a fresh connection: never judged by a connection that went stale
                 found |= self.fresh.visible_ids([row for _, row, _, _, _ in left])
                 left = [item for item in left if item[1] not in found]

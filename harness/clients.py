@@ -613,6 +613,8 @@ class SimClient:
                 if got is None:
                     return
             begun = at.begun
+            # The stop flag is read once a callback: set from another thread a moment later, it is seen
+            # at the next read, as if it had been set then.
             if self.ctx.stop.is_set() or time.monotonic() >= begun.at + begun.timeout:
                 self._read = got  # the general path takes it from here, as after the short way's wait
                 self._hand_back(_Handed(at.op, at.token, begun))
@@ -626,18 +628,23 @@ class SimClient:
                 s.feed(got)
             else:
                 s.eof()
-            if at.token in s.outstanding and not s.ended:
-                self._hand_back(_Handed(at.op, at.token, begun))
-                return
-            self._answered(at.token, time.monotonic() - begun.at)
+            if at.token in s.outstanding:
+                if not s.ended:
+                    self._hand_back(_Handed(at.op, at.token, begun))
+                    return
+                self._answered(at.token, time.monotonic() - begun.at)
+            elif s.ended:
+                self._answered(at.token, time.monotonic() - begun.at)
+            else:  # answered, on a connection that goes on: all ``_answered`` does then
+                self.unanswered_in_a_row, self.waited_in_a_row = 0, 0.0
             ops, i = self._chain_ops, at.op + 1
-            if i >= len(ops) or self.ctx.stop.is_set() or self.unanswered_in_a_row or not self._plain_at(ops, i):
+            if i >= len(ops) or self.unanswered_in_a_row or not self._plain_at(ops, i):
                 self._hand_back(_Handed(i))
                 return
             sent = self._plain_send(ops[i])
             if sent is None:
                 self._hand_back(_Handed(i + 1))
-            elif sent[1] or self.ctx.stop.is_set():
+            elif sent[1]:
                 self._hand_back(_Handed(i, sent[0], rest=sent[1]))
             else:
                 self._chain_on(_Sent(i, sent[0], self._begin()), self._loop)

@@ -303,7 +303,7 @@ class _Analysis:
         cut = (RowKind.MERGED, RowKind.FRAGMENT)
         broken = {i.conn for i in infos if i.conn is not None and i.kind in cut}
         for st in self.storage.values():
-            if st.split or st.merged:
+            if st.merged or (st.pieces_complete and st.split):  # nearly always neither: no property call
                 broken.update(self.conns_of.get(st.token, []))
         return Framing(infos, self.storage, broken, *self._missing(broken, infos, placements))
 

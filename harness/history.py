@@ -168,7 +168,10 @@ class History:
                     "conn": conn,
                     "value": value,
                 }
-                line = _orjson_line(record)  # a batch's NaNs are looked for at once, when it is written
+                try:  # _orjson_line's first try, without its call (a batch's NaNs are looked for when it is written)
+                    line: bytes | None = orjson.dumps(record, option=_ORJSON)
+                except TypeError:
+                    line = _orjson_line(record)
                 if line is None:
                     pending.append(_json_line(record))
                     self._pending_records.append(None)

@@ -27,7 +27,7 @@ def every_message_answered(ix: RunIndex) -> Judgement:
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
-        m = ix.messages.get(rec.get("token"))
+        m = ix.messages.get(rec.value.get("token"))  # type: ignore[arg-type]  # None finds nothing; no call per record
         if m is None or m.partial:
             continue
         outcome = ix.settled(m.token, rec.conn)

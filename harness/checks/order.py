@@ -18,7 +18,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
-        m = messages.get(rec.get("token"))
+        m = messages.get(rec.value.get("token"))  # type: ignore[arg-type]  # None finds nothing; no call per record
         if m is not None and not m.partial and m.one_conn:
             by_conn[rec.conn].append(rec)  # a resent message may have been stored from either send
     for conn, invokes in by_conn.items():
@@ -27,7 +27,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
             continue
         last_id, last_rec = -1, None
         for rec in invokes:
-            st = fr.storage.get(rec.get("token"))
+            st = fr.storage.get(rec.value.get("token"))  # type: ignore[arg-type]
             if st is None or len(st.whole) != 1:
                 continue
             whole = st.whole
