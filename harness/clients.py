@@ -613,8 +613,8 @@ class SimClient:
                 if got is None:
                     return
             begun = at.begun
-            # The stop flag is read once a callback: set from another thread a moment later, it is seen
-            # at the next read, as if it had been set then.
+            # The stop flag is read once a callback: the harness sets it on this loop's thread (``drive``),
+            # between callbacks; set from another thread, it would be seen at the next read, as if set then.
             if self.ctx.stop.is_set() or time.monotonic() >= begun.at + begun.timeout:
                 self._read = got  # the general path takes it from here, as after the short way's wait
                 self._hand_back(_Handed(at.op, at.token, begun))

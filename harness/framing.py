@@ -84,7 +84,7 @@ class Storage:
 
     token: str
     whole: list[int] = field(default_factory=list)  # rows holding all of it (alone, or run together with others)
-    pieces: Sequence[int] = ()  # rows holding a part of it (nearly always none: no list per message)
+    pieces: list[int] | tuple[()] = ()  # rows holding a part of it (nearly always none: no list per message)
     pieces_complete: bool = False  # the pieces together hold all of it
     lost_cut_characters: bool = False  # what the pieces miss is only bytes of multibyte characters
     merged: bool = False  # it shares a row with another message
@@ -303,7 +303,7 @@ class _Analysis:
         cut = (RowKind.MERGED, RowKind.FRAGMENT)
         broken = {i.conn for i in infos if i.conn is not None and i.kind in cut}
         for st in self.storage.values():
-            if st.merged or (st.pieces_complete and st.split):  # nearly always neither: no property call
+            if st.merged or (st.pieces_complete and st.split):  # nearly always neither, without asking split
                 broken.update(self.conns_of.get(st.token, []))
         return Framing(infos, self.storage, broken, *self._missing(broken, infos, placements))
 
@@ -485,7 +485,10 @@ class _Analysis:
                 st.whole.append(row.id)
                 whole_of.append(t)
             else:
-                st.pieces = [*st.pieces, row.id]
+                if isinstance(st.pieces, list):
+                    st.pieces.append(row.id)
+                else:
+                    st.pieces = [row.id]
                 covered[t].append((max(s, start), min(e, end)))
         if len(tokens) > 1:
             for t in tokens:

@@ -25,7 +25,8 @@ INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 PENDING_LINES = 512  # history lines held before one write (a flush, twice a second during a run, writes the rest)
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # ASCII: a lone surrogate is escaped, not unwritable
 _ORJSON = orjson.OPT_APPEND_NEWLINE
-_ORJSON_ANY_KEYS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE  # 45 % slower: only when a key is not a str
+# Only when a key is not a str: 44 % more instructions for a send record (6,051 against 4,199).
+_ORJSON_ANY_KEYS = orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE
 
 
 def json_line(record: dict[str, Any]) -> bytes:
@@ -41,7 +42,11 @@ def _orjson_line(record: dict[str, Any]) -> bytes | None:
     try:
         return orjson.dumps(record, option=_ORJSON)  # about four times faster than json
     except TypeError:
-        pass
+        return _orjson_any_keys(record)
+
+
+def _orjson_any_keys(record: dict[str, Any]) -> bytes | None:
+    """``_orjson_line`` for a record plain orjson refused: a key that is not a str, or what json takes."""
     try:
         return orjson.dumps(record, option=_ORJSON_ANY_KEYS)
     except TypeError:
@@ -171,7 +176,7 @@ class History:
                 try:  # _orjson_line's first try, without its call (a batch's NaNs are looked for when it is written)
                     line: bytes | None = orjson.dumps(record, option=_ORJSON)
                 except TypeError:
-                    line = _orjson_line(record)
+                    line = _orjson_any_keys(record)
                 if line is None:
                     pending.append(_json_line(record))
                     self._pending_records.append(None)

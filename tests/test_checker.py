@@ -13,6 +13,7 @@ import pytest
 from harness import findings
 from harness.checker import check, merge, merge_notes
 from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
+from harness.index import RunIndex
 from harness.log import LogReader, Row
 from harness.target import LogMapping
 
@@ -97,6 +98,22 @@ def test_a_clean_run_passes_with_relays_and_an_indeterminate_message(fab: Fab) -
     c = result.counts
     assert (c.sent, c.acked, c.stored, c.lost, c.indeterminate) == (3, 2, 2, 0, 1)
     assert result.invariants[7] == "pass"
+
+
+def test_the_index_keeps_each_answer_of_a_message_and_settles_each_send_by_its_connection(fab: Fab) -> None:
+    token, text = fab.message(1, 1)
+    sent = fab.rec(INVOKE, "send", 1, 1, token=token, text=text)
+    broke = fab.rec(INFO, "send", 1, 1, token=token, error="reset", end="reset")
+    resent = fab.rec(INVOKE, "send", 1, 2, token=token, text=text, resend=True)
+    refused = fab.rec(FAIL, "send", 1, 2, token=token, code="store", error="disk full")
+    once, _ = fab.sent_acked_stored(2, 1)
+    ix = RunIndex(fab.h.records, [])
+    m, plain = ix.messages[token], ix.messages[once]
+    assert ([r.index for r in m.infos], [r.index for r in m.fails], m.oks) == ([broke], [refused], [])
+    assert (ix.settled(token, 1) or fab.h.records[0]).index == broke
+    assert (ix.settled(token, 2) or fab.h.records[0]).index == refused
+    assert m.evidence() == [sent, broke, resent, refused] and m.conns == {1, 2} and not m.one_conn
+    assert not plain.fails and not plain.infos and plain.one_conn and len(plain.oks) == 1
 
 
 def test_lost_ack(fab: Fab) -> None:
