@@ -144,6 +144,8 @@ def main() -> int:
                     f" {harness_rate:,.0f} messages/s recorded and checked (whole run: {wall:.1f} s);"
                     f" verdict {outcome.result.summary()}"
                 )
+                for anomaly in outcome.result.anomalies[:2]:  # what a bad verdict is about, to look into
+                    print(f"pass {n}:   {anomaly.kind}: {anomaly.message[:200]}; rows {anomaly.rows[:2]}")
                 print(
                     f"pass {n}: harness CPU per message: {cpu * per:.0f} us for the whole run ="
                     f" {(cpu - checking) * per:.0f} us driving + {checking * per:.0f} us checking;"

@@ -45,7 +45,13 @@ def run(
             s = socket.create_connection((host, port), timeout=10)
             s.setblocking(False)
             conns.append(s)
-            state[s.fileno()] = [s, b"", 0.0, 0]  # socket, buffer, sent at, sequence
+            state[s.fileno()] = [
+                s,
+                b"",
+                0.0,
+                0,
+                0,
+            ]  # socket, buffer, sent at, acks (the next line's sequence), lines sent
         t0 = time.monotonic()
         start, end = t0 + warmup, t0 + warmup + duration
         latencies: list[float] = []
@@ -54,12 +60,15 @@ def run(
             st = state[s.fileno()]
             st[2] = time.monotonic()
             s.sendall(message(s.fileno(), 0))
+            st[4] = 1
             sel.register(s, selectors.EVENT_READ)
+        drain = end + 5.0  # after the end, no new lines: the last one of each connection is answered first
         while True:
             now = time.monotonic()
-            if now >= end:
+            waiting = now >= end and sum(st[3] < st[4] for st in state.values())  # type: ignore[operator]
+            if now >= drain or (now >= end and not waiting):
                 break
-            for key, _ in sel.select(timeout=end - now):
+            for key, _ in sel.select(timeout=(end if now < end else drain) - now):
                 s = key.fileobj  # type: ignore[assignment]
                 st = state[s.fileno()]
                 try:
@@ -79,7 +88,9 @@ def run(
                         latencies.append(t - st[2])  # type: ignore[operator]
                     st[3] += 1  # type: ignore[operator]
                     st[2] = t
-                    s.sendall(message(s.fileno(), st[3]))  # type: ignore[arg-type]
+                    if t < end:
+                        st[4] += 1  # type: ignore[operator]
+                        s.sendall(message(s.fileno(), st[3]))  # type: ignore[arg-type]
         latencies.sort()
         return {
             "clients": clients,
