@@ -45,13 +45,8 @@ def run(
             s = socket.create_connection((host, port), timeout=10)
             s.setblocking(False)
             conns.append(s)
-            state[s.fileno()] = [
-                s,
-                b"",
-                0.0,
-                0,
-                0,
-            ]  # socket, buffer, sent at, acks (the next line's sequence), lines sent
+            # socket, buffer, sent at, acks (the next line's sequence), lines sent
+            state[s.fileno()] = [s, b"", 0.0, 0, 0]
         t0 = time.monotonic()
         start, end = t0 + warmup, t0 + warmup + duration
         latencies: list[float] = []
