@@ -628,12 +628,10 @@ class SimClient:
                 s.feed(got)
             else:
                 s.eof()
-            if at.token in s.outstanding:
-                if not s.ended:
-                    self._hand_back(_Handed(at.op, at.token, begun))
-                    return
-                self._answered(at.token, time.monotonic() - begun.at)
-            elif s.ended:
+            if at.token in s.outstanding and not s.ended:
+                self._hand_back(_Handed(at.op, at.token, begun))
+                return
+            if s.ended:
                 self._answered(at.token, time.monotonic() - begun.at)
             else:  # answered, on a connection that goes on: all ``_answered`` does then
                 self.unanswered_in_a_row, self.waited_in_a_row = 0, 0.0

@@ -110,8 +110,9 @@ def test_the_index_keeps_each_answer_of_a_message_and_settles_each_send_by_its_c
     ix = RunIndex(fab.h.records, [])
     m, plain = ix.messages[token], ix.messages[once]
     assert ([r.index for r in m.infos], [r.index for r in m.fails], m.oks) == ([broke], [refused], [])
-    assert (ix.settled(token, 1) or fab.h.records[0]).index == broke
-    assert (ix.settled(token, 2) or fab.h.records[0]).index == refused
+    on_first, on_second = ix.settled(token, 1), ix.settled(token, 2)
+    assert on_first is not None and on_first.index == broke
+    assert on_second is not None and on_second.index == refused
     assert m.evidence() == [sent, broke, resent, refused] and m.conns == {1, 2} and not m.one_conn
     assert not plain.fails and not plain.infos and plain.one_conn and len(plain.oks) == 1
 
