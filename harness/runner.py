@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness import wire as wires
 from harness.audit import Auditor
@@ -48,6 +48,10 @@ class RunConfig:
     workers: int = 1  # processes driving the clients, for runs of MIN_CLIENTS_PER_WORKER clients per worker
 
 
+T = TypeVar("T")
+# Before a run takes its baselines, the log and the resources get up to 2 s to stay unchanged for 150 ms (four
+# readings 50 ms apart): a writer that pauses longer than that between two rows is taken to have finished.
+BASELINE_SETTLE = (2.0, 0.05)
 MIN_CLIENTS_PER_WORKER = 1000  # below this one event loop keeps up, and a worker's start (~0.3 s) is not worth it
 
 
@@ -192,16 +196,25 @@ class NemesisContext:
         self.history.flush()
 
 
-def settle(sample: Callable[[], tuple[int | None, int | None]], timeout: float = 1.0) -> tuple[int | None, int | None]:
-    """A reading that stays the same for four samples in a row, 20 ms apart (or the last one at the timeout)."""
+def settle(sample: Callable[[], T], timeout: float = 1.0, every: float = 0.02) -> T:
+    """A reading that stays the same for four samples in a row, ``every`` seconds apart (or the last one at the
+    timeout)."""
     deadline = time.monotonic() + timeout
     last, same = sample(), 0
     while same < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(every)
         now = sample()
         same = same + 1 if now == last else 0
         last = now
     return last
+
+
+def _max_id(reader: LogReader) -> int | str:
+    """The log's largest id, or why it cannot be read (a str, equal from one reading to the next)."""
+    try:
+        return reader.max_id()
+    except LogError as exc:
+        return str(exc)
 
 
 def wait_back(sample: Callable[[], int | None], baseline: int | None, slack: int, timeout: float) -> int | None:
@@ -290,13 +303,16 @@ def run_plan(
         if not srv.warmed and not single:  # warming up would spend a single-session server's one session
             warm_up(srv, target)
         reader = LogReader(srv.db_path, target.log)
-        try:
-            baseline = reader.max_id()
-        except LogError as exc:
-            history.add(INFO, "harness-error", error=f"cannot read the log before the run: {exc}")
-            baseline = 0
         resources = config.resources and not single  # a server started for every session has no baseline
-        threads0, fds0 = settle(lambda: (first.threads(), first.fds())) if resources else (None, None)
+        # The log's baseline settles like the resources': rows of earlier traffic still being stored
+        # (a client that has just left, a writer's backlog) belong before the run, not in it as phantoms.
+        top, threads0, fds0 = settle(
+            lambda: (_max_id(reader), *((first.threads(), first.fds()) if resources else (None, None))),
+            *BASELINE_SETTLE,
+        )
+        if isinstance(top, str):
+            history.add(INFO, "harness-error", error=f"cannot read the log before the run: {top}")
+        baseline = top if isinstance(top, int) else 0
         fd_names0 = first.fd_targets() if resources else None
         out_mark = first.mark()
         options = config.options

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,9 +19,10 @@ from mutants.zoo import mutant
 from support import wait_for
 
 from harness.clients import Options
+from harness.log import LogReader
 from harness.pbt import LiveTarget, search
 from harness.plan import CLOSE, EXIT, HALF_RESET, PAUSE, RECONNECT, RESET, SEND, ClientPlan, Op, Plan, Shape, plans
-from harness.runner import RunConfig, run_plan
+from harness.runner import LiveServer, RunConfig, run_plan
 from harness.scenario import shape_for
 from harness.target import Target, can_connect, reference
 
@@ -258,3 +262,37 @@ def test_every_ack_is_audited_against_the_log_and_an_early_ack_is_caught(tmp_pat
     assert len(acked) == 15 and sorted(t for r in audits for t in r.get("tokens")) == acked
     early = run_plan(broken("ack_before_commit"), plan, tmp_path / "early")
     assert "ack-before-commit" in {a.kind for a in early.result.anomalies}, early.result.summary()
+
+
+def test_rows_of_earlier_traffic_still_being_stored_when_a_run_starts_are_not_phantoms(tmp_path: Path) -> None:
+    live = LiveServer(reference(), tmp_path / "server")
+    try:
+        srv = live.ensure()
+        log = LogReader(srv.db_path, reference().log)
+        before = log.max_id()
+
+        def someone_else() -> None:  # untokened lines for 0.5 s, then a polite leave: a user, a load generator
+            with socket.create_connection((srv.host, srv.port), timeout=10) as sock:
+                end = time.monotonic() + 0.5
+                n = 0
+                while time.monotonic() < end:
+                    n += 1
+                    sock.sendall(f"/say earlier traffic {n}\n".encode())
+                    time.sleep(0.005)
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(65536):
+                    pass
+
+        other = threading.Thread(target=someone_else)
+        other.start()
+        try:
+            wait_for(lambda: log.max_id() > before, what="the first row of the other traffic")
+            plan = Plan([ClientPlan([Op(SEND, f"m{i}") for i in range(3)]) for _ in range(2)], seed=5, name="after")
+            outcome = run_plan(live.target, plan, tmp_path / "run", server=live)
+        finally:
+            other.join(15)
+        assert outcome.result.valid is True, [(a.kind, a.message) for a in outcome.result.anomalies[:2]]
+        run = next(r for r in outcome.records if r.f == "run")
+        assert run.get("baseline_id") >= max(r.id for r in log.rows_after(before) if "earlier traffic" in r.content)
+    finally:
+        live.close()
