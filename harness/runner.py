@@ -49,9 +49,11 @@ class RunConfig:
 
 
 T = TypeVar("T")
-# Before a run takes its baselines, the log and the resources get up to 2 s to stay unchanged for 150 ms (four
-# readings 50 ms apart): a writer that pauses longer than that between two rows is taken to have finished.
-BASELINE_SETTLE = (2.0, 0.05)
+# Before a run takes its baselines, the log's largest id and the server's thread and descriptor counts get up to
+# SETTLE_TIMEOUT seconds to read the same four times in a row, SETTLE_EVERY apart (150 ms unchanged): a writer that
+# pauses longer than that between two rows is taken to have finished.
+SETTLE_TIMEOUT = 2.0
+SETTLE_EVERY = 0.05
 MIN_CLIENTS_PER_WORKER = 1000  # below this one event loop keeps up, and a worker's start (~0.3 s) is not worth it
 
 
@@ -306,9 +308,11 @@ def run_plan(
         resources = config.resources and not single  # a server started for every session has no baseline
         # The log's baseline settles like the resources': rows of earlier traffic still being stored
         # (a client that has just left, a writer's backlog) belong before the run, not in it as phantoms.
+        early = _max_id(reader)  # in the run record: rows stored while the baseline settled lie between the two
         top, threads0, fds0 = settle(
             lambda: (_max_id(reader), *((first.threads(), first.fds()) if resources else (None, None))),
-            *BASELINE_SETTLE,
+            timeout=SETTLE_TIMEOUT,
+            every=SETTLE_EVERY,
         )
         if isinstance(top, str):
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {top}")
@@ -330,6 +334,7 @@ def run_plan(
             relay=target.relay,
             normalize=target.normalize,
             baseline_id=baseline,
+            baseline_first=early if isinstance(early, int) else None,
             db=str(srv.db_path),
             host=srv.host,
             port=srv.port,
