@@ -221,6 +221,7 @@ class _Choice:
     row: int
     cursors: dict[int, int]
     fits: list[Placement]  # the first is the one taken
+    mark: int  # length of the search's trail when it was made: states entered after it lie in its subtree
 
 
 #: What the analysis needs of a send to attribute whole rows: (token, connection, text, partial). The
@@ -336,12 +337,31 @@ class _Analysis:
     # -- placing rows in the streams they came from ---------------------------------------------------------
 
     def search(self, quick: list[RowInfo | None], pieces: list[_Piece | None]) -> list[Placement | None]:
-        """Place every row that is not one whole message, in id order, where it continues a stream exactly."""
+        """Place every row that is not one whole message, in id order, where it continues a stream exactly.
+
+        The search remembers states (a row and every stream's cursor) whose every continuation
+        ran into a row that continues nothing; arriving at one again by other choices, it backtracks
+        at once instead of exploring the same dead subtree again. A state from which the end of
+        the rows was reached is never remembered: how many holes that end leaves depends on the rows
+        placed before it.
+        """
         cursors = dict.fromkeys(self.streams, 0)
         out: list[Placement | None] = [None] * len(self.rows)
         choices: list[_Choice] = []
+        trail: list[tuple[int, tuple[int, ...]]] = []  # states entered on the current path, at rows to place
+        ended = 0  # trail[:ended] reached the end of the rows
+        dead: set[tuple[int, tuple[int, ...]]] = set()
         budget, retries = self.budget, RETRIES
         best: tuple[int, list[Placement | None]] | None = None
+
+        def back() -> tuple[int, list[Placement]]:
+            nonlocal ended
+            choice = choices.pop()
+            dead.update(trail[max(choice.mark, ended) :])
+            del trail[choice.mark :]
+            ended = min(ended, choice.mark)
+            return self._resume(choice, cursors, choices)
+
         i = 0
         while True:
             if i == len(self.rows):  # a wrong choice may leave holes that no later row exposed: try another
@@ -350,9 +370,10 @@ class _Analysis:
                     best = (holes, list(out))
                 if not holes or not choices or retries <= 0 or budget <= 0:
                     break
+                ended = len(trail)
                 retries -= 1
                 budget -= 1
-                i, fits = self._resume(choices.pop(), cursors, choices)
+                i, fits = back()
             else:
                 q, piece = quick[i], pieces[i]
                 if q is not None:
@@ -361,12 +382,19 @@ class _Analysis:
                     i += 1
                     continue
                 assert piece is not None
-                fits = self._fits(piece, cursors)
-                if not fits and choices and budget > 0:
+                state = (i, tuple(cursors.values())) if choices else None  # with no choice made, none can die
+                if state is not None and budget > 0 and state in dead:
                     budget -= 1
-                    i, fits = self._resume(choices.pop(), cursors, choices)
-                elif len(fits) > 1:
-                    choices.append(_Choice(i, dict(cursors), fits))
+                    i, fits = back()
+                else:
+                    if state is not None:
+                        trail.append(state)
+                    fits = self._fits(piece, cursors)
+                    if not fits and choices and budget > 0:
+                        budget -= 1
+                        i, fits = back()
+                    elif len(fits) > 1:
+                        choices.append(_Choice(i, dict(cursors), fits, len(trail)))
             piece = pieces[i]
             assert piece is not None
             at = fits[0] if fits else self._near(piece, cursors)
@@ -383,7 +411,7 @@ class _Analysis:
         cursors.update(choice.cursors)
         rest = choice.fits[1:]
         if len(rest) > 1:
-            choices.append(_Choice(choice.row, dict(choice.cursors), rest))
+            choices.append(_Choice(choice.row, dict(choice.cursors), rest, choice.mark))
         return choice.row, rest[:1]
 
     def _holes(self, out: list[Placement | None]) -> int:
@@ -436,14 +464,17 @@ class _Analysis:
                         break
                 continue
             data = stream.data
+            starts = [at] if not piece.core else []  # a piece of nothing but cut characters may be the rest of one
             while at < stream.length and 0x80 <= data[at] < 0xC0:
                 at += 1  # the rest of a character the previous piece cut: this piece does not start inside one
             if self.normalize == "strip":
                 while at < stream.length and data[at] in WHITESPACE:
                     at += 1
-            end = self._match(stream, at, piece)
-            if end is not None:
-                out.append((conn, at, end))
+            for start in [*starts, at] if at not in starts else starts:
+                end = self._match(stream, start, piece)
+                if end is not None:
+                    out.append((conn, start, end))
+                    break
         return out
 
     def _near(self, piece: _Piece, cursors: dict[int, int]) -> Placement | None:

@@ -28,7 +28,8 @@ def cut_streams(draw: st.DrawFn, max_piece: int = 12) -> tuple[list, list[tuple[
             text = f"[{token}] {draw(st.sampled_from(BODIES))}"
             sends.append(sent(token, c, text, text.encode()))
             data += text.encode()
-        cuts, at = [], 0
+        cuts: list[bytes] = []
+        at = 0
         while at < len(data):
             n = draw(st.integers(1, max_piece))
             while at + n < len(data) and not data[at : at + n].strip():
@@ -123,3 +124,30 @@ def test_a_dropped_cut_character_is_told_from_a_truncated_tail() -> None:
     fr = analyse([sent(f"{RUN}.0.1", 0, text, data)], truncated, TOKEN, FOREIGN)
     st_ = fr.of(f"{RUN}.0.1")
     assert not st_.complete and not st_.lost_cut_characters and not fr.only_cut_characters_missing
+
+
+def test_a_piece_that_is_only_the_rest_of_a_cut_character_is_placed() -> None:
+    text = f"[{RUN}.0.1] dú hola"
+    data = text.encode()
+    at = data.index("ú".encode()) + 1  # a read ends after the first byte of "ú": the next row is one lone byte
+    pieces = [data[:at], data[at : at + 1], data[at + 1 :]]
+    rows = [Row(i, p.decode("utf-8", errors="replace")) for i, p in enumerate(pieces, 1)]
+    assert rows[1].content == "\ufffd"
+    fr = analyse([sent(f"{RUN}.0.1", 0, text, data)], rows, TOKEN, FOREIGN)
+    assert [r.kind for r in fr.rows] == [RowKind.FRAGMENT] * 3 and [r.conn for r in fr.rows] == [0, 0, 0]
+    assert fr.of(f"{RUN}.0.1").complete and fr.missing == 0
+
+
+def test_choices_that_meet_again_in_a_dead_state_are_not_explored_twice() -> None:
+    # Connection 1's "b" comes after all its "a"s, but the first fit puts each "a" on connection 0:
+    # only placing all 18 on connection 1 works, the last of 2**18 orders. Orders that put as many
+    # "a"s on each connection reach the same state, so a search that remembers dead states needs
+    # 171 steps back where one that does not runs out of its 20,000.
+    n = 18
+    texts = {0: f"[{RUN}.0.1] " + "a" * n, 1: f"[{RUN}.1.1] " + "a" * n + "b"}
+    sends = [sent(f"{RUN}.{c}.1", c, t, t.encode()) for c, t in texts.items()]
+    head = len(f"[{RUN}.0.1] ")
+    contents = [texts[0][:head], texts[1][:head], *["a"] * n, "b", *["a"] * n]
+    fr = analyse(sends, [Row(i, c) for i, c in enumerate(contents, 1)], TOKEN, FOREIGN)
+    assert [r.conn for r in fr.rows] == [0, 1, *[1] * n, 1, *[0] * n]
+    assert fr.of(f"{RUN}.0.1").complete and fr.of(f"{RUN}.1.1").complete and fr.missing == 0
