@@ -61,6 +61,7 @@ class Config:
     outbox_bytes: int = 4 << 20
     ack_wait: float = 10.0
     shutdown_budget: float = 1.5
+    switch_interval: float = 0.5
 
 
 class ListenError(Exception):
@@ -620,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a write waits for another process's lock on the database before refusing the message"
         " (default %(default)s)",
     )
+    ap.add_argument(
+        "--switch-interval",
+        type=float,
+        default=d.switch_interval,
+        help="seconds a thread may run before one waiting for the interpreter lock asks for it"
+        " (CPython's default is 0.005; default %(default)s, see README)",
+    )
     ap.add_argument("--no-relay", dest="relay", action="store_false", help="do not forward messages to other clients")
     ap.add_argument("-q", "--quiet", action="store_true", help="log only warnings and errors")
     return ap
@@ -628,7 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until Enter, SIGINT or SIGTERM; return the exit code."""
     args = build_parser().parse_args(argv)
-    for name in ("max_clients", "idle_timeout", "max_line", "busy_timeout"):
+    for name in ("max_clients", "idle_timeout", "max_line", "busy_timeout", "switch_interval"):
         if getattr(args, name) <= 0:
             print(f"chat-server: --{name.replace('_', '-')} must be positive", file=sys.stderr)
             return EXIT_LISTEN
@@ -647,6 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         history=max(0, args.history),
         relay=args.relay,
         busy_timeout=args.busy_timeout,
+        switch_interval=args.switch_interval,
     )
     try:
         listener = open_listener(config.host, config.port, config.backlog)
@@ -659,6 +668,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         listener.close()
         print(f"chat-server: {exc}", file=sys.stderr)
         return EXIT_DATABASE
+    # Every thread waiting for the interpreter lock wakes once per switch interval to ask for it:
+    # thousands of clients leaving at once made millions of wake-ups a second at CPython's 5 ms,
+    # and the server took up to a minute to end their threads. Threads here block on I/O (and
+    # so hand the lock over) long before a longer interval runs out.
+    sys.setswitchinterval(config.switch_interval)
     return run(ChatServer(config, store, listener))
 
 

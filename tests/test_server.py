@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sqlite3
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,8 @@ def test_many_concurrent_clients_every_ack_stored_once_relays_complete_in_order(
         try:
             barrier.wait(10)
             c.send(b"".join(p.encode_message(f"c{k} m{i} 'q'", f"c{k}-{i}") for i in range(per_client)))
-            got_acks, got_relays = [], []
+            got_acks: list[p.Ack] = []
+            got_relays: list[p.Relay] = []
             while len(got_acks) < per_client or len(got_relays) < total - per_client:
                 ev = c.next()
                 if isinstance(ev, p.Ack):
@@ -69,8 +71,8 @@ def test_many_concurrent_clients_every_ack_stored_once_relays_complete_in_order(
     by_cid = {r[4]: r for r in stored}
     assert len(by_cid) == total  # exactly once
     for cid, row_id in acks.items():
-        k, i = cid.split("-")
-        assert by_cid[cid][0] == row_id and by_cid[cid][1] == f"{k} m{i} 'q'"
+        who, i = cid.split("-")
+        assert by_cid[cid][0] == row_id and by_cid[cid][1] == f"{who} m{i} 'q'"
     for k, got in relays.items():
         ids = [r.row for r in got]
         assert ids == sorted(ids), "relays out of log order"
@@ -370,3 +372,28 @@ def test_shutdown_stays_quick_while_another_process_locks_the_database(server: S
         blocker.close()
     assert took < 2.5, took  # the commits in flight cannot finish: an unclean (1), but prompt, exit
     assert code in (0, 1)
+
+
+def test_the_switch_interval_is_set_before_serving_and_a_bad_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chat import server as srv
+
+    seen: list[float] = []
+
+    def run(chat: srv.ChatServer) -> int:
+        seen.append(sys.getswitchinterval())
+        chat.listener.close()
+        chat.store.close()
+        return 0
+
+    monkeypatch.setattr(srv, "run", run)
+    before = sys.getswitchinterval()
+    try:
+        assert srv.main(["--port", "0", "--db", str(tmp_path / "a.db"), "--switch-interval", "0.25"]) == 0
+        assert srv.main(["--port", "0", "--db", str(tmp_path / "b.db")]) == 0
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == [0.25, 0.5]
+    assert srv.main(["--port", "0", "--db", str(tmp_path / "c.db"), "--switch-interval", "0"]) == srv.EXIT_LISTEN
+    assert "--switch-interval must be positive" in capsys.readouterr().err
