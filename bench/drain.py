@@ -19,10 +19,8 @@ import argparse
 import os
 import resource
 import selectors
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from burst import process_cpu  # bench/burst.py
-from throughput import start  # bench/throughput.py
+from throughput import start, stop  # bench/throughput.py
 
 CPYTHON_DEFAULT = 0.005
 OWN = None  # the server's own default: no --switch-interval
@@ -107,12 +105,7 @@ def one(interval: float | None, clients: int, rate: float, give_up: float) -> tu
                 time.sleep(0.05)
             return time.monotonic() - t0, process_cpu(proc.pid) - cpu0
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc, 60)
 
 
 def main() -> int:

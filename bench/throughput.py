@@ -66,12 +66,17 @@ def measure(cmd: list[str], clients: int, duration: float) -> dict[str, float]:
             )
             return json.loads(out.stdout)  # type: ignore[no-any-return]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc, 10)
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM a server and wait ``timeout`` seconds for it to exit; then kill it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def main() -> int:
