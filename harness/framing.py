@@ -36,6 +36,7 @@ EXIT_TOKEN = "exit:"  # sends whose token starts so are exit words, not messages
 WINDOW = 8192  # bytes past a connection's last piece where a row that continues nothing exactly is looked for
 BUDGET = 20_000  # backtracking steps per analysis
 RETRIES = 64  # times a finished placement that leaves holes is retried from its latest choices
+DEAD_STATES = 200_000  # states the search remembers as dead, at most (a few MB)
 WHITESPACE = b" \t\n\r\x0b\x0c"
 UTF8_MAX = 4  # bytes in one UTF-8 character, at most
 
@@ -222,6 +223,7 @@ class _Choice:
     cursors: dict[int, int]
     fits: list[Placement]  # the first is the one taken
     mark: int  # length of the search's trail when it was made: states entered after it lie in its subtree
+    key: int  # the hash of its cursors
 
 
 #: What the analysis needs of a send to attribute whole rows: (token, connection, text, partial). The
@@ -339,27 +341,32 @@ class _Analysis:
     def search(self, quick: list[RowInfo | None], pieces: list[_Piece | None]) -> list[Placement | None]:
         """Place every row that is not one whole message, in id order, where it continues a stream exactly.
 
-        The search remembers states (a row and every stream's cursor) whose every continuation
-        ran into a row that continues nothing; arriving at one again by other choices, it backtracks
-        at once instead of exploring the same dead subtree again. A state from which the end of
-        the rows was reached is never remembered: how many holes that end leaves depends on the rows
-        placed before it.
+        The search remembers states at choices (a row and every stream's cursor) whose every
+        continuation ran into a row that continues nothing; arriving at one again by other choices,
+        it backtracks at once instead of exploring the same dead subtree again. A state from which
+        the end of the rows was reached is never remembered: how many holes that end leaves depends
+        on the rows placed before it.
         """
         cursors = dict.fromkeys(self.streams, 0)
         out: list[Placement | None] = [None] * len(self.rows)
         choices: list[_Choice] = []
-        trail: list[tuple[int, tuple[int, ...]]] = []  # states entered on the current path, at rows to place
+        trail: list[tuple[int, int]] = []  # states of the choices on the current path
         ended = 0  # trail[:ended] reached the end of the rows
-        dead: set[tuple[int, tuple[int, ...]]] = set()
+        dead: set[tuple[int, int]] = set()
+        key = 0  # the cursors' hash, kept up to date as they move: XOR of hash((connection, cursor))
+        for conn in cursors:
+            key ^= hash((conn, 0))
         budget, retries = self.budget, RETRIES
         best: tuple[int, list[Placement | None]] | None = None
 
         def back() -> tuple[int, list[Placement]]:
-            nonlocal ended
+            nonlocal ended, key
             choice = choices.pop()
-            dead.update(trail[max(choice.mark, ended) :])
+            if len(dead) < DEAD_STATES:
+                dead.update(trail[max(choice.mark, ended) :])
             del trail[choice.mark :]
             ended = min(ended, choice.mark)
+            key = choice.key
             return self._resume(choice, cursors, choices)
 
         i = 0
@@ -378,29 +385,31 @@ class _Analysis:
                 q, piece = quick[i], pieces[i]
                 if q is not None:
                     if q.kind == RowKind.EXACT:
+                        moved = [(c, cursors[c]) for c in self.conns_of.get(q.tokens[0], ()) if c in cursors]
                         self._advance(cursors, q.tokens[0])
+                        for conn, was in moved:
+                            key ^= hash((conn, was)) ^ hash((conn, cursors[conn]))
                     i += 1
                     continue
                 assert piece is not None
-                state = (i, tuple(cursors.values())) if choices else None  # with no choice made, none can die
-                if state is not None and budget > 0 and state in dead:
+                fits = self._fits(piece, cursors)
+                # States are kept at choices (between two, the way is forced), and only below another
+                # choice: with none made, none can die. A 64-bit hash stands for every cursor.
+                state = (i, key) if len(fits) > 1 and choices else None
+                if (not fits or state in dead) and choices and budget > 0:
                     budget -= 1
                     i, fits = back()
-                else:
+                elif len(fits) > 1:
                     if state is not None:
                         trail.append(state)
-                    fits = self._fits(piece, cursors)
-                    if not fits and choices and budget > 0:
-                        budget -= 1
-                        i, fits = back()
-                    elif len(fits) > 1:
-                        choices.append(_Choice(i, dict(cursors), fits, len(trail)))
+                    choices.append(_Choice(i, dict(cursors), fits, len(trail), key))
             piece = pieces[i]
             assert piece is not None
             at = fits[0] if fits else self._near(piece, cursors)
             out[i] = at
-            if at is not None:
-                cursors[at[0]] = max(cursors[at[0]], at[2])
+            if at is not None and at[2] > cursors[at[0]]:
+                key ^= hash((at[0], cursors[at[0]])) ^ hash((at[0], at[2]))
+                cursors[at[0]] = at[2]
             i += 1
         return best[1] if best is not None else out
 
@@ -411,7 +420,7 @@ class _Analysis:
         cursors.update(choice.cursors)
         rest = choice.fits[1:]
         if len(rest) > 1:
-            choices.append(_Choice(choice.row, dict(choice.cursors), rest, choice.mark))
+            choices.append(_Choice(choice.row, dict(choice.cursors), rest, choice.mark, choice.key))
         return choice.row, rest[:1]
 
     def _holes(self, out: list[Placement | None]) -> int:
@@ -464,17 +473,21 @@ class _Analysis:
                         break
                 continue
             data = stream.data
-            starts = [at] if not piece.core else []  # a piece of nothing but cut characters may be the rest of one
+            cut = at
             while at < stream.length and 0x80 <= data[at] < 0xC0:
                 at += 1  # the rest of a character the previous piece cut: this piece does not start inside one
             if self.normalize == "strip":
                 while at < stream.length and data[at] in WHITESPACE:
                     at += 1
-            for start in [*starts, at] if at not in starts else starts:
-                end = self._match(stream, start, piece)
+            end = None
+            if not piece.core and cut != at:  # nothing but cut characters: maybe the rest of the one cut there
+                end = self._match(stream, cut, piece)
                 if end is not None:
-                    out.append((conn, start, end))
-                    break
+                    at = cut
+            if end is None:
+                end = self._match(stream, at, piece)
+            if end is not None:
+                out.append((conn, at, end))
         return out
 
     def _near(self, piece: _Piece, cursors: dict[int, int]) -> Placement | None:

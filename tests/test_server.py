@@ -397,3 +397,7 @@ def test_the_switch_interval_is_set_before_serving_and_a_bad_one_is_refused(
     assert seen == [0.25, 0.5]
     assert srv.main(["--port", "0", "--db", str(tmp_path / "c.db"), "--switch-interval", "0"]) == srv.EXIT_LISTEN
     assert "--switch-interval must be positive" in capsys.readouterr().err
+    for bad in ("nan", "inf", "1e-9", "1e30"):
+        assert srv.main(["--port", "0", "--db", str(tmp_path / "c.db"), "--switch-interval", bad]) == srv.EXIT_LISTEN
+        assert "--switch-interval must be between 0.0001 and 60 seconds" in capsys.readouterr().err
+    assert seen == [0.25, 0.5]
