@@ -40,8 +40,8 @@ log = logging.getLogger("chat.server")
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_LISTEN = 2
-SWITCH_INTERVALS = (1e-4, 60.0)  # seconds: outside, CPython rounds the interval to 0 or it is pointless
 EXIT_DATABASE = 3
+SWITCH_INTERVALS = (1e-4, 60.0)  # seconds: outside, CPython rounds the interval to 0 or it is pointless
 
 
 @dataclass

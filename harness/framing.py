@@ -36,7 +36,7 @@ EXIT_TOKEN = "exit:"  # sends whose token starts so are exit words, not messages
 WINDOW = 8192  # bytes past a connection's last piece where a row that continues nothing exactly is looked for
 BUDGET = 20_000  # backtracking steps per analysis
 RETRIES = 64  # times a finished placement that leaves holes is retried from its latest choices
-DEAD_STATES = 200_000  # states the search remembers as dead, at most (a few MB)
+DEAD_STATES = 200_000  # states the search remembers as dead, at most (about 30 MB)
 WHITESPACE = b" \t\n\r\x0b\x0c"
 UTF8_MAX = 4  # bytes in one UTF-8 character, at most
 
