@@ -85,6 +85,19 @@ def rate(outcome: RunOutcome, clients: int) -> tuple[int, float, float]:
     return len(acks), span, connected
 
 
+def raise_nofile(need: int, who: str) -> bool:
+    """Raise ``ulimit -n`` to ``need`` within the hard limit, saying so; False (and why) if the hard limit is lower."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= need:
+        return True
+    if hard < need:
+        print(f"ulimit -n is {soft} (hard {hard}): {who} need {need}; raise the hard limit")
+        return False
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    print(f"raised ulimit -n from {soft} to {need} (hard limit {hard})")
+    return True
+
+
 def main() -> int:
     """Run the three loads and print the figures, the ratio last."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -99,14 +112,8 @@ def main() -> int:
     a = ap.parse_args()
     if a.passes < 1:
         ap.error("--passes must be at least 1")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = a.clients + 1000
-    if soft < need:
-        if hard < need:
-            print(f"ulimit -n is {soft} (hard {hard}): {a.clients} clients need {need}; raise the hard limit")
-            return 2
-        resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-        print(f"raised ulimit -n from {soft} to {need} (hard limit {hard})")
+    if not raise_nofile(a.clients + 1000, f"{a.clients} clients"):
+        return 2
     target = replace(reference().with_args("--no-relay", "--max-clients", str(a.clients + 100)), relay="none")
     with tempfile.TemporaryDirectory() as tmp:
         live = LiveServer(target, Path(tmp) / "server")

@@ -231,6 +231,15 @@ class _Choice:
 Outline = tuple[str, int, str, bool]
 
 
+def _move(cursors: dict[int, int], conn: int, end: int) -> int:
+    """Move ``conn``'s cursor to ``end`` unless it is past it; return the change to the cursors' hash."""
+    was = cursors[conn]
+    if end <= was:
+        return 0
+    cursors[conn] = end
+    return hash((conn, was)) ^ hash((conn, end))
+
+
 class _Analysis:
     def __init__(
         self,
@@ -385,10 +394,7 @@ class _Analysis:
                 q, piece = quick[i], pieces[i]
                 if q is not None:
                     if q.kind == RowKind.EXACT:
-                        moved = [(c, cursors[c]) for c in self.conns_of.get(q.tokens[0], ()) if c in cursors]
-                        self._advance(cursors, q.tokens[0])
-                        for conn, was in moved:
-                            key ^= hash((conn, was)) ^ hash((conn, cursors[conn]))
+                        key ^= self._advance(cursors, q.tokens[0])
                     i += 1
                     continue
                 assert piece is not None
@@ -407,9 +413,8 @@ class _Analysis:
             assert piece is not None
             at = fits[0] if fits else self._near(piece, cursors)
             out[i] = at
-            if at is not None and at[2] > cursors[at[0]]:
-                key ^= hash((at[0], cursors[at[0]])) ^ hash((at[0], at[2]))
-                cursors[at[0]] = at[2]
+            if at is not None:
+                key ^= _move(cursors, at[0], at[2])
             i += 1
         return best[1] if best is not None else out
 
@@ -435,11 +440,14 @@ class _Analysis:
                     covered[t].append((max(s, start), min(e, end)))
         return sum(not self._complete(t, spans) for t, spans in covered.items())
 
-    def _advance(self, cursors: dict[int, int], token: str) -> None:
+    def _advance(self, cursors: dict[int, int], token: str) -> int:
+        """Move the cursors past ``token``'s message; return the change to their hash."""
+        key = 0
         for conn in self.conns_of.get(token, []):
             span = self.streams[conn].spans.get(token) if conn in self.streams else None
             if span is not None:
-                cursors[conn] = max(cursors[conn], span[1])
+                key ^= _move(cursors, conn, span[1])
+        return key
 
     def _match(self, stream: _Stream, at: int, piece: _Piece) -> int | None:
         """The end of the bytes at ``at`` that decode (and normalise) to the piece, if any."""
