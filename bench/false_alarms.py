@@ -1,11 +1,12 @@
 """False alarms: how often the harness calls a correct server broken.
 
 Runs every named scenario with several seeds, and ``random`` (Hypothesis plans with fault schedules)
-with many seeds, against servers known to be correct — the reference, and a correct newline-framed
-PFO1-style server (``examples/pfo1_newline``) — and counts the invalid verdicts. Each one is a bug in
-the harness; its replay command is printed. Target: 0.
+with many seeds, against servers known to be correct — the reference, a correct newline-framed
+PFO1-style server (``examples/pfo1_newline``), and one like it whose clients are served by a thread
+pool (``tests/pfo1_servers/pool``: its threads stay, and are reused) — and counts the invalid
+verdicts. Each one is a bug in the harness; its replay command is printed. Target: 0.
 
-    python bench/false_alarms.py                      # 3 seeds per scenario, 20 random seeds, both servers
+    python bench/false_alarms.py                      # 3 seeds per scenario, 20 random seeds, all three servers
     python bench/false_alarms.py --seeds 1 --random-seeds 5 --targets reference
 """
 
@@ -25,7 +26,11 @@ from harness.scenario import ScenarioResult  # noqa: E402
 from harness.target import load_target, set_status  # noqa: E402
 from scenarios.registry import load  # noqa: E402
 
-TARGETS = {"reference": "reference", "pfo1-newline": str(ROOT / "examples" / "pfo1_newline.toml")}
+TARGETS = {
+    "reference": "reference",
+    "pfo1-newline": str(ROOT / "examples" / "pfo1_newline.toml"),
+    "pfo1-pool": str(ROOT / "tests" / "pfo1_servers" / "pool.toml"),
+}
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +25,8 @@ from harness.gcpause import collections_held, full_collections_held
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
-from harness.plan import SEND, ClientPlan, Op, Plan
+from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
+from harness.reuse import MAX_WAVE, SAMPLE_EVERY, Sample, Wave, hold_for, judged, other_fds
 from harness.target import ServerRun, StopResult, Target, describe_fds
 from harness.workers import drive_sharded
 
@@ -434,6 +436,22 @@ def run_plan(
             if resources and not nctx.restarted:
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
+                fd_names = srv.fd_targets()
+                leaked = describe_fds(fd_names0, fd_names)
+                wave = None
+                if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
+                    # Threads stayed: a pool serves a second wave on them, a leak needs new ones (harness/reuse.py).
+                    wave_ctx = replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event())
+                    size = min(after_t - threads0, MAX_WAVE)
+                    fds_stayed = after_f is not None and fds0 is not None and after_f > fds0 + config.fds_slack
+                    seen = reuse_wave(
+                        wave_ctx, srv.threads, srv.fd_targets if fds_stayed else None, len(plan.clients) + 1, size
+                    )
+                    if fds_stayed:
+                        seen.other_fds = other_fds(fd_names)
+                        if fd_names is not None and fd_names0 is not None:
+                            seen.sockets_stayed = (fd_names - fd_names0)["socket"]
+                    wave = seen.to_dict()
                 history.add(
                     INFO,
                     "resources",
@@ -441,10 +459,11 @@ def run_plan(
                     threads_after=after_t,
                     fds_before=fds0,
                     fds_after=after_f,
-                    fds_leaked=describe_fds(fd_names0, srv.fd_targets()),
+                    fds_leaked=leaked,
                     threads_slack=config.threads_slack,
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
+                    reuse=wave,
                 )
         live.let_session_end()  # a stop now would race its own exit
         record_output(history, live.run, out_mark, nctx.stop_tracebacks)
@@ -517,3 +536,33 @@ def probe(ctx: Context, index: int) -> bool:
     )
     h.add(FAIL, "probe", index, error=why)
     return False
+
+
+def reuse_wave(
+    ctx: Context,
+    threads: Callable[[], int | None],
+    fds: Callable[[], Counter[str] | None] | None,
+    first: int,
+    clients: int,
+) -> Wave:
+    """``clients`` fresh clients (indexes from ``first``) at once, each answered and then holding on, while the
+    server's threads (and ``fds``' descriptors) are counted: do they run on what stayed after a run (``harness/reuse.py``)?"""
+    h = ctx.history
+    samples: list[Sample] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append((h.now(), threads(), other_fds(fds()) if fds is not None else None))
+            done.wait(SAMPLE_EVERY)
+
+    hold = hold_for(clients)
+    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=hold)]) for _ in range(clients)]
+    sampler = threading.Thread(target=sample, name="reuse-sampler", daemon=True)
+    sampler.start()
+    try:
+        drive([SimClient(first + i, p, ctx) for i, p in enumerate(plans)], ctx, timeout=60.0 + 2 * hold)
+    finally:
+        done.set()
+        sampler.join(5)
+    return judged(h.records, samples, first, clients)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness import findings
-from harness.checker import check, merge, merge_notes
+from harness.checker import CheckResult, check, merge, merge_notes
 from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
 from harness.index import RunIndex
 from harness.log import LogReader, Row
@@ -69,12 +69,12 @@ class Fab:
         content = self.conn.execute("SELECT contenido FROM mensajes WHERE id = ?", (row,)).fetchone()[0]
         return [row, zlib.crc32(content.encode()), content[1 : content.index("]")]]
 
-    def result(self):  # type: ignore[no-untyped-def]
+    def result(self) -> CheckResult:
         rows = LogReader(self.db, LogMapping(ts="fecha_envio")).rows_after(0)
         return check(self.h.records, rows)
 
 
-def kinds(result) -> set[str]:  # type: ignore[no-untyped-def]
+def kinds(result: CheckResult) -> set[str]:
     return {a.kind for a in result.anomalies}
 
 
@@ -324,6 +324,49 @@ def test_liveness_crash_shutdown_and_resources(fab: Fab) -> None:
     assert kinds(result) == {"not-live", "server-crashed", "resource-leak", "unclean-shutdown"}
     assert result.invariants[8] == result.invariants[9] == result.invariants[10] == "fail"
     assert sum(a.kind == "unclean-shutdown" for a in result.anomalies) == 4
+
+
+def resources_with_wave(fab: Fab, wave: dict[str, Any] | None, after: int = 34) -> None:
+    counts = {"threads_before": 2, "threads_after": after, "fds_before": 9, "fds_after": 9, "waited": 5.0}
+    fab.rec(INFO, "resources", -1, -1, **counts, reuse=wave)
+
+
+def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
+    resources_with_wave(fab, {"clients": 32, "acked": 32, "window": 1.2, "peak": 35})
+    result = fab.result()
+    assert result.valid is True and result.invariants[10] == "pass", result.anomalies
+    [note] = [n for n in result.notes if "threads" in n]
+    assert "still 34" in note and "raised them to 35 (+1)" in note and "a pool, not a leak" in note
+
+
+@pytest.mark.parametrize(
+    ("wave", "words"),
+    [
+        # a thread per wave client; half of them (not reused either); not all answered (cannot tell)
+        ({"clients": 32, "acked": 32, "window": 1.2, "peak": 66}, "raised them to 66 (+32)"),
+        ({"clients": 32, "acked": 32, "window": 1.2, "peak": 50}, "raised them to 50 (+16)"),
+        ({"clients": 32, "acked": 30, "window": 0.0, "peak": None}, "got 30 answers"),
+        ({"clients": 1, "acked": 1, "window": 0.0, "peak": None}, "wave of 1 client was never all connected"),
+        (None, "after they left"),  # no wave (an older history): judged by the count alone
+    ],
+)
+def test_threads_that_stay_are_a_leak_unless_a_second_wave_reuses_them(
+    fab: Fab, wave: dict[str, Any] | None, words: str
+) -> None:
+    resources_with_wave(fab, wave)
+    [a] = fab.result().anomalies
+    assert a.kind == "resource-leak" and a.invariant == 10 and words in a.message, a.message
+
+
+def test_descriptors_a_reused_pool_keeps_are_not_a_leak_but_sockets_that_stay_are(fab: Fab) -> None:
+    wave = {"clients": 32, "acked": 32, "window": 1.2, "peak": 34, "other_fds": 72, "other_fds_peak": 72}
+    counts = {"threads_before": 2, "threads_after": 34, "fds_before": 8, "fds_after": 72, "waited": 5.0}
+    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+32 chat.db", reuse={**wave, "sockets_stayed": 0})
+    result = fab.result()
+    assert result.valid is True and [n for n in result.notes if "server fds" in n], (result.anomalies, result.notes)
+    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+32 socket", reuse={**wave, "sockets_stayed": 32})
+    [a] = fab.result().anomalies
+    assert a.kind == "resource-leak" and "32 of them are sockets of clients that left" in a.message, a.message
 
 
 def test_an_unreadable_log_makes_the_verdict_unknown(fab: Fab) -> None:

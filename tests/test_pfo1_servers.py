@@ -45,6 +45,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("cliente_salida", "server-down", {"client-down"}),
     ("refusal", "large-message", set()),  # refusing long messages with an error line is fair
     ("refusal", "bad-input", set()),
+    ("pool", "abrupt-disconnect", set()),  # its idle workers stay after the clients leave: a pool, not a leak
+    ("pool", "concurrent-burst", set()),
+    ("pool_fuga", "abrupt-disconnect", {"leaks", "unclean-stop"}),  # a pool too, but a database connection per client
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
 
