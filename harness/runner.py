@@ -10,7 +10,6 @@ import os
 import secrets
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.reuse import MAX_WAVE, SAMPLE_EVERY, Sample, Wave, hold_for, judged, other_fds
+from harness.reuse import HOLD, MAX_WAVE, SAMPLE_EVERY, Sample, Wave, judged
 from harness.target import ServerRun, StopResult, Target, describe_fds
 from harness.workers import drive_sharded
 
@@ -420,38 +419,32 @@ def run_plan(
         elif single and not srv.alive and srv.proc is not None and srv.proc.poll() == 0:
             pass  # it served its session and ended, as the target says it does
         elif not srv.alive:
-            code = srv.proc.poll() if srv.proc else None
-            died = [tb for tb in srv.tracebacks(out_mark) if tb.thread == "main"]
-            history.add(
-                INFO,
-                "server",
-                event="crashed",
-                exit_code=code,
-                stderr=srv.stderr_tail(),
-                exception=died[-1].exception if died else None,
-            )
+            record_crash(history, srv, out_mark)
         else:
             if config.probe:  # straight to the server: the faults are over
                 probe(replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event()), len(plan.clients))
             if resources and not nctx.restarted:
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
-                fd_names = srv.fd_targets()
-                leaked = describe_fds(fd_names0, fd_names)
+                leaked = describe_fds(fd_names0, srv.fd_targets())
                 wave = None
                 if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
                     # Threads stayed: a pool serves a second wave on them, a leak needs new ones (harness/reuse.py).
-                    wave_ctx = replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event())
-                    size = min(after_t - threads0, MAX_WAVE)
-                    fds_stayed = after_f is not None and fds0 is not None and after_f > fds0 + config.fds_slack
-                    seen = reuse_wave(
-                        wave_ctx, srv.threads, srv.fd_targets if fds_stayed else None, len(plan.clients) + 1, size
-                    )
-                    if fds_stayed:
-                        seen.other_fds = other_fds(fd_names)
-                        if fd_names is not None and fd_names0 is not None:
-                            seen.sockets_stayed = (fd_names - fd_names0)["socket"]
-                    wave = seen.to_dict()
+                    stayed = after_t - threads0
+                    if stayed <= MAX_WAVE:
+                        wave_ctx = replace(
+                            ctx,
+                            host=srv.host,
+                            port=srv.port,
+                            proxy=None,
+                            stop=threading.Event(),
+                            gave_up=threading.Event(),
+                        )
+                        wave = reuse_wave(wave_ctx, srv.threads, len(plan.clients) + 1, stayed).to_dict()
+                        if srv.proc is not None and srv.proc.poll() is not None:  # died during the wave
+                            record_crash(history, srv, out_mark)
+                    else:
+                        wave = Wave(stayed, 0).to_dict()
                 history.add(
                     INFO,
                     "resources",
@@ -501,6 +494,19 @@ def run_plan(
     )
 
 
+def record_crash(history: History, srv: ServerRun, since: tuple[int, int]) -> None:
+    """Record that the server died during the run: its exit code, its last words, its main thread's exception."""
+    died = [tb for tb in srv.tracebacks(since) if tb.thread == "main"]
+    history.add(
+        INFO,
+        "server",
+        event="crashed",
+        exit_code=srv.proc.poll() if srv.proc else None,
+        stderr=srv.stderr_tail(),
+        exception=died[-1].exception if died else None,
+    )
+
+
 def record_output(history: History, srv: ServerRun | None, since: tuple[int, int], skip: list[str]) -> None:
     """Record the tracebacks the server printed during the run (those printed at a stop are judged there)."""
     if srv is None:
@@ -538,31 +544,43 @@ def probe(ctx: Context, index: int) -> bool:
     return False
 
 
-def reuse_wave(
-    ctx: Context,
-    threads: Callable[[], int | None],
-    fds: Callable[[], Counter[str] | None] | None,
-    first: int,
-    clients: int,
-) -> Wave:
-    """``clients`` fresh clients (indexes from ``first``) at once, each answered and then holding on, while the
-    server's threads (and ``fds``' descriptors) are counted: do they run on what stayed after a run (``harness/reuse.py``)?"""
+def reuse_wave(ctx: Context, threads: Callable[[], int | None], first: int, stayed: int) -> Wave:
+    """As many fresh clients as threads ``stayed`` (indexes from ``first``), at once: each sends one message and
+    holds on until all are answered, while the server's threads are counted (``harness/reuse.py`` judges)."""
     h = ctx.history
     samples: list[Sample] = []
     done = threading.Event()
+    wave = range(first, first + stayed)
+    patience = ctx.options.connect_timeout + ctx.options.ack_timeout + 5.0  # every wave client answered by then
 
-    def sample() -> None:
+    def watch() -> None:
+        seen, all_at = len(h.records), None
+        acked: set[int] = set()
+        give_up = time.monotonic() + patience
         while not done.is_set():
-            samples.append((h.now(), threads(), other_fds(fds()) if fds is not None else None))
+            samples.append((h.now(), threads()))
+            records = h.records
+            acked.update(r.client for r in records[seen:] if r.f == "send" and r.type == OK and r.client in wave)
+            seen = len(records)
+            now = time.monotonic()
+            if all_at is None and len(acked) == stayed:
+                all_at = now
+            if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
+                ctx.stop.set()  # the clients leave: they pause until this
             done.wait(SAMPLE_EVERY)
 
-    hold = hold_for(clients)
-    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=hold)]) for _ in range(clients)]
-    sampler = threading.Thread(target=sample, name="reuse-sampler", daemon=True)
-    sampler.start()
+    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=patience + HOLD)]) for _ in wave]
+    watcher = threading.Thread(target=watch, name="reuse-watch", daemon=True)
+    watcher.start()
     try:
-        drive([SimClient(first + i, p, ctx) for i, p in enumerate(plans)], ctx, timeout=60.0 + 2 * hold)
+        stuck = drive([SimClient(c, p, ctx) for c, p in zip(wave, plans, strict=True)], ctx, timeout=2 * patience)
     finally:
         done.set()
-        sampler.join(5)
-    return judged(h.records, samples, first, clients)
+        watcher.join(5)
+    if stuck:
+        h.add(
+            INFO,
+            "harness-error",
+            error=f"{len(stuck)} client(s) of the reuse wave still running after {2 * patience:g} s",
+        )
+    return judged(h.records, samples, first, stayed, stayed)

@@ -332,7 +332,7 @@ def resources_with_wave(fab: Fab, wave: dict[str, Any] | None, after: int = 34) 
 
 
 def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
-    resources_with_wave(fab, {"clients": 32, "acked": 32, "window": 1.2, "peak": 35})
+    resources_with_wave(fab, {"stayed": 32, "clients": 32, "acked": 32, "window": 0.5, "peak": 35})
     result = fab.result()
     assert result.valid is True and result.invariants[10] == "pass", result.anomalies
     [note] = [n for n in result.notes if "threads" in n]
@@ -342,11 +342,15 @@ def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
 @pytest.mark.parametrize(
     ("wave", "words"),
     [
-        # a thread per wave client; half of them (not reused either); not all answered (cannot tell)
-        ({"clients": 32, "acked": 32, "window": 1.2, "peak": 66}, "raised them to 66 (+32)"),
-        ({"clients": 32, "acked": 32, "window": 1.2, "peak": 50}, "raised them to 50 (+16)"),
-        ({"clients": 32, "acked": 30, "window": 0.0, "peak": None}, "got 30 answers"),
-        ({"clients": 1, "acked": 1, "window": 0.0, "peak": None}, "wave of 1 client was never all connected"),
+        # a thread per wave client; 4 of 32 workers stuck; not all answered (cannot tell); too many to test
+        ({"stayed": 32, "clients": 32, "acked": 32, "window": 0.5, "peak": 66}, "raised them to 66 (+32)"),
+        ({"stayed": 32, "clients": 32, "acked": 32, "window": 0.5, "peak": 38}, "raised them to 38 (+4)"),
+        ({"stayed": 32, "clients": 32, "acked": 30, "window": 0.0, "peak": None}, "got 30 answers"),
+        (
+            {"stayed": 1, "clients": 1, "acked": 1, "window": 0.0, "peak": None},
+            "wave of 1 client was never all connected",
+        ),
+        ({"stayed": 2500, "clients": 0, "acked": 0, "window": 0.0, "peak": None}, "more than 2000 stayed"),
         (None, "after they left"),  # no wave (an older history): judged by the count alone
     ],
 )
@@ -356,17 +360,6 @@ def test_threads_that_stay_are_a_leak_unless_a_second_wave_reuses_them(
     resources_with_wave(fab, wave)
     [a] = fab.result().anomalies
     assert a.kind == "resource-leak" and a.invariant == 10 and words in a.message, a.message
-
-
-def test_descriptors_a_reused_pool_keeps_are_not_a_leak_but_sockets_that_stay_are(fab: Fab) -> None:
-    wave = {"clients": 32, "acked": 32, "window": 1.2, "peak": 34, "other_fds": 72, "other_fds_peak": 72}
-    counts = {"threads_before": 2, "threads_after": 34, "fds_before": 8, "fds_after": 72, "waited": 5.0}
-    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+32 chat.db", reuse={**wave, "sockets_stayed": 0})
-    result = fab.result()
-    assert result.valid is True and [n for n in result.notes if "server fds" in n], (result.anomalies, result.notes)
-    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+32 socket", reuse={**wave, "sockets_stayed": 32})
-    [a] = fab.result().anomalies
-    assert a.kind == "resource-leak" and "32 of them are sockets of clients that left" in a.message, a.message
 
 
 def test_an_unreadable_log_makes_the_verdict_unknown(fab: Fab) -> None:

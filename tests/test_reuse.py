@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from harness.history import INFO, INVOKE, OK, History, Record
-from harness.reuse import fds_reused, judged, other_fds, reused
+from harness.reuse import judged, reused
 
 
 def wave_history(acks: list[float], leaves: list[float], first: int = 10) -> list[Record]:
@@ -22,37 +20,27 @@ def wave_history(acks: list[float], leaves: list[float], first: int = 10) -> lis
 
 def test_the_peak_is_taken_while_every_wave_client_is_answered_and_connected() -> None:
     records = wave_history([1.0, 1.2, 1.1], [2.0, 2.3, 2.1])
-    samples = [(0.5, 90, 9), (1.1, 40, 9), (1.3, 41, 7), (1.9, 42, 8), (2.05, 95, 9), (3.0, 99, 9)]  # outside 1.2..2.0
-    wave = judged(records, samples, 10, 3)
-    assert (wave.clients, wave.acked, wave.peak, wave.other_fds_peak) == (3, 3, 42, 8) and abs(wave.window - 0.8) < 1e-9
-    uncounted = judged(records, [(1.5, None, None), (1.6, 40, None)], 10, 3)  # a count that failed is no reading
-    assert (uncounted.peak, uncounted.other_fds_peak) == (40, None)
+    samples = [(0.5, 90), (1.1, 40), (1.3, 41), (1.5, None), (1.9, 42), (2.05, 95), (3.0, 99)]  # outside 1.2..2.0
+    wave = judged(records, samples, 10, 3, 3)
+    assert (wave.stayed, wave.clients, wave.acked, wave.peak) == (3, 3, 3, 42) and abs(wave.window - 0.8) < 1e-9
 
 
 def test_a_wave_not_all_answered_or_never_all_connected_has_no_peak() -> None:
-    unanswered = judged(wave_history([1.0, 1.2], [2.0, 2.3])[:-4], [(1.5, 40, None)], 10, 2)  # the second's records cut
+    unanswered = judged(wave_history([1.0, 1.2], [2.0, 2.3])[:-4], [(1.5, 40)], 10, 2, 2)  # the second's records cut
     assert (unanswered.acked, unanswered.peak) == (1, None)
-    apart = judged(
-        wave_history([1.0, 3.0], [2.0, 4.0]), [(1.5, 40, None), (3.5, 41, None)], 10, 2
-    )  # one left before the other
+    apart = judged(wave_history([1.0, 3.0], [2.0, 4.0]), [(1.5, 40), (3.5, 41)], 10, 2, 2)  # one left before the other
     assert apart.acked == 2 and apart.peak is None and apart.window == 0.0
 
 
-def test_threads_are_reused_when_the_wave_adds_fewer_than_half_its_clients() -> None:
-    assert reused({"clients": 32, "acked": 32, "peak": 34 + 15}, 34)
-    assert not reused({"clients": 32, "acked": 32, "peak": 34 + 16}, 34)
-    assert reused({"clients": 1, "acked": 1, "peak": 5}, 5) and not reused({"clients": 1, "acked": 1, "peak": 6}, 5)
-    assert not reused({"clients": 32, "acked": 31, "peak": 34}, 34)  # not all answered: unknown, so not a pool
-    assert not reused({"clients": 32, "acked": 32, "peak": None}, 34)
+def test_threads_are_a_pool_only_when_a_wave_as_large_as_they_are_needs_almost_no_new_ones() -> None:
+    pool = {"stayed": 32, "clients": 32, "acked": 32, "peak": 34}
+    assert reused(pool, 34) and reused({**pool, "peak": 34 + 3}, 34)  # one new thread per ten clients at most
+    assert not reused({**pool, "peak": 34 + 4}, 34)  # a pool with 4 of its 32 workers stuck: a leak
+    assert not reused({**pool, "peak": 34 + 32}, 34)  # a thread per wave client beside the stuck ones
+    one = {"stayed": 1, "clients": 1, "acked": 1, "peak": 5}
+    assert reused(one, 5) and not reused({**one, "peak": 6}, 5)
+    assert not reused({**pool, "acked": 31}, 34)  # not all answered: cannot tell, so not a pool
+    assert not reused({**pool, "peak": None}, 34)  # never all connected at once
+    assert not reused({**pool, "stayed": 33}, 34)  # a wave smaller than what stayed tests only part of it
+    assert not reused({"stayed": 2500, "clients": 0, "acked": 0, "peak": None}, 2502)  # too many to test
     assert not reused(None, 34)
-
-
-def test_descriptors_are_the_pools_only_when_its_threads_were_reused_and_no_client_socket_stayed() -> None:
-    pool = {"clients": 32, "acked": 32, "peak": 34, "other_fds": 70, "other_fds_peak": 70, "sockets_stayed": 0}
-    assert fds_reused(pool, 34)
-    assert not fds_reused({**pool, "other_fds_peak": 70 + 16}, 34)  # a database connection per wave client
-    assert not fds_reused({**pool, "sockets_stayed": 3}, 34)  # sockets of clients that left: never a pool's
-    assert not fds_reused({**pool, "sockets_stayed": None}, 34)  # not known
-    assert not fds_reused({**pool, "peak": 34 + 32}, 34)  # the threads were not reused: not a pool at all
-    assert not fds_reused({**pool, "other_fds": None}, 34) and not fds_reused(None, 34)
-    assert other_fds(Counter({"socket": 40, "chat.db": 32, "pipe": 2})) == 34 and other_fds(None) is None

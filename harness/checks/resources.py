@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.index import RunIndex
-from harness.reuse import fds_reused, reused
+from harness.reuse import MAX_WAVE, reused
 
 
 @invariant(10, "resources return to baseline")
@@ -25,33 +25,25 @@ def resources(ix: RunIndex) -> Judgement:
                 leaked = rec.get(f"{what}_leaked")
                 named = f": {leaked}" if leaked else ""
                 stayed = f"server {what}: {before} before the clients, still {after} {rec.get('waited', 0):g} s after they left"
-                wave = rec.get("reuse")
-                threads_after = int(rec.get("threads_after") or 0)
-                if wave and (reused(wave, after) if what == "threads" else fds_reused(wave, threads_after)):
-                    j.notes.append(f"{stayed}; {_wave_words(wave, after, what)}: a pool, not a leak")
+                wave = rec.get("reuse") if what == "threads" else None
+                if wave and reused(wave, after):
+                    j.notes.append(f"{stayed}; {_wave_words(wave, after)}: a pool, not a leak")
                     continue
-                seen = f"; {_wave_words(wave, after, what)}" if wave else ""
+                seen = f"; {_wave_words(wave, after)}" if wave else ""
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
     if j.anomalies:
         j.status = FAIL
     return j
 
 
-def _wave_words(wave: dict[str, Any], after: int, what: str) -> str:
-    """What the reuse wave showed about ``what`` (threads or fds), in words."""
+def _wave_words(wave: dict[str, Any], after: int) -> str:
+    """What the reuse wave showed, in words."""
     clients, acked, peak = wave.get("clients"), wave.get("acked"), wave.get("peak")
+    if not clients:
+        return f"more than {MAX_WAVE} stayed, too many to test whether a second wave reuses them"
     wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'}"
     if acked != clients:
         return f"{wave_of} got {acked} answers, so whether they are reused is not known"
     if peak is None:
         return f"{wave_of} was never all connected at once, so whether they are reused is not known"
-    if what == "threads":
-        return f"{wave_of}, all connected at once, raised them to {peak} ({peak - after:+d})"
-    stayed, before, most = wave.get("sockets_stayed"), wave.get("other_fds"), wave.get("other_fds_peak")
-    if stayed:
-        return f"{stayed} of them are sockets of clients that left, which no pool keeps"
-    if stayed is None or before is None or most is None:
-        return f"{wave_of} ran, but what the descriptors are could not be read"
-    return (
-        f"{wave_of}, all connected at once, on threads at {peak}, opened {most - before:+d} besides their own sockets"
-    )
+    return f"{wave_of}, all connected at once, raised them to {peak} ({peak - after:+d})"
