@@ -1,77 +1,77 @@
-"""Tell a pool from a leak: does a second wave of clients run on the server threads that stayed? (No sockets here.)
+"""Tell a pool from a leak: do the server threads that stayed run when a second wave of clients comes? (No sockets.)
 
 Threads still there after every client left are either leaked (each stuck on a connection that
 is over) or a pool (idle workers waiting for the next client: ``ThreadPoolExecutor``, a Java
-executor, the Go runtime). A count cannot tell them apart; reuse can. A wave of as many clients
-as threads stayed connects at once; each sends one message and holds its connection until every
-one is answered, while the server's threads are counted (``runner.reuse_wave``). Beside stuck
-threads, a thread per connection shows one new thread per wave client; a pool serves the whole
-wave on the threads it kept, and one with stuck workers needs a new thread for each of those.
+executor, the Go runtime). A count cannot tell them apart, nor can the threads a new wave makes
+(a pool may add a helper per connection; a single event loop serves a wave with no new thread
+beside any number of stuck ones). Whether the threads that stayed run can: the kernel counts
+every time a thread is scheduled. They are watched for a quiet second, then a wave of as many
+clients as they are connects at once and holds on until every one is answered
+(``runner.reuse_wave``). A pool's idle workers each take a wave client; a stuck thread never
+runs. A thread that runs on its own in the quiet second (a timer) could be either: not a pool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from harness.history import OK
+from harness.history import FAIL, OK
 
 MAX_WAVE = 2000  # more threads than this stayed: no wave, and the count alone judges
-SAMPLE_EVERY = 0.02  # seconds between thread counts during the wave
+QUIET = 1.0  # seconds the threads that stayed are watched before the wave (any that runs then is undecided)
 HOLD = 0.5  # seconds every wave client stays connected after the last of them was answered
-NEW_EVERY = 10  # a pool may start one new thread (a timer, a helper) per this many wave clients
-Sample = tuple[float, int | None]  # history time, server threads (None: not readable)
+WATCH_EVERY = 0.02  # seconds between looks at the wave's answers
+Runs = dict[int, int]  # thread id -> how many times it has been scheduled so far (``ServerRun.thread_runs``)
 
 
 @dataclass
 class Wave:
-    """What a reuse wave saw."""
+    """What the threads that stayed did, quiet and under a second wave of clients."""
 
-    stayed: int  # threads above the baseline after the run
-    clients: int  # wave clients (as many as stayed, or none above MAX_WAVE)
-    acked: int = 0  # wave clients whose message was answered
-    window: float = 0.0  # seconds during which every wave client was answered and still connected
-    peak: int | None = None  # the most server threads counted in that window (None: no count in it)
+    stayed: int  # threads that were not there at the baseline and still are after the run
+    clients: int = 0  # wave clients (as many as stayed; none above MAX_WAVE)
+    answered: int = 0  # wave clients whose message was acknowledged or refused
+    restless: list[int] = field(default_factory=list)  # thread ids that ran while nothing was asked of them
+    still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (the history's ``resources`` record keeps it)."""
+        """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
         return {
             "stayed": self.stayed,
             "clients": self.clients,
-            "acked": self.acked,
-            "window": round(self.window, 3),
-            "peak": self.peak,
+            "answered": self.answered,
+            "restless": len(self.restless),
+            "still": len(self.still),
+            "still_ids": self.still[:5],
         }
 
 
-def judged(records: Sequence[Any], samples: Sequence[Sample], first: int, stayed: int, clients: int) -> Wave:
-    """The wave's answers, its all-connected window and the peak thread count in it, from its history records."""
+def stayed_threads(baseline: Runs | None, after: Runs | None) -> set[int]:
+    """Threads running after the run that were not there at the baseline (none if either is unknown)."""
+    return set() if baseline is None or after is None else set(after) - set(baseline)
+
+
+def watched(stayed: set[int], before: Runs, quiet: Runs, during: Runs | None, clients: int, answered: int) -> Wave:
+    """The verdict's facts: which of ``stayed`` ran in the quiet interval (``before`` to ``quiet``), and which did
+    not run during the wave (``quiet`` to ``during``; a thread gone by then ended, which a stuck one does not)."""
+    restless = sorted(t for t in stayed if t in before and t in quiet and quiet[t] > before[t])
+    if during is None:
+        still = sorted(stayed)
+    else:
+        still = sorted(t for t in stayed if t in during and during[t] <= quiet.get(t, during[t]))
+    return Wave(len(stayed), clients, answered, restless, still)
+
+
+def answered(records: Sequence[Any], first: int, clients: int) -> int:
+    """Wave clients (indexes from ``first``) whose message was acknowledged or refused."""
     wave = range(first, first + clients)
-    acks: dict[int, float] = {}
-    leaves: dict[int, float] = {}
-    for r in records:
-        if r.client not in wave:
-            continue
-        if r.f == "send" and r.type == OK:
-            acks.setdefault(r.client, r.time)
-        elif r.f in ("exit", "conn-end"):
-            began = r.get("end") if r.f == "conn-end" else None
-            at = min(r.time, began) if isinstance(began, (int, float)) else r.time
-            leaves[r.client] = min(at, leaves.get(r.client, at))
-    if len(acks) < clients or not clients:
-        return Wave(stayed, clients, len(acks))
-    start = max(acks.values())
-    end = min((leaves.get(c, float("inf")) for c in wave), default=start)
-    inside = [n for t, n in samples if start <= t <= end and n is not None]
-    return Wave(stayed, clients, len(acks), max(0.0, end - start), max(inside, default=None))
+    return len({r.client for r in records if r.f == "send" and r.type in (OK, FAIL) and r.client in wave})
 
 
-def reused(wave: dict[str, Any] | None, after: int) -> bool:
-    """Whether the threads that stayed (``after``) served a wave as large as they are, with few new ones."""
-    if not wave or wave.get("peak") is None or wave.get("acked") != wave.get("clients"):
+def reused(wave: dict[str, Any] | None) -> bool:
+    """Whether every thread that stayed ran for the wave, and none ran on its own: a pool, not a leak."""
+    if not wave or not wave.get("clients"):
         return False
-    clients = int(wave.get("clients") or 0)
-    if not clients or clients < int(wave.get("stayed") or 0):
-        return False
-    return int(wave["peak"]) - after <= clients // NEW_EVERY
+    return wave.get("restless") == 0 and wave.get("still") == 0 and int(wave["clients"]) >= int(wave.get("stayed", 0))

@@ -25,7 +25,7 @@ from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
 from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.reuse import HOLD, MAX_WAVE, SAMPLE_EVERY, Sample, Wave, judged
+from harness.reuse import HOLD, MAX_WAVE, QUIET, WATCH_EVERY, Runs, Wave, answered, stayed_threads, watched
 from harness.target import ServerRun, StopResult, Target, describe_fds
 from harness.workers import drive_sharded
 
@@ -319,6 +319,7 @@ def run_plan(
             history.add(INFO, "harness-error", error=f"cannot read the log before the run: {top}")
         baseline = top if isinstance(top, int) else 0
         fd_names0 = first.fd_targets() if resources else None
+        runs0 = first.thread_runs() if resources else None  # which threads are the baseline's
         out_mark = first.mark()
         options = config.options
         if options.reset_after_server_close is None:  # keep a fixed port out of TIME_WAIT for the next start
@@ -429,22 +430,18 @@ def run_plan(
                 leaked = describe_fds(fd_names0, srv.fd_targets())
                 wave = None
                 if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
-                    # Threads stayed: a pool serves a second wave on them, a leak needs new ones (harness/reuse.py).
-                    stayed = after_t - threads0
-                    if stayed <= MAX_WAVE:
-                        wave_ctx = replace(
-                            ctx,
-                            host=srv.host,
-                            port=srv.port,
-                            proxy=None,
-                            stop=threading.Event(),
-                            gave_up=threading.Event(),
-                        )
-                        wave = reuse_wave(wave_ctx, srv.threads, len(plan.clients) + 1, stayed).to_dict()
-                        if srv.proc is not None and srv.proc.poll() is not None:  # died during the wave
-                            record_crash(history, srv, out_mark)
-                    else:
-                        wave = Wave(stayed, 0).to_dict()
+                    # Threads stayed: a pool's run when a second wave comes, stuck ones never do (harness/reuse.py).
+                    wave_ctx = replace(
+                        ctx,
+                        host=srv.host,
+                        port=srv.port,
+                        proxy=None,
+                        stop=threading.Event(),
+                        gave_up=threading.Event(),
+                    )
+                    wave = reuse_wave(wave_ctx, srv, runs0, len(plan.clients) + 1).to_dict()
+                    if srv.proc is not None and srv.proc.poll() is not None:  # died during the wave
+                        record_crash(history, srv, out_mark)
                 history.add(
                     INFO,
                     "resources",
@@ -544,30 +541,38 @@ def probe(ctx: Context, index: int) -> bool:
     return False
 
 
-def reuse_wave(ctx: Context, threads: Callable[[], int | None], first: int, stayed: int) -> Wave:
-    """As many fresh clients as threads ``stayed`` (indexes from ``first``), at once: each sends one message and
-    holds on until all are answered, while the server's threads are counted (``harness/reuse.py`` judges)."""
-    h = ctx.history
-    samples: list[Sample] = []
-    done = threading.Event()
-    wave = range(first, first + stayed)
+def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:
+    """Watch the threads that stayed after a run (not in ``baseline``) for a quiet second, then while as many fresh
+    clients (indexes from ``first``) connect at once and hold on until all are answered (``harness/reuse.py``)."""
+    before = srv.thread_runs()
+    stayed = stayed_threads(baseline, before)
+    if before is None or not stayed or len(stayed) > MAX_WAVE:
+        return Wave(len(stayed))
+    time.sleep(QUIET)  # a measured interval: which threads run with nothing asked of them
+    quiet = srv.thread_runs()
+    if quiet is None:
+        return Wave(len(stayed))
+    h, clients = ctx.history, len(stayed)
+    wave = range(first, first + clients)
     patience = ctx.options.connect_timeout + ctx.options.ack_timeout + 5.0  # every wave client answered by then
+    # Clients wait for their answer longer than the watcher waits for all: none gives up on its own.
+    ctx = replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0))
+    done = threading.Event()
 
     def watch() -> None:
         seen, all_at = len(h.records), None
         acked: set[int] = set()
         give_up = time.monotonic() + patience
         while not done.is_set():
-            samples.append((h.now(), threads()))
-            records = h.records
-            acked.update(r.client for r in records[seen:] if r.f == "send" and r.type == OK and r.client in wave)
-            seen = len(records)
+            new = h.records[seen:]
+            seen += len(new)
+            acked.update(r.client for r in new if r.f == "send" and r.type in (OK, FAIL) and r.client in wave)
             now = time.monotonic()
-            if all_at is None and len(acked) == stayed:
+            if all_at is None and len(acked) == clients:
                 all_at = now
             if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
-                ctx.stop.set()  # the clients leave: they pause until this
-            done.wait(SAMPLE_EVERY)
+                ctx.stop.set()  # the clients leave (they pause until this; unanswered ones end as stopped)
+            done.wait(WATCH_EVERY)
 
     plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=patience + HOLD)]) for _ in wave]
     watcher = threading.Thread(target=watch, name="reuse-watch", daemon=True)
@@ -583,4 +588,4 @@ def reuse_wave(ctx: Context, threads: Callable[[], int | None], first: int, stay
             "harness-error",
             error=f"{len(stuck)} client(s) of the reuse wave still running after {2 * patience:g} s",
         )
-    return judged(h.records, samples, first, stayed, stayed)
+    return watched(stayed, before, quiet, srv.thread_runs(), clients, answered(h.records, first, clients))

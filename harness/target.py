@@ -493,6 +493,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 MAX_SCAN = 4 << 20  # bytes of server output scanned for tracebacks per look
 OUTPUT_CAP = 16 << 20  # bytes of each of a server's stdout and stderr kept on disk
 OUTPUT_TAIL = 256 << 10  # and, past that, the last bytes (written when the server ends)
+_SWITCHES = ("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")  # /proc/PID/task/TID/status: times it ran
 PORT_TRIES = 3  # ports tried when another program takes the one the harness picked
 PORT_WAIT = 75.0  # seconds to wait for a fixed port to leave TIME_WAIT (Linux keeps it about 60 s)
 NOT_CODE = {".git", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache", ".tox"}
@@ -873,6 +874,21 @@ class ServerRun:
     def threads(self) -> int | None:
         """The server process's thread count now (None if unknown)."""
         return self._status("Threads:")
+
+    def thread_runs(self) -> dict[int, int] | None:
+        """Each server thread's id, and how many times it has run and stopped so far (None if unknown)."""
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return None
+        out: dict[int, int] = {}
+        for tid in tids:
+            try:
+                lines = Path(f"/proc/{self.pid}/task/{tid}/status").read_text().splitlines()
+                out[int(tid)] = sum(int(line.split()[1]) for line in lines if line.startswith(_SWITCHES))
+            except (OSError, ValueError, IndexError):
+                continue  # it ended meanwhile
+        return out
 
     def rss_kb(self) -> int | None:
         """The server process's resident memory in kB now (None if unknown)."""

@@ -26,24 +26,30 @@ def resources(ix: RunIndex) -> Judgement:
                 named = f": {leaked}" if leaked else ""
                 stayed = f"server {what}: {before} before the clients, still {after} {rec.get('waited', 0):g} s after they left"
                 wave = rec.get("reuse") if what == "threads" else None
-                if wave and reused(wave, after):
-                    j.notes.append(f"{stayed}; {_wave_words(wave, after)}: a pool, not a leak")
+                if wave and reused(wave):
+                    j.notes.append(f"{stayed}; {_wave_words(wave)}: a pool, not a leak")
                     continue
-                seen = f"; {_wave_words(wave, after)}" if wave else ""
+                seen = f"; {_wave_words(wave)}" if wave else ""
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
     if j.anomalies:
         j.status = FAIL
     return j
 
 
-def _wave_words(wave: dict[str, Any], after: int) -> str:
-    """What the reuse wave showed, in words."""
-    clients, acked, peak = wave.get("clients"), wave.get("acked"), wave.get("peak")
+def _wave_words(wave: dict[str, Any]) -> str:
+    """What the threads that stayed did, quiet and under the second wave, in words."""
+    stayed, clients, answered = wave.get("stayed"), wave.get("clients"), wave.get("answered")
     if not clients:
-        return f"more than {MAX_WAVE} stayed, too many to test whether a second wave reuses them"
-    wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'}"
-    if acked != clients:
-        return f"{wave_of} got {acked} answers, so whether they are reused is not known"
-    if peak is None:
-        return f"{wave_of} was never all connected at once, so whether they are reused is not known"
-    return f"{wave_of}, all connected at once, raised them to {peak} ({peak - after:+d})"
+        if (stayed or 0) > MAX_WAVE:
+            return f"{stayed} new threads stayed, more than the {MAX_WAVE} a second wave of clients may test"
+        return "which threads stayed could not be watched, so whether they are a pool is not known"
+    if wave.get("restless"):
+        return (
+            f"{wave['restless']} of the {stayed} that stayed ran on their own with no client connected"
+            " (a timer?), so whether they are a pool is not known"
+        )
+    wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+    still = wave.get("still")
+    if still:
+        return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
+    return f"{wave_of} ran every one of the {stayed} that stayed"
