@@ -23,6 +23,7 @@ MAX_WAVE = 2000  # more threads than this stayed: no wave, and the count alone j
 QUIET = 1.0  # seconds the threads that stayed are watched before the wave (any that runs then is undecided)
 HOLD = 0.5  # seconds every wave client stays connected after the last of them was answered
 WATCH_EVERY = 0.02  # seconds between looks at the wave's answers
+NEW_EVERY = 10  # a pool may start one new thread (a timer, a helper) per this many wave clients
 Runs = dict[int, int]  # thread id -> how many times it has been scheduled so far (``ServerRun.thread_runs``)
 
 
@@ -35,6 +36,9 @@ class Wave:
     answered: int = 0  # wave clients whose message was acknowledged or refused
     restless: list[int] = field(default_factory=list)  # thread ids that ran while nothing was asked of them
     still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
+    new: int | None = (
+        None  # threads beside those the server had before the wave, with every wave client on (None: unknown)
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
@@ -45,6 +49,7 @@ class Wave:
             "restless": len(self.restless),
             "still": len(self.still),
             "still_ids": self.still[:5],
+            "new": self.new,
         }
 
 
@@ -71,7 +76,15 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 
 
 def reused(wave: dict[str, Any] | None) -> bool:
-    """Whether every thread that stayed ran for the wave, and none ran on its own: a pool, not a leak."""
-    if not wave or not wave.get("clients"):
+    """Whether every thread that stayed ran for the wave, none ran on its own, and the wave needed (almost) no
+    new thread: a pool, not a leak. (Stuck threads woken by what the wave does, such as a broadcast, run too;
+    beside them a thread per connection serves the wave.)"""
+    if not wave or not wave.get("clients") or wave.get("new") is None:
         return False
-    return wave.get("restless") == 0 and wave.get("still") == 0 and int(wave["clients"]) >= int(wave.get("stayed", 0))
+    clients = int(wave["clients"])
+    return (
+        wave.get("restless") == 0
+        and wave.get("still") == 0
+        and clients >= int(wave.get("stayed", 0))
+        and int(wave["new"]) <= clients // NEW_EVERY
+    )

@@ -558,6 +558,7 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
     # Clients wait for their answer longer than the watcher waits for all: none gives up on its own.
     ctx = replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0))
     done = threading.Event()
+    held: list[int | None] = []
 
     def watch() -> None:
         seen, all_at = len(h.records), None
@@ -571,6 +572,8 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
             if all_at is None and len(acked) == clients:
                 all_at = now
             if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
+                if not ctx.stop.is_set() and all_at is not None:
+                    held.append(srv.threads())  # every wave client connected and answered: the threads now
                 ctx.stop.set()  # the clients leave (they pause until this; unanswered ones end as stopped)
             done.wait(WATCH_EVERY)
 
@@ -588,4 +591,6 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
             "harness-error",
             error=f"{len(stuck)} client(s) of the reuse wave still running after {2 * patience:g} s",
         )
-    return watched(stayed, before, quiet, srv.thread_runs(), clients, answered(h.records, first, clients))
+    result = watched(stayed, before, quiet, srv.thread_runs(), clients, answered(h.records, first, clients))
+    result.new = held[0] - len(before) if held and held[0] is not None else None
+    return result

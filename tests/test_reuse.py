@@ -17,10 +17,12 @@ def test_the_threads_that_stayed_are_the_ones_the_baseline_did_not_have() -> Non
 def test_a_pool_runs_every_thread_that_stayed_and_a_stuck_one_never_runs() -> None:
     before, quiet = {30: 4, 31: 4, 32: 4}, {30: 4, 31: 4, 32: 4}
     pool = watched({30, 31, 32}, before, quiet, {30: 6, 31: 6, 32: 9}, 3, 3)
+    pool.new = 0  # and the wave needed no new thread
     assert (pool.still, pool.restless) == ([], []) and reused(pool.to_dict())
     stuck = watched({30, 31, 32}, before, quiet, {30: 6, 31: 4, 32: 9}, 3, 3)  # 31 never ran: stuck
     assert stuck.still == [31] and not reused(stuck.to_dict()) and stuck.to_dict()["still_ids"] == [31]
     ended = watched({30, 31}, {30: 4, 31: 4}, {30: 4, 31: 4}, {30: 6}, 2, 2)  # 31 ended during the wave: not stuck
+    ended.new = 0
     assert ended.still == [] and reused(ended.to_dict())
 
 
@@ -33,8 +35,18 @@ def test_a_thread_that_runs_on_its_own_is_not_taken_for_a_pool_worker() -> None:
 
 def test_a_wave_smaller_than_what_stayed_or_none_at_all_decides_nothing() -> None:
     pool = watched({30, 31, 32}, {30: 4, 31: 4, 32: 4}, {30: 4, 31: 4, 32: 4}, {30: 5, 31: 5, 32: 5}, 3, 3).to_dict()
+    pool["new"] = 0
     assert reused(pool) and not reused({**pool, "clients": 2}) and not reused({**pool, "clients": 0})
     assert not reused(None)
+
+
+def test_threads_that_all_ran_are_no_pool_if_the_wave_needed_a_thread_per_client_beside_them() -> None:
+    # Stuck threads woken by what the wave does (a broadcast to every waiting thread) run too; a thread per
+    # connection then serves the wave beside them. A pool needs none, or one per ten clients at most.
+    ran = {"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 0}
+    assert reused({**ran, "new": 0}) and reused({**ran, "new": 4})
+    assert not reused({**ran, "new": 5}) and not reused({**ran, "new": 40})
+    assert not reused({**ran, "new": None})  # never all answered and connected at once
 
 
 def test_refused_wave_messages_count_as_answered() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.index import RunIndex
-from harness.reuse import MAX_WAVE, reused
+from harness.reuse import MAX_WAVE, NEW_EVERY, reused
 
 
 @invariant(10, "resources return to baseline")
@@ -52,4 +52,11 @@ def _wave_words(wave: dict[str, Any]) -> str:
     still = wave.get("still")
     if still:
         return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
-    return f"{wave_of} ran every one of the {stayed} that stayed"
+    new = wave.get("new")
+    if new is None:
+        return f"{wave_of} was never all answered and connected at once, so whether they are a pool is not known"
+    if new > int(clients) // NEW_EVERY:
+        return (
+            f"{wave_of} ran the {stayed} that stayed, but needed {new} new threads beside them: they did not serve it"
+        )
+    return f"{wave_of} ran every one of the {stayed} that stayed, with {new:+d} threads"
