@@ -1,14 +1,15 @@
-"""Tell a pool from a leak: do the server threads that stayed run when a second wave of clients comes? (No sockets.)
+"""Tell a pool from a leak: do the server threads that stayed serve a second wave of clients? (No sockets here.)
 
 Threads still there after every client left are either leaked (each stuck on a connection that
-is over) or a pool (idle workers waiting for the next client: ``ThreadPoolExecutor``, a Java
-executor, the Go runtime). A count cannot tell them apart, nor can the threads a new wave makes
-(a pool may add a helper per connection; a single event loop serves a wave with no new thread
-beside any number of stuck ones). Whether the threads that stayed run can: the kernel counts
-every time a thread is scheduled. They are watched for a quiet second, then a wave of as many
-clients as they are connects at once and holds on until every one is answered
-(``runner.reuse_wave``). A pool's idle workers each take a wave client; a stuck thread never
-runs. A thread that runs on its own in the quiet second (a timer) could be either: not a pool.
+is over) or a pool (idle workers waiting for the next client). Their count cannot tell them
+apart. The kernel counts every time a thread is scheduled; the threads the baseline did not have
+are watched for a quiet second, then while a wave of as many clients as they are connects at
+once and holds on until every one is answered (``runner.reuse_wave``). They are a pool when every
+one of them ran for the wave, none ran in the quiet second (a timer: undecidable), and the wave,
+all connected, needed no new thread. Anything else stays a leak, as the count alone said: this
+only takes back false alarms, for pools that hand every idle worker a client (CPython's
+``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
+other idle threads serve the whole wave with no new thread.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ MAX_WAVE = 2000  # more threads than this stayed: no wave, and the count alone j
 QUIET = 1.0  # seconds the threads that stayed are watched before the wave (any that runs then is undecided)
 HOLD = 0.5  # seconds every wave client stays connected after the last of them was answered
 WATCH_EVERY = 0.02  # seconds between looks at the wave's answers
-NEW_EVERY = 10  # a pool may start one new thread (a timer, a helper) per this many wave clients
 Runs = dict[int, int]  # thread id -> how many times it has been scheduled so far (``ServerRun.thread_runs``)
 
 
@@ -76,9 +76,9 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 
 
 def reused(wave: dict[str, Any] | None) -> bool:
-    """Whether every thread that stayed ran for the wave, none ran on its own, and the wave needed (almost) no
-    new thread: a pool, not a leak. (Stuck threads woken by what the wave does, such as a broadcast, run too;
-    beside them a thread per connection serves the wave.)"""
+    """Whether every thread that stayed ran for the wave, none ran on its own, and the wave, all connected, needed
+    no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
+    broadcasts at every message run too, while a thread per connection serves the wave beside them.)"""
     if not wave or not wave.get("clients") or wave.get("new") is None:
         return False
     clients = int(wave["clients"])
@@ -86,5 +86,5 @@ def reused(wave: dict[str, Any] | None) -> bool:
         wave.get("restless") == 0
         and wave.get("still") == 0
         and clients >= int(wave.get("stayed", 0))
-        and int(wave["new"]) <= clients // NEW_EVERY
+        and wave["new"] <= 0
     )

@@ -332,11 +332,11 @@ def resources_with_wave(fab: Fab, wave: dict[str, Any] | None, after: int = 34) 
 
 
 def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
-    resources_with_wave(fab, {"stayed": 32, "clients": 32, "answered": 32, "restless": 0, "still": 0, "new": 1})
+    resources_with_wave(fab, {"stayed": 32, "clients": 32, "answered": 32, "restless": 0, "still": 0, "new": 0})
     result = fab.result()
     assert result.valid is True and result.invariants[10] == "pass", result.anomalies
     [note] = [n for n in result.notes if "threads" in n]
-    assert "still 34" in note and "ran every one of the 32 that stayed, with +1 threads: a pool, not a leak" in note
+    assert "still 34" in note and "ran every one of the 32 that stayed, and no new thread: a pool, not a leak" in note
 
 
 @pytest.mark.parametrize(
@@ -348,6 +348,7 @@ def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
         ({"stayed": 1, "clients": 1, "answered": 1, "restless": 0, "still": 1}, "a second wave of 1 client (1"),
         ({"stayed": 2500, "clients": 0, "answered": 0, "restless": 0, "still": 0}, "more than the 2000"),
         ({"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 0, "new": 40}, "needed 40 new threads"),
+        ({"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 0, "new": 3}, "needed 3 new threads"),
         ({"stayed": 40, "clients": 40, "answered": 39, "restless": 0, "still": 0, "new": None}, "never all answered"),
         ({"stayed": 0, "clients": 0, "answered": 0, "restless": 0, "still": 0}, "could not be watched"),
         (None, "after they left"),  # no wave (an older history): judged by the count alone

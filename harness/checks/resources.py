@@ -6,7 +6,7 @@ from typing import Any
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.index import RunIndex
-from harness.reuse import MAX_WAVE, NEW_EVERY, reused
+from harness.reuse import MAX_WAVE, reused
 
 
 @invariant(10, "resources return to baseline")
@@ -55,8 +55,8 @@ def _wave_words(wave: dict[str, Any]) -> str:
     new = wave.get("new")
     if new is None:
         return f"{wave_of} was never all answered and connected at once, so whether they are a pool is not known"
-    if new > int(clients) // NEW_EVERY:
+    if new > 0:
         return (
             f"{wave_of} ran the {stayed} that stayed, but needed {new} new threads beside them: they did not serve it"
         )
-    return f"{wave_of} ran every one of the {stayed} that stayed, with {new:+d} threads"
+    return f"{wave_of} ran every one of the {stayed} that stayed, and no new thread"
