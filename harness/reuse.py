@@ -5,8 +5,8 @@ is over) or a pool (idle workers waiting for the next client). Their count canno
 apart. The kernel counts every time a thread is scheduled; the threads the baseline did not have
 are watched for a quiet second, then while a wave of as many clients as they are connects at
 once and holds on until every one is answered (``runner.reuse_wave``). They are a pool when every
-one of them ran for the wave, none ran in the quiet second (a timer: undecidable), and the wave,
-all connected, needed no new thread. Anything else stays a leak, as the count alone said: this
+one of them ran for the wave (but as many as idle threads of the baseline served it instead), none
+ran in the quiet second (a timer: undecidable), and the wave, all connected, needed no new thread. Anything else stays a leak, as the count alone said: this
 only takes back false alarms, for pools that hand every idle worker a client (CPython's
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
 other idle threads serve the whole wave with no new thread.
@@ -36,9 +36,8 @@ class Wave:
     answered: int = 0  # wave clients whose message was acknowledged or refused
     restless: list[int] = field(default_factory=list)  # thread ids that ran while nothing was asked of them
     still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
-    new: int | None = (
-        None  # threads beside those the server had before the wave, with every wave client on (None: unknown)
-    )
+    new: int | None = None  # threads beside the server's before the wave, every wave client on (None: unknown)
+    helped: int = 0  # threads of the baseline (not the main one) that ran for the wave: idle workers it had too
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
@@ -50,6 +49,7 @@ class Wave:
             "still": len(self.still),
             "still_ids": self.still[:5],
             "new": self.new,
+            "helped": self.helped,
         }
 
 
@@ -58,15 +58,24 @@ def stayed_threads(baseline: Runs | None, after: Runs | None) -> set[int]:
     return set() if baseline is None or after is None else set(after) - set(baseline)
 
 
-def watched(stayed: set[int], before: Runs, quiet: Runs, during: Runs | None, clients: int, answered: int) -> Wave:
-    """The verdict's facts: which of ``stayed`` ran in the quiet interval (``before`` to ``quiet``), and which did
-    not run during the wave (``quiet`` to ``during``; a thread gone by then ended, which a stuck one does not)."""
+def watched(
+    stayed: set[int],
+    before: Runs,
+    quiet: Runs,
+    during: Runs | None,
+    clients: int,
+    answered: int,
+    others: set[int] = frozenset(),  # type: ignore[assignment]
+) -> Wave:
+    """The verdict's facts: which of ``stayed`` ran in the quiet interval (``before`` to ``quiet``), which did not
+    run during the wave (``quiet`` to ``during``; a thread gone by then ended, which a stuck one does not), and
+    how many of the baseline's ``others`` (its threads but the main one) ran during the wave."""
     restless = sorted(t for t in stayed if t in before and t in quiet and quiet[t] > before[t])
     if during is None:
-        still = sorted(stayed)
-    else:
-        still = sorted(t for t in stayed if t in during and during[t] <= quiet.get(t, during[t]))
-    return Wave(len(stayed), clients, answered, restless, still)
+        return Wave(len(stayed), clients, answered, restless, sorted(stayed))
+    still = sorted(t for t in stayed if t in during and during[t] <= quiet.get(t, during[t]))
+    helped = sum(1 for t in others if t in quiet and t in during and during[t] > quiet[t])
+    return Wave(len(stayed), clients, answered, restless, still, helped=helped)
 
 
 def answered(records: Sequence[Any], first: int, clients: int) -> int:
@@ -78,13 +87,13 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 def reused(wave: dict[str, Any] | None) -> bool:
     """Whether every thread that stayed ran for the wave, none ran on its own, and the wave, all connected, needed
     no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
-    broadcasts at every message run too, while a thread per connection serves the wave beside them.)"""
+    broadcasts at every message run too, while a thread per connection serves the wave beside them.) A pool's
+    idle workers from before the run take wave clients too: as many threads that stayed may sit it out."""
     if not wave or not wave.get("clients") or wave.get("new") is None:
         return False
-    clients = int(wave["clients"])
     return (
         wave.get("restless") == 0
-        and wave.get("still") == 0
-        and clients >= int(wave.get("stayed", 0))
+        and int(wave.get("still") or 0) <= int(wave.get("helped") or 0)
+        and int(wave["clients"]) >= int(wave.get("stayed", 0))
         and wave["new"] <= 0
     )

@@ -591,6 +591,8 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
             "harness-error",
             error=f"{len(stuck)} client(s) of the reuse wave still running after {2 * patience:g} s",
         )
-    result = watched(stayed, before, quiet, srv.thread_runs(), clients, answered(h.records, first, clients))
+    others = set(baseline or ()) - {srv.pid}  # the baseline's threads but the main one: idle workers, helpers
+    during, replies = srv.thread_runs(), answered(h.records, first, clients)
+    result = watched(stayed, before, quiet, during, clients, replies, others)
     result.new = held[0] - len(before) if held and held[0] is not None else None
     return result

@@ -349,6 +349,7 @@ def test_threads_a_second_wave_runs_on_are_a_pool_not_a_leak(fab: Fab) -> None:
         ({"stayed": 2500, "clients": 0, "answered": 0, "restless": 0, "still": 0}, "more than the 2000"),
         ({"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 0, "new": 40}, "needed 40 new threads"),
         ({"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 0, "new": 3}, "needed 3 new threads"),
+        ({"stayed": 40, "clients": 40, "answered": 40, "restless": 0, "still": 2, "helped": 1, "new": 0}, "left 2 of"),
         ({"stayed": 40, "clients": 40, "answered": 39, "restless": 0, "still": 0, "new": None}, "never all answered"),
         ({"stayed": 0, "clients": 0, "answered": 0, "restless": 0, "still": 0}, "could not be watched"),
         (None, "after they left"),  # no wave (an older history): judged by the count alone

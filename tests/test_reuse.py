@@ -26,6 +26,18 @@ def test_a_pool_runs_every_thread_that_stayed_and_a_stuck_one_never_runs() -> No
     assert ended.still == [] and reused(ended.to_dict())
 
 
+def test_idle_workers_from_before_the_run_may_take_the_clients_of_as_many_that_stayed() -> None:
+    # A pool's worker from before the run (the warm-up's) competes for the wave's clients: whichever idle
+    # workers the pool wakes, as many threads that stayed as baseline threads ran may sit the wave out.
+    before = quiet = {30: 4, 31: 4, 32: 4, 2: 9, 1: 50}
+    during = {30: 6, 31: 4, 32: 9, 2: 12, 1: 60}  # 31 sat it out; baseline worker 2 ran (1 is the main thread)
+    wave = watched({30, 31, 32}, before, quiet, during, 3, 3, {2})
+    assert (wave.still, wave.helped) == ([31], 1)
+    assert reused({**wave.to_dict(), "new": 0})
+    alone = watched({30, 31, 32}, before, quiet, {**during, 2: 9}, 3, 3, {2})  # no baseline thread ran: 31 is stuck
+    assert (alone.still, alone.helped) == ([31], 0) and not reused({**alone.to_dict(), "new": 0})
+
+
 def test_a_thread_that_runs_on_its_own_is_not_taken_for_a_pool_worker() -> None:
     timer = watched({30, 31}, {30: 4, 31: 4}, {30: 4, 31: 9}, {30: 6, 31: 12}, 2, 2)  # 31 ran with nothing asked
     assert timer.restless == [31] and not reused(timer.to_dict())

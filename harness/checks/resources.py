@@ -49,8 +49,8 @@ def _wave_words(wave: dict[str, Any]) -> str:
             " (a timer?), so whether they are a pool is not known"
         )
     wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
-    still = wave.get("still")
-    if still:
+    still, helped = wave.get("still") or 0, wave.get("helped") or 0
+    if still > helped:
         return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
     new = wave.get("new")
     if new is None:
@@ -59,4 +59,8 @@ def _wave_words(wave: dict[str, Any]) -> str:
         return (
             f"{wave_of} ran the {stayed} that stayed, but needed {new} new threads beside them: they did not serve it"
         )
+    if still:
+        ran = int(stayed or 0) - still
+        idle = f"{helped} idle thread{'' if helped == 1 else 's'} from before"
+        return f"{wave_of} ran {ran} of the {stayed} that stayed and {idle}, and no new thread"
     return f"{wave_of} ran every one of the {stayed} that stayed, and no new thread"
