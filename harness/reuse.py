@@ -9,7 +9,8 @@ one of them ran for the wave (but as many as idle threads of the baseline served
 ran in the quiet second (a timer: undecidable), and the wave, all connected, needed no new thread. Anything else stays a leak, as the count alone said: this
 only takes back false alarms, for pools that hand every idle worker a client (CPython's
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
-other idle threads serve the whole wave with no new thread.
+other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
+baseline's idle threads that served the wave instead.
 """
 
 from __future__ import annotations
