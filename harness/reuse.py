@@ -98,3 +98,33 @@ def reused(wave: dict[str, Any] | None) -> bool:
         and int(wave["clients"]) >= int(wave.get("stayed", 0))
         and wave["new"] <= 0
     )
+
+
+def in_words(wave: dict[str, Any]) -> str:
+    """What the threads that stayed did, quiet and under the second wave, in words."""
+    stayed, clients, answered = wave.get("stayed"), wave.get("clients"), wave.get("answered")
+    if not clients:
+        if (stayed or 0) > MAX_WAVE:
+            return f"{stayed} new threads stayed, more than the {MAX_WAVE} a second wave of clients may test"
+        return "which threads stayed could not be watched, so whether they are a pool is not known"
+    if wave.get("restless"):
+        return (
+            f"{wave['restless']} of the {stayed} that stayed ran on their own with no client connected"
+            " (a timer?), so whether they are a pool is not known"
+        )
+    wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+    still, helped = wave.get("still") or 0, wave.get("helped") or 0
+    if still > helped:
+        return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
+    new = wave.get("new")
+    if new is None:
+        return f"{wave_of} was never all answered and connected at once, so whether they are a pool is not known"
+    if new > 0:
+        return (
+            f"{wave_of} ran the {stayed} that stayed, but needed {new} new threads beside them: they did not serve it"
+        )
+    if still:
+        ran = int(stayed or 0) - still
+        idle = f"{helped} idle thread{'' if helped == 1 else 's'} from before"
+        return f"{wave_of} ran {ran} of the {stayed} that stayed and {idle}, and no new thread"
+    return f"{wave_of} ran every one of the {stayed} that stayed, and no new thread"

@@ -572,9 +572,10 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
             if all_at is None and len(acked) == clients:
                 all_at = now
             if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
-                if not ctx.stop.is_set() and all_at is not None:
+                if all_at is not None:
                     held.append(srv.threads())  # every wave client connected and answered: the threads now
                 ctx.stop.set()  # the clients leave (they pause until this; unanswered ones end as stopped)
+                return
             done.wait(WATCH_EVERY)
 
     plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=patience + HOLD)]) for _ in wave]
