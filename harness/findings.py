@@ -340,7 +340,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
             return "drops-invalid-bytes"
         if "cut at the edge of a read" in text:
             return "mangles-cut-characters"
-        return "stores-half-messages" if text.startswith("half of") else "truncates"
+        cut = text.startswith("half of") or "cut off mid-message by a fault" in text
+        return "stores-half-messages" if cut else "truncates"
     if kind == "stray-ack" and "half of message" in text:
         return "stores-half-messages"
     if kind == "unanswered" and "listen queue was full" in text:

@@ -602,3 +602,45 @@ def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
         "log rotated",
         "2 client(s) gave up their plan",
     ]
+
+
+def limit_closes(fab: Fab, link: str) -> None:
+    """An upstream limit_data fault on ``link``: the proxy closes the connection once 30 bytes went through."""
+    fab.rec(
+        INFO,
+        "fault",
+        -1,
+        -1,
+        event="add",
+        window="f0",
+        phase="start",
+        label="limit_data",
+        fault={"name": "f0", "kind": "limit_data", "direction": "up", "limit": 30},
+    )
+    fab.rec(INFO, "fault-event", -1, -1, event="decision", link=link, fault="f0", kind="limit_data", applies=True)
+    fab.rec(INFO, "fault-event", -1, -1, event="limit-close", link=link, fault="f0", kind="limit_data")
+
+
+@pytest.mark.parametrize("cut", [True, False])
+def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_truncated(fab: Fab, cut: bool) -> None:
+    hello = linked(fab, 0, 0)
+    fab.sent_acked_stored(0, 1)
+    token, text = fab.message(0, 2, body="a message the proxy cuts")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    if cut:
+        limit_closes(fab, "0.1")
+    row = fab.store(text[:20])  # the line the server had when the stream ended, stored at its EOF
+    fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
+    fab.ended(0, 0, hello, [], reason="server-close")
+    result = fab.result()
+    assert kinds(result) == {"partial-row"}, result.summary()
+    [a] = result.anomalies
+    if cut:
+        assert a.message == (
+            f"message {token} was cut off mid-message by a fault (limit_data limit-close) that ended its"
+            f" connection, yet row(s) {row} store the part that arrived"
+        )
+        assert findings.of_anomaly(asdict(a), "random") == "stores-half-messages"
+    else:  # the whole line went out and the server kept part of it
+        assert a.message == f"the log holds only part of message {token}"
+        assert findings.of_anomaly(asdict(a), "random") == "truncates"

@@ -48,6 +48,12 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool", "abrupt-disconnect", set()),  # its idle workers stay after the clients leave: a pool, not a leak
     ("pool", "concurrent-burst", set()),
     ("pool_fuga", "abrupt-disconnect", {"leaks", "unclean-stop"}),  # a pool too, but a database connection per client
+    # for line in rfile yields the last line without its newline: a half message and its FIN are stored
+    ("socketserver_hilos", "abrupt-disconnect", {"stores-half-messages", "-truncates"}),
+    ("socketserver_hilos", "restart", {"no-reuseaddr"}),  # socketserver's allow_reuse_address is False
+    ("asyncio_corrutinas", "abrupt-disconnect", set()),  # one thread, a coroutine per client
+    ("asyncio_corrutinas", "concurrent-burst", set()),
+    ("asyncio_corrutinas", "large-message", set()),
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
+from harness.ends import End
 from harness.framing import REPLACEMENT, RowKind, normalise
 from harness.index import Message, RunIndex
 
@@ -18,6 +19,20 @@ def _without_invalid(ix: RunIndex, m_text: str, stored: str) -> bool:
     return REPLACEMENT in m_text and normalise(m_text.replace(REPLACEMENT, ""), ix.normalize) == normalise(
         stored, ix.normalize
     )
+
+
+def _cut_by_fault(ix: RunIndex, m: Message, stored: str) -> str | None:
+    """The fault that ended ``m``'s only connection before any answer, if the log holds the start of ``m``."""
+    part = normalise(stored, ix.normalize).rstrip()
+    if m.oks or not m.invokes or not m.one_conn or not part:
+        return None
+    if not normalise(m.text, ix.normalize).startswith(part):
+        return None
+    c = ix.conns.get(m.invokes[0].conn)
+    if c is None or c.cause is not End.FAULT:
+        return None
+    cuts = sorted((t for t in c.touches if t.final and t.source == "fault"), key=lambda t: t.start)
+    return cuts[0].what if cuts else None
 
 
 def _rows(ix: RunIndex, ids: list[int]) -> list[dict[str, object]]:
@@ -146,6 +161,16 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
             j.skip("framing")  # a piece of it here, the rest credited to another connection that sent the same text
         elif not st.complete:
             stored = "".join(ix.row_by_id[i].content or "" for i in sorted(st.rows) if i in ix.row_by_id)
+            cut = _cut_by_fault(ix, m, stored)
+            if cut is not None:
+                j.add(
+                    "partial-row",
+                    3,
+                    f"message {m.token} was cut off mid-message by a fault ({cut}) that ended its connection, "
+                    f"yet row(s) {', '.join(map(str, st.rows[:MAX_EVIDENCE]))} store the part that arrived",
+                    **ev,
+                )
+                continue
             why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
             if not why and (st.lost_cut_characters or (m.conns & fr.broken_conns and fr.only_cut_characters_missing)):
                 why = f": only bytes of multibyte characters are missing: {CUT_DROPPED}"
