@@ -414,21 +414,17 @@ def linked(fab: Fab, client: int, conn: int) -> float:
     return fab.t
 
 
+def proxy_closes(fab: Fab, link: str, event: str, **fault: Any) -> None:
+    """Fault ``f0`` (``fault``: its kind and settings) applies to ``link``, and the proxy closes that connection (``event``)."""
+    kind = fault["kind"]
+    fab.rec(INFO, "fault", -1, -1, event="add", window="f0", phase="start", label=kind, fault={"name": "f0", **fault})
+    fab.rec(INFO, "fault-event", -1, -1, event="decision", link=link, fault="f0", kind=kind, applies=True)
+    fab.rec(INFO, "fault-event", -1, -1, event=event, link=link, fault="f0", kind=kind)
+
+
 def black_hole_closes(fab: Fab, link: str) -> None:
     """A downstream black hole on ``link`` that the proxy ends with a FIN (what the issue's plan does)."""
-    fab.rec(
-        INFO,
-        "fault",
-        -1,
-        -1,
-        event="add",
-        window="f0",
-        phase="start",
-        label="timeout",
-        fault={"name": "f0", "kind": "timeout", "direction": "down", "close_after": 0.45},
-    )
-    fab.rec(INFO, "fault-event", -1, -1, event="decision", link=link, fault="f0", kind="timeout", applies=True)
-    fab.rec(INFO, "fault-event", -1, -1, event="timeout-close", link=link, fault="f0", kind="timeout")
+    proxy_closes(fab, link, "timeout-close", kind="timeout", direction="down", close_after=0.45)
 
 
 def test_relays_a_fault_swallowed_are_not_held_against_the_server(fab: Fab) -> None:
@@ -604,23 +600,6 @@ def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
     ]
 
 
-def limit_closes(fab: Fab, link: str) -> None:
-    """An upstream limit_data fault on ``link``: the proxy closes the connection once 30 bytes went through."""
-    fab.rec(
-        INFO,
-        "fault",
-        -1,
-        -1,
-        event="add",
-        window="f0",
-        phase="start",
-        label="limit_data",
-        fault={"name": "f0", "kind": "limit_data", "direction": "up", "limit": 30},
-    )
-    fab.rec(INFO, "fault-event", -1, -1, event="decision", link=link, fault="f0", kind="limit_data", applies=True)
-    fab.rec(INFO, "fault-event", -1, -1, event="limit-close", link=link, fault="f0", kind="limit_data")
-
-
 @pytest.mark.parametrize("cut", [True, False])
 def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_truncated(fab: Fab, cut: bool) -> None:
     hello = linked(fab, 0, 0)
@@ -628,7 +607,7 @@ def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_trun
     token, text = fab.message(0, 2, body="a message the proxy cuts")
     fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
     if cut:
-        limit_closes(fab, "0.1")
+        proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction="up", limit=30)
     row = fab.store(text[:20])  # the line the server had when the stream ended, stored at its EOF
     fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
     fab.ended(0, 0, hello, [], reason="server-close")
