@@ -46,11 +46,15 @@ class Guess:
         return rest[0] if rest else "contenido"
 
 
+# A server the standard library binds and listens for: socketserver's, or asyncio's.
+SERVES = re.compile(r"\b(?:Threading)?TCPServer\b|\bstart_server\(|\bcreate_server\(")
+
+
 def guess(directory: Path) -> Guess:
     """Read the server's code and guess how to run and check it."""
     g = Guess()
     sources = {p: p.read_text(encoding="utf-8", errors="replace") for p in sorted(directory.glob("*.py"))}
-    servers = [p for p, text in sources.items() if ".bind(" in text and ".listen(" in text]
+    servers = [p for p, text in sources.items() if (".bind(" in text and ".listen(" in text) or SERVES.search(text)]
     if not servers:
         g.notes.append("no file binds and listens; name the server's file in 'command'")
         return g
@@ -58,7 +62,11 @@ def guess(directory: Path) -> Guess:
     path = servers[0]
     code = sources[path]
     g.server = path.name
-    if m := re.search(r"\bPORT\w*\s*=\s*(\d{2,5})", code) or re.search(r"\.bind\(\s*\([^,]+,\s*(\d{2,5})\s*\)", code):
+    if m := (
+        re.search(r"\bPORT\w*\s*=\s*(\d{2,5})", code)
+        or re.search(r"\bHOST\w*\s*,\s*PORT\w*\s*=\s*[^,\n]+,\s*(\d{2,5})", code)  # HOST, PORT = "localhost", 5000
+        or re.search(r"\.bind\(\s*\([^,]+,\s*(\d{2,5})\s*\)", code)
+    ):
         g.port = int(m.group(1))
     if m := re.search(r"""sqlite3\.connect\(\s*['"]([^'"]+)['"]""", code) or re.search(
         r"""\b(?:DB|DATABASE|DB_\w+|\w*_DB)\s*=\s*['"]([^'"]+\.(?:db|sqlite3?))['"]""", code

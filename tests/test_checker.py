@@ -600,26 +600,55 @@ def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
     ]
 
 
-@pytest.mark.parametrize("cut", [True, False])
-def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_truncated(fab: Fab, cut: bool) -> None:
+@pytest.mark.parametrize(
+    ("direction", "through", "kept", "named"),
+    [
+        ("up", 20, 20, "stores-half-messages"),  # the log holds exactly what got through: the fault cut it
+        ("both", 20, 20, "stores-half-messages"),
+        (None, 20, 20, "truncates"),  # no fault: the server kept part of a whole line
+        ("down", 20, 20, "truncates"),  # a limit on the replies cuts no message
+        ("up", 30, 20, "truncates"),  # 30 bytes got through and the server kept 20
+        ("up", 10_000, 20, "truncates"),  # the whole line got through before the close
+    ],
+)
+def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_truncated(
+    fab: Fab, direction: str | None, through: int, kept: int, named: str
+) -> None:
     hello = linked(fab, 0, 0)
     fab.sent_acked_stored(0, 1)
     token, text = fab.message(0, 2, body="a message the proxy cuts")
     fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
-    if cut:
-        proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction="up", limit=30)
-    row = fab.store(text[:20])  # the line the server had when the stream ended, stored at its EOF
+    first, second = RunIndex(fab.h.records, []).sends()  # the proxy counts the bytes the client wrote
+    limit = len(first.data) + second.offset + through
+    if direction is not None:
+        proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction=direction, limit=limit)
+    row = fab.store(text[:kept])  # the line the server had when the stream ended, stored at its EOF
     fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
     fab.ended(0, 0, hello, [], reason="server-close")
     result = fab.result()
     assert kinds(result) == {"partial-row"}, result.summary()
     [a] = result.anomalies
-    if cut:
+    if named == "stores-half-messages":
         assert a.message == (
-            f"message {token} was cut off mid-message by a fault (limit_data limit-close) that ended its"
-            f" connection, yet row(s) {row} store the part that arrived"
+            f"message {token} was cut off mid-message by a fault (limit_data 'f0', {limit} bytes upstream) that then"
+            f" closed its connection, and row(s) {row} store exactly the part that got through"
         )
-        assert findings.of_anomaly(asdict(a), "random") == "stores-half-messages"
-    else:  # the whole line went out and the server kept part of it
+    else:
         assert a.message == f"the log holds only part of message {token}"
-        assert findings.of_anomaly(asdict(a), "random") == "truncates"
+    assert findings.of_anomaly(asdict(a), "random") == named
+
+
+@pytest.mark.parametrize("decode", ["replace", "ignore"])
+def test_a_fault_cut_inside_a_character_is_still_the_fault(fab: Fab, decode: str) -> None:
+    hello = linked(fab, 0, 0)
+    token, text = fab.message(0, 1, body="año €uro")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    [sent] = RunIndex(fab.h.records, []).sends()
+    cut = sent.data.index("€".encode()) + 1  # one byte of the three
+    proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction="up", limit=cut)
+    fab.store(sent.data[sent.offset : cut].decode("utf-8", errors=decode))  # the server's way with the cut character
+    fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
+    fab.ended(0, 0, hello, [], reason="server-close")
+    result = fab.result()
+    partial = [findings.of_anomaly(asdict(a), "random") for a in result.anomalies if a.kind == "partial-row"]
+    assert partial == ["stores-half-messages"], result.anomalies

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
-from harness.ends import End
-from harness.framing import REPLACEMENT, RowKind, normalise
+from harness.framing import REPLACEMENT, RowKind, Sent, normalise
 from harness.index import Message, RunIndex
 
 NO_FRAMING = "the server stores whatever one read returns: its protocol has no message framing"
@@ -21,18 +20,39 @@ def _without_invalid(ix: RunIndex, m_text: str, stored: str) -> bool:
     )
 
 
-def _cut_by_fault(ix: RunIndex, m: Message, stored: str) -> str | None:
-    """The fault that ended ``m``'s only connection before any answer, if the log holds the start of ``m``."""
-    part = normalise(stored, ix.normalize).rstrip()
-    if m.oks or not m.invokes or not m.one_conn or not part:
+def _cut_by_fault(ix: RunIndex, m: Message, stored: str, wire: dict[int, list[Sent]]) -> str | None:
+    """The fault proxy's limit_data fault that let only the start of ``m`` through before it closed the
+    connection, if the log holds exactly that start; ``wire``: each connection's sends (filled on first use)."""
+    if m.oks or len(m.invokes) != 1 or not stored.strip():
         return None
-    if not normalise(m.text, ix.normalize).startswith(part):
+    conn = m.invokes[0].conn
+    link = ix.conns[conn].link if conn in ix.conns else None
+    close = next((r for r in ix.of("fault-event") if r.get("event") == "limit-close" and r.get("link") == link), None)
+    if link is None or close is None:
         return None
-    c = ix.conns.get(m.invokes[0].conn)
-    if c is None or c.cause is not End.FAULT:
+    name = close.get("fault")
+    adds = [r for r in ix.of("fault") if r.get("window") == name and r.get("phase") == "start" and r.time <= close.time]
+    fault = adds[-1].get("fault") if adds else None
+    if not isinstance(fault, dict) or fault.get("direction") not in ("up", "both"):
+        return None  # a limit on the server's replies cuts no message
+    if not wire:
+        for sent in ix.sends():
+            wire.setdefault(sent.conn, []).append(sent)
+    before = 0  # bytes the proxy passed upstream on this connection before the message
+    for sent in wire.get(conn, []):
+        if sent.token == m.token:
+            break
+        before += len(sent.data)
+    else:
         return None
-    cuts = sorted((t for t in c.touches if t.final and t.source == "fault"), key=lambda t: t.start)
-    return cuts[0].what if cuts else None
+    cut = int(fault.get("limit") or 0) - before
+    if not sent.offset < cut < len(sent.data):
+        return None
+    through = sent.data[sent.offset : cut].decode("utf-8", errors="replace")
+    got, kept = normalise(stored, ix.normalize), normalise(through, ix.normalize)
+    if got not in (kept, normalise(through.removesuffix(REPLACEMENT), ix.normalize)):
+        return None  # the server lost or changed some of what got through: not the fault's doing alone
+    return f"limit_data '{name}', {fault.get('limit')} bytes upstream"
 
 
 def _rows(ix: RunIndex, ids: list[int]) -> list[dict[str, object]]:
@@ -138,6 +158,7 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
             )
     if foreign:
         j.notes.append(f"{foreign} row(s) from earlier runs against the same server were ignored")
+    wire: dict[int, list[Sent]] = {}  # each connection's sends, as they went on the wire (only if a fault cut one)
     for m in ix.messages.values():
         st = fr.storage.get(m.token)
         if st is None or not st.stored:
@@ -161,17 +182,17 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
             j.skip("framing")  # a piece of it here, the rest credited to another connection that sent the same text
         elif not st.complete:
             stored = "".join(ix.row_by_id[i].content or "" for i in sorted(st.rows) if i in ix.row_by_id)
-            cut = _cut_by_fault(ix, m, stored)
+            why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
+            cut = None if why else _cut_by_fault(ix, m, stored, wire)
             if cut is not None:
                 j.add(
                     "partial-row",
                     3,
-                    f"message {m.token} was cut off mid-message by a fault ({cut}) that ended its connection, "
-                    f"yet row(s) {', '.join(map(str, st.rows[:MAX_EVIDENCE]))} store the part that arrived",
+                    f"message {m.token} was cut off mid-message by a fault ({cut}) that then closed its connection, "
+                    f"and row(s) {', '.join(map(str, st.rows[:MAX_EVIDENCE]))} store exactly the part that got through",
                     **ev,
                 )
                 continue
-            why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
             if not why and (st.lost_cut_characters or (m.conns & fr.broken_conns and fr.only_cut_characters_missing)):
                 why = f": only bytes of multibyte characters are missing: {CUT_DROPPED}"
             j.add("partial-row", 3, f"the log holds only part of message {m.token}{why}", **ev)

@@ -15,13 +15,17 @@ db.commit()
 
 
 async def descartar_linea(reader):
-    """Descarta el resto de una línea más larga que el límite del StreamReader (64 KiB), hasta su "\\n"."""
+    """Descarta el resto de una línea más larga que el límite del StreamReader (64 KiB), hasta su "\\n".
+
+    Devuelve False si el cliente cerró antes de terminarla."""
     while True:
         try:
             await reader.readuntil(b"\n")
-            return
+            return True
         except asyncio.LimitOverrunError as e:
             await reader.readexactly(e.consumed)
+        except asyncio.IncompleteReadError:
+            return False
 
 
 async def atender(reader, writer):
@@ -33,7 +37,8 @@ async def atender(reader, writer):
             except asyncio.IncompleteReadError:
                 break  # el cliente cerró (una línea a medias no cuenta)
             except asyncio.LimitOverrunError:
-                await descartar_linea(reader)
+                if not await descartar_linea(reader):
+                    break
                 writer.write("Error: mensaje demasiado largo\n".encode())
                 continue
             try:
