@@ -54,6 +54,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("asyncio_corrutinas", "abrupt-disconnect", set()),  # one thread, a coroutine per client
     ("asyncio_corrutinas", "concurrent-burst", set()),
     ("asyncio_corrutinas", "large-message", set()),
+    ("un_hilo_select", "db-locked", {"crashes", "silent-on-db-error"}),  # OperationalError uncaught in its one loop
+    ("un_hilo_select", "sliced-stream", set()),  # a buffer per client: lines whole across reads
+    ("un_hilo_select", "concurrent-burst", set()),
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
 

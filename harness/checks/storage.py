@@ -214,6 +214,7 @@ def content_intact(ix: RunIndex) -> Judgement:
     """A stored message is what was sent (after the target's documented normalisation)."""
     j = Judgement()
     exact = RowKind.EXACT
+    wire: dict[int, list[Sent]] = {}  # each connection's sends (only if a row ends in a character a fault cut)
     for info in ix.framing.rows:
         if info.kind is exact and not info.mangled:  # one whole message, as sent
             continue
@@ -246,6 +247,8 @@ def content_intact(ix: RunIndex) -> Judgement:
                 rows=[row_dict(row), {"sent": m.text[:300]}],
             )
         elif info.mangled and REPLACEMENT in (row.content or ""):
+            if m is not None and _cut_by_fault(ix, m, row.content or "", wire) is not None:
+                continue  # the fault cut that character, and invariant 3 names the cut
             j.add(
                 "corrupted",
                 4,
