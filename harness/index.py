@@ -212,6 +212,14 @@ class RunIndex:
             out.append(sent(token, rec.conn, text, data, rec.get("partial")))
         return out
 
+    @cached_property
+    def sends_by_conn(self) -> dict[int, list[Sent]]:
+        """``sends()`` by connection, each in the order its bytes went out (made once, and only when asked)."""
+        out: dict[int, list[Sent]] = defaultdict(list)
+        for s in self.sends():
+            out[s.conn].append(s)
+        return dict(out)
+
     def outline(self) -> list[Outline]:
         """``sends()`` without the bytes on the wire: what attributing whole rows needs, in the same order."""
         out = []

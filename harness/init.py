@@ -47,14 +47,20 @@ class Guess:
 
 
 # A server the standard library binds and listens for: socketserver's, or asyncio's.
-SERVES = re.compile(r"\b(?:Threading)?TCPServer\b|\bstart_server\(|\bcreate_server\(")
+SERVES = re.compile(r"\b(?:Threading|Forking)?TCPServer\(|\bserve_forever\(|\bstart_server\(|\bcreate_server\(")
+
+
+def _serves(code: str) -> bool:
+    """Whether ``code`` runs a server: it binds and listens, or has socketserver or asyncio do it (comments aside)."""
+    code = re.sub(r"#[^\n]*", "", code)
+    return (".bind(" in code and ".listen(" in code) or SERVES.search(code) is not None
 
 
 def guess(directory: Path) -> Guess:
     """Read the server's code and guess how to run and check it."""
     g = Guess()
     sources = {p: p.read_text(encoding="utf-8", errors="replace") for p in sorted(directory.glob("*.py"))}
-    servers = [p for p, text in sources.items() if (".bind(" in text and ".listen(" in text) or SERVES.search(text)]
+    servers = [p for p, text in sources.items() if _serves(text)]
     if not servers:
         g.notes.append("no file binds and listens; name the server's file in 'command'")
         return g

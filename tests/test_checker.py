@@ -605,6 +605,7 @@ def test_notes_of_several_runs_are_merged_and_counts_summed() -> None:
     [
         ("up", 20, 20, "stores-half-messages"),  # the log holds exactly what got through: the fault cut it
         ("both", 20, 20, "stores-half-messages"),
+        ("", 20, 20, "stores-half-messages"),  # no direction recorded: both, the default
         (None, 20, 20, "truncates"),  # no fault: the server kept part of a whole line
         ("down", 20, 20, "truncates"),  # a limit on the replies cuts no message
         ("up", 30, 20, "truncates"),  # 30 bytes got through and the server kept 20
@@ -621,7 +622,8 @@ def test_the_start_of_a_message_a_fault_cut_off_is_named_as_stored_half_not_trun
     first, second = RunIndex(fab.h.records, []).sends()  # the proxy counts the bytes the client wrote
     limit = len(first.data) + second.offset + through
     if direction is not None:
-        proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction=direction, limit=limit)
+        where = {"direction": direction} if direction else {}  # a fault's history record leaves defaults out
+        proxy_closes(fab, "0.1", "limit-close", kind="limit_data", limit=limit, **where)
     row = fab.store(text[:kept])  # the line the server had when the stream ended, stored at its EOF
     fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
     fab.ended(0, 0, hello, [], reason="server-close")
@@ -653,3 +655,28 @@ def test_a_fault_cut_inside_a_character_is_still_the_fault(fab: Fab, decode: str
     assert [findings.of_anomaly(asdict(a), "random") for a in result.anomalies] == ["stores-half-messages"], (
         result.anomalies
     )
+
+
+@pytest.mark.parametrize("limit", ["abc", 12.5, True, [1], None, float("nan")])
+def test_a_strange_limit_in_the_history_is_no_cut_and_no_crash(fab: Fab, limit: object) -> None:
+    hello = linked(fab, 0, 0)
+    token, text = fab.message(0, 1, body="a message the proxy cuts")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction="up", limit=limit)
+    fab.store(text[:20])
+    fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
+    fab.ended(0, 0, hello, [], reason="server-close")
+    assert [a.message for a in fab.result().anomalies] == [f"the log holds only part of message {token}"]
+
+
+def test_a_missing_last_character_is_the_fault_only_when_the_cut_fell_inside_it(fab: Fab) -> None:
+    hello = linked(fab, 0, 0)
+    token, text = fab.message(0, 1, body="ends in \ufffd and goes on")
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    [sent] = RunIndex(fab.h.records, []).sends()
+    cut = sent.data.index("\ufffd".encode()) + 3  # right after the whole character
+    proxy_closes(fab, "0.1", "limit-close", kind="limit_data", direction="up", limit=cut)
+    fab.store(sent.data[sent.offset : cut].decode()[:-1])  # the server dropped a whole character that got through
+    fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
+    fab.ended(0, 0, hello, [], reason="server-close")
+    assert [a.message for a in fab.result().anomalies] == [f"the log holds only part of message {token}"]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import isolation
+from harness.init import guess
 from harness.target import load_target
 
 HERE = Path(__file__).resolve().parent
@@ -100,3 +101,15 @@ def test_init_writes_a_file_the_doctor_accepts(tmp_path: Path, server: str) -> N
     for key in EXPECTED_PFO1:
         assert getattr(guessed.pfo1, key) == getattr(by_hand.pfo1, key), key
     assert (guessed.pfo1.error is None) == (by_hand.pfo1.error is None)
+
+
+def test_init_picks_the_file_that_serves_not_one_that_mentions_a_server_in_a_comment(tmp_path: Path) -> None:
+    (tmp_path / "cliente.py").write_text("import socket  # unlike socketserver.TCPServer(...), a plain socket\n")
+    (tmp_path / "main.py").write_text('HOST, PORT = "0.0.0.0", 5050\ns.bind((HOST, PORT))\ns.listen(5)\n')
+    (tmp_path / "otro.py").write_text(
+        "class S(socketserver.ThreadingTCPServer):\n    pass\n\nS(('', 5000), H).serve_forever()\n"
+    )
+    found = guess(tmp_path)
+    assert (found.server, found.port) == ("main.py", 5050)  # main before otro; the client is not a server
+    (tmp_path / "main.py").unlink()
+    assert guess(tmp_path).server == "otro.py"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant, row_dict
-from harness.framing import REPLACEMENT, RowKind, Sent, normalise
+from harness.framing import REPLACEMENT, RowKind, normalise
 from harness.index import Message, RunIndex
 
 NO_FRAMING = "the server stores whatever one read returns: its protocol has no message framing"
@@ -20,9 +20,9 @@ def _without_invalid(ix: RunIndex, m_text: str, stored: str) -> bool:
     )
 
 
-def _cut_by_fault(ix: RunIndex, m: Message, stored: str, wire: dict[int, list[Sent]]) -> str | None:
+def _cut_by_fault(ix: RunIndex, m: Message, stored: str) -> str | None:
     """The fault proxy's limit_data fault that let only the start of ``m`` through before it closed the
-    connection, if the log holds exactly that start; ``wire``: each connection's sends (filled on first use)."""
+    connection, if the log holds exactly that start."""
     if m.oks or len(m.invokes) != 1 or not stored.strip():
         return None
     conn = m.invokes[0].conn
@@ -33,26 +33,28 @@ def _cut_by_fault(ix: RunIndex, m: Message, stored: str, wire: dict[int, list[Se
     name = close.get("fault")
     adds = [r for r in ix.of("fault") if r.get("window") == name and r.get("phase") == "start" and r.time <= close.time]
     fault = adds[-1].get("fault") if adds else None
-    if not isinstance(fault, dict) or fault.get("direction") not in ("up", "both"):
+    if not isinstance(fault, dict) or fault.get("direction", "both") not in ("up", "both"):
         return None  # a limit on the server's replies cuts no message
-    if not wire:
-        for sent in ix.sends():
-            wire.setdefault(sent.conn, []).append(sent)
+    limit = fault.get("limit")
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return None
     before = 0  # bytes the proxy passed upstream on this connection before the message
-    for sent in wire.get(conn, []):
+    for sent in ix.sends_by_conn.get(conn, []):
         if sent.token == m.token:
             break
         before += len(sent.data)
     else:
         return None
-    cut = int(fault.get("limit") or 0) - before
-    if not sent.offset < cut < len(sent.data):
+    cut, data = limit - before, sent.data
+    if not sent.offset < cut < len(data):
         return None
-    through = sent.data[sent.offset : cut].decode("utf-8", errors="replace")
-    got, kept = normalise(stored, ix.normalize), normalise(through, ix.normalize)
-    if got not in (kept, normalise(through.removesuffix(REPLACEMENT), ix.normalize)):
+    through = data[sent.offset : cut].decode("utf-8", errors="replace")
+    kept = {normalise(through, ix.normalize)}
+    if 0x80 <= data[cut] < 0xC0:  # the cut fell inside a character: a server may also leave its start out
+        kept.add(normalise(through.removesuffix(REPLACEMENT), ix.normalize))
+    if normalise(stored, ix.normalize) not in kept:
         return None  # the server lost or changed some of what got through: not the fault's doing alone
-    return f"limit_data '{name}', {fault.get('limit')} bytes upstream"
+    return f"limit_data '{name}', {limit} bytes upstream"
 
 
 def _rows(ix: RunIndex, ids: list[int]) -> list[dict[str, object]]:
@@ -158,7 +160,6 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
             )
     if foreign:
         j.notes.append(f"{foreign} row(s) from earlier runs against the same server were ignored")
-    wire: dict[int, list[Sent]] = {}  # each connection's sends, as they went on the wire (only if a fault cut one)
     for m in ix.messages.values():
         st = fr.storage.get(m.token)
         if st is None or not st.stored:
@@ -183,7 +184,7 @@ def rows_are_messages(ix: RunIndex) -> Judgement:
         elif not st.complete:
             stored = "".join(ix.row_by_id[i].content or "" for i in sorted(st.rows) if i in ix.row_by_id)
             why = f": {DROPS_INVALID}" if m.raw and _without_invalid(ix, m.text, stored) else ""
-            cut = None if why else _cut_by_fault(ix, m, stored, wire)
+            cut = None if why else _cut_by_fault(ix, m, stored)
             if cut is not None:
                 j.add(
                     "partial-row",
@@ -214,7 +215,6 @@ def content_intact(ix: RunIndex) -> Judgement:
     """A stored message is what was sent (after the target's documented normalisation)."""
     j = Judgement()
     exact = RowKind.EXACT
-    wire: dict[int, list[Sent]] = {}  # each connection's sends (only if a row ends in a character a fault cut)
     for info in ix.framing.rows:
         if info.kind is exact and not info.mangled:  # one whole message, as sent
             continue
@@ -247,7 +247,7 @@ def content_intact(ix: RunIndex) -> Judgement:
                 rows=[row_dict(row), {"sent": m.text[:300]}],
             )
         elif info.mangled and REPLACEMENT in (row.content or ""):
-            if m is not None and _cut_by_fault(ix, m, row.content or "", wire) is not None:
+            if m is not None and _cut_by_fault(ix, m, row.content or "") is not None:
                 continue  # the fault cut that character, and invariant 3 names the cut
             j.add(
                 "corrupted",
