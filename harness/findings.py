@@ -129,6 +129,7 @@ CATALOGUE = {
             "The server serves one client at a time: a second client gets no answer while the first one is connected.",
             "Serve each connection in its own thread: threading.Thread(target=handle, args=(conn,), daemon=True).start().",
             "unanswered",
+            "slow-under-load",
             "small-backlog",
             "silent-on-db-error",
             "slow-for-others",
@@ -142,6 +143,7 @@ CATALOGUE = {
             "Catch errors inside the client handler; decode with errors handled "
             "(data.decode('utf-8', errors='replace')) or refuse the message with an error line.",
             "unanswered",
+            "slow-under-load",
             "truncates",
         ),
         _k(
@@ -151,6 +153,7 @@ CATALOGUE = {
             "Catch the exception that killed it (see its traceback).",
             "not-live",
             "unanswered",
+            "slow-under-load",
             "loses-acked",
         ),
         _k(
@@ -173,6 +176,14 @@ CATALOGUE = {
             "connections the server then does not accept in time, so their messages get no answer.",
             "Listen with a larger backlog (server.listen(socket.SOMAXCONN), or at least the number of clients "
             "expected at once) and keep the accept loop doing nothing but accept.",
+        ),
+        _k(
+            "slow-under-load",
+            29,
+            "Under load the server answers so slowly that some answers come after the clients' ack timeout (or never).",
+            "Keep each message's work short under contention: SQLite lets one writer in at a time, so many "
+            "connections or processes writing at once queue for its lock; write from one connection under a lock, "
+            "or from one writer thread, and keep any busy timeout well under the clients' patience.",
         ),
         _k(
             "unanswered",
@@ -346,6 +357,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
         return "stores-half-messages"
     if kind == "unanswered" and "listen queue was full" in text:
         return "small-backlog"
+    if kind == "unanswered" and "too slow under this load" in text:
+        return "slow-under-load"
     if kind == "unclean-shutdown":
         if "KeyboardInterrupt" in text:
             return "ctrl-c-traceback"

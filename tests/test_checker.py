@@ -680,3 +680,28 @@ def test_a_missing_last_character_is_the_fault_only_when_the_cut_fell_inside_it(
     fab.rec(INFO, "send", 0, 0, token=token, error="server-close", end="server-close")
     fab.ended(0, 0, hello, [], reason="server-close")
     assert [a.message for a in fab.result().anomalies] == [f"the log holds only part of message {token}"]
+
+
+@pytest.mark.parametrize(("took", "named"), [(9.2, "slow-under-load"), (4.0, "unanswered")])
+def test_a_missing_answer_in_a_run_whose_answers_came_near_the_ack_timeout_may_only_be_late(
+    fab: Fab, took: float, named: str
+) -> None:
+    fab.connected(0, 0)
+    token, text = fab.message(0, 1)
+    fab.rec(INVOKE, "send", 0, 0, token=token, text=text)
+    row = fab.store(text)
+    fab.t += took  # the server answered this one after waiting for the log's write lock
+    fab.rec(OK, "send", 0, 0, token=token, row=row, ts="T")
+    fab.ended(0, 0, 0.0, [], reason="client-close")
+    fab.connected(1, 1)
+    late = unanswered(fab, 1, 1, 1, "ack-timeout")
+    fab.ended(1, 1, 0.0, [], reason="ack-timeout")
+    result = fab.result()
+    [a] = result.anomalies
+    assert a.kind == "unanswered" and a.token == late
+    assert findings.of_anomaly(asdict(a), "concurrent-burst") == named
+    if named == "slow-under-load":
+        assert a.message.endswith(
+            "; other answers in this run took up to 9.2 s of the 10 s ack timeout, so this one may have come after"
+            " it: the server is too slow under this load"
+        ), a.message

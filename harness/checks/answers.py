@@ -12,18 +12,21 @@ from __future__ import annotations
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant
 from harness.ends import End
-from harness.history import FAIL, INVOKE, OK, Record
+from harness.history import FAIL, INVOKE, OK, Record, latencies
 from harness.index import Connection, Message, RunIndex
 
 DUE = 1.0  # seconds past the ack timeout still counted as "while the client waited"
 SYN_RETRY = 0.9  # a loopback connect this slow had its SYN dropped (Linux resends it after 1 s)
 BACKLOG = "the server's listen queue was full"
+SLOW = 0.5  # of the ack timeout: a run whose answers took this long may have answered after it
+LATE = "so this one may have come after it: the server is too slow under this load"
 
 
 @invariant(11, "every message answered")
 def every_message_answered(ix: RunIndex) -> Judgement:
     """Every send on an untouched connection is acknowledged or refused within the ack timeout."""
     j = Judgement()
+    slowest: list[float] = []  # the run's slowest answer, once an unanswered message needs it
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
@@ -43,7 +46,7 @@ def every_message_answered(ix: RunIndex) -> Judgement:
         if why:
             j.skip(why)
             continue
-        _unanswered(ix, j, m, rec, outcome, until, c)
+        _unanswered(ix, j, m, rec, outcome, until, c, slowest)
     _stray_lines(ix, j)
     abandoned = ix.of("abandon")
     if abandoned:
@@ -83,7 +86,14 @@ def _not_judged(
 
 
 def _unanswered(
-    ix: RunIndex, j: Judgement, m: Message, rec: Record, outcome: Record | None, until: float, c: Connection | None
+    ix: RunIndex,
+    j: Judgement,
+    m: Message,
+    rec: Record,
+    outcome: Record | None,
+    until: float,
+    c: Connection | None,
+    slowest: list[float],
 ) -> None:
     said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
     quote = [said[0].index] if said else []
@@ -103,7 +113,7 @@ def _unanswered(
             f"; opening the connection took {slow:.1f} s (its SYN was dropped and resent: {BACKLOG}), so the "
             "server probably never accepted it in time"
             if slow is not None and slow >= SYN_RETRY
-            else ""
+            else _late(ix, slowest)
         )
         j.add(
             "unanswered",
@@ -112,6 +122,15 @@ def _unanswered(
             f"nemesis touched: {how}{queue}",
             **ev,
         )
+
+
+def _late(ix: RunIndex, slowest: list[float]) -> str:
+    """Why a missing answer may only be late: other answers of the run came near the ack timeout ("" if none did)."""
+    if not slowest:
+        slowest.append(max((w for _, w, _ in latencies(ix.records, refusals=True)), default=0.0))
+    if slowest[0] < SLOW * ix.ack_timeout:
+        return ""
+    return f"; other answers in this run took up to {slowest[0]:.1f} s of the {ix.ack_timeout:g} s ack timeout, {LATE}"
 
 
 def _stray_lines(ix: RunIndex, j: Judgement) -> None:
