@@ -128,3 +128,34 @@ def in_words(wave: dict[str, Any]) -> str:
         idle = f"{helped} idle thread{'' if helped == 1 else 's'} from before"
         return f"{wave_of} ran {ran} of the {stayed} that stayed and {idle}, and no new thread"
     return f"{wave_of} ran every one of the {stayed} that stayed, and no new thread"
+
+
+# Descriptors that stay after a pool's run may be its workers' own connections to the log (one each, kept in a
+# threading.local). The second wave's clients close; a third wave of as many clients resets after its answers.
+# A leak on either path then takes the log's descriptors past one connection per thread that stayed; a leak only
+# on another path (a half message, bad input) with no more leaked descriptors than threads stayed is not told apart.
+LOG_FILES = ("", "-wal", "-shm", "-journal")  # what one SQLite connection may hold open besides the file itself
+
+
+def log_files_only(grown: dict[str, int], db: str) -> bool:
+    """Whether every descriptor name in ``grown`` is the log's ``db`` file or its -wal, -shm or -journal."""
+    return bool(grown) and all(name in {db + end for end in LOG_FILES} for name in grown)
+
+
+def held_by_pool(grown: dict[str, int], db: str, stayed: int) -> bool:
+    """Whether the descriptors still open beyond the baseline after the waves (``grown``, by name) are all the log's
+    ``db`` files, at most one connection (and its -wal, -shm or -journal) for each of the ``stayed`` threads."""
+    if stayed <= 0 or not log_files_only(grown, db):
+        return False
+    conns = grown.get(db, 0)
+    return 0 < conns <= stayed and sum(grown.values()) - conns <= 2 * conns
+
+
+def files_in_words(files: dict[str, Any]) -> str:
+    """What the descriptor waves showed, in words (``files``: the ``resources`` record's ``fds_pool``)."""
+    grown, db, stayed = dict(files.get("grown") or {}), str(files.get("db")), int(files.get("stayed") or 0)
+    shown = ", ".join(f"+{n} {name}" for name, n in sorted(grown.items())) or "none"
+    waves = f"after the second wave and a third of {stayed} client{'' if stayed == 1 else 's'} that reset"
+    if held_by_pool(grown, db, stayed):
+        return f"{waves}, they are {shown}: at most one connection to the log for each of the {stayed} pool threads"
+    return f"{waves}, they are {shown}: more than one connection to the log for each of the {stayed} pool threads"

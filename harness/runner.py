@@ -24,8 +24,20 @@ from harness.gcpause import collections_held, full_collections_held
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
-from harness.plan import PAUSE, SEND, ClientPlan, Op, Plan
-from harness.reuse import HOLD, MAX_WAVE, QUIET, WATCH_EVERY, Runs, Wave, answered, stayed_threads, watched
+from harness.plan import PAUSE, RESET, SEND, ClientPlan, Op, Plan
+from harness.reuse import (
+    HOLD,
+    MAX_WAVE,
+    QUIET,
+    WATCH_EVERY,
+    Runs,
+    Wave,
+    answered,
+    log_files_only,
+    reused,
+    stayed_threads,
+    watched,
+)
 from harness.target import ServerRun, StopResult, Target, describe_fds
 from harness.workers import drive_sharded
 
@@ -428,7 +440,8 @@ def run_plan(
                 after_t = wait_back(srv.threads, threads0, config.threads_slack, config.resource_wait)
                 after_f = wait_back(srv.fds, fds0, config.fds_slack, max(0.5, config.resource_wait / 2))
                 leaked = describe_fds(fd_names0, srv.fd_targets())
-                wave = None
+                wave: dict[str, Any] | None = None
+                files: dict[str, Any] | None = None
                 if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
                     # Threads stayed: a pool's run when a second wave comes, stuck ones never do (harness/reuse.py).
                     wave_ctx = replace(
@@ -440,7 +453,26 @@ def run_plan(
                         gave_up=threading.Event(),
                     )
                     wave = reuse_wave(wave_ctx, srv, runs0, len(plan.clients) + 1).to_dict()
-                    if srv.proc is not None and srv.proc.poll() is not None:  # died during the wave
+                    if after_f is not None:  # the wave's sockets close first
+                        wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
+                    targets = srv.fd_targets()
+                    grown = dict(targets - fd_names0) if targets is not None and fd_names0 is not None else {}
+                    if (
+                        fd_names0 is not None
+                        and srv.alive
+                        and reused(wave)
+                        and after_f is not None
+                        and fds0 is not None
+                        and after_f > fds0 + config.fds_slack
+                        and log_files_only(grown, srv.db_path.name)
+                    ):  # the pool's own connections to the log, or a leak (harness/reuse.py)
+                        third = len(plan.clients) + 1 + int(wave["clients"])  # the reset wave's first client
+                        files = reset_wave(replace(wave_ctx, stop=threading.Event()), srv, third, int(wave["clients"]))
+                        if files is not None:
+                            wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
+                            after = srv.fd_targets()
+                            files["grown"] = dict(after - fd_names0) if after is not None else None
+                    if srv.proc is not None and srv.proc.poll() is not None:  # died during the waves
                         record_crash(history, srv, out_mark)
                 history.add(
                     INFO,
@@ -454,6 +486,7 @@ def run_plan(
                     fds_slack=config.fds_slack,
                     waited=config.resource_wait,
                     reuse=wave,
+                    fds_pool=files,
                 )
         live.let_session_end()  # a stop now would race its own exit
         record_output(history, live.run, out_mark, nctx.stop_tracebacks)
@@ -539,6 +572,23 @@ def probe(ctx: Context, index: int) -> bool:
     )
     h.add(FAIL, "probe", index, error=why)
     return False
+
+
+def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[str, Any] | None:
+    """A third wave: ``clients`` fresh clients (indexes from ``first``) each send one message and reset the connection
+    once answered; None if some were still running at its timeout (a harness error is recorded)."""
+    patience = ctx.options.connect_timeout + ctx.options.ack_timeout + 5.0
+    ctx = replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0))
+    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(RESET)]) for _ in range(clients)]
+    stuck = drive([SimClient(first + i, p, ctx) for i, p in enumerate(plans)], ctx, timeout=2 * patience)
+    if stuck:
+        ctx.history.add(
+            INFO,
+            "harness-error",
+            error=f"{len(stuck)} client(s) of the reset wave still running after {2 * patience:g} s",
+        )
+        return None
+    return {"db": srv.db_path.name, "stayed": clients, "grown": {}}
 
 
 def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:

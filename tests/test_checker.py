@@ -363,6 +363,36 @@ def test_threads_that_stay_are_a_leak_unless_a_second_wave_runs_them_all(
     assert a.kind == "resource-leak" and a.invariant == 10 and words in a.message, a.message
 
 
+POOL = {"stayed": 32, "clients": 32, "answered": 32, "restless": 0, "still": 0, "new": 0}
+
+
+@pytest.mark.parametrize(
+    ("wave", "grown", "leak"),
+    [
+        (POOL, {"chat.db": 32}, False),  # one connection to the log per pool thread, after the waves
+        (POOL, {"chat.db": 40}, True),  # more than one per thread: the waves' clients left theirs too
+        (POOL, {"chat.db": 32, "socket": 2}, True),
+        ({**POOL, "still": 32}, {"chat.db": 32}, True),  # stuck threads: whatever they hold is a leak
+        (POOL, None, True),  # the descriptors could not be read after the waves
+    ],
+)
+def test_descriptors_a_pool_keeps_to_the_log_are_its_threads_connections_not_a_leak(
+    fab: Fab, wave: dict[str, Any], grown: dict[str, int] | None, leak: bool
+) -> None:
+    counts = {"threads_before": 2, "threads_after": 34, "fds_before": 6, "fds_after": 38, "waited": 5.0}
+    files = {"db": "chat.db", "stayed": 32, "grown": grown}
+    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+32 chat.db", reuse=wave, fds_pool=files)
+    result = fab.result()
+    fds = [a for a in result.anomalies if "server fds" in a.message]
+    if leak:
+        assert len(fds) == 1 and "server fds: 6 before the clients, still 38" in fds[0].message, result.anomalies
+        assert ("third of 32 clients that reset" in fds[0].message) == (not wave["still"])
+    else:
+        assert not result.anomalies and result.invariants[10] == "pass", result.anomalies
+        [note] = [n for n in result.notes if "server fds" in n]
+        assert note.endswith("for each of the 32 pool threads: a pool's connections, not a leak"), note
+
+
 def test_an_unreadable_log_makes_the_verdict_unknown(fab: Fab) -> None:
     fab.sent_acked_stored(0, 1)
     result = check(fab.h.records, [], log_error="no database at /nowhere")

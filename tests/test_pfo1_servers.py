@@ -48,6 +48,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool", "abrupt-disconnect", set()),  # its idle workers stay after the clients leave: a pool, not a leak
     ("pool", "concurrent-burst", set()),
     ("pool_fuga", "abrupt-disconnect", {"leaks", "unclean-stop"}),  # a pool too, but a database connection per client
+    ("pool_local", "abrupt-disconnect", set()),  # a connection to the log per pool thread (threading.local)
+    ("pool_local", "concurrent-burst", set()),
+    ("pool_fuga_reset", "abrupt-disconnect", {"leaks"}),  # a connection to the log kept for each client that reset
     # for line in rfile yields the last line without its newline: a half message and its FIN are stored
     ("socketserver_hilos", "abrupt-disconnect", {"stores-half-messages", "-truncates"}),
     ("socketserver_hilos", "restart", {"no-reuseaddr"}),  # socketserver's allow_reuse_address is False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.history import FAIL, INFO, INVOKE, OK, History
-from harness.reuse import answered, reused, stayed_threads, watched
+from harness.reuse import answered, files_in_words, held_by_pool, log_files_only, reused, stayed_threads, watched
 
 BASE = {1: 50, 2: 7}  # the baseline's threads: thread id -> times it was scheduled so far
 
@@ -70,3 +70,26 @@ def test_refused_wave_messages_count_as_answered() -> None:
     h.add(INFO, "conn-end", 12, 12, reason="stopped")
     h.add(OK, "send", 3, 3, token="a run client's, not the wave's")
     assert answered(h.records, 10, 3) == 2
+
+
+def test_descriptors_a_pool_keeps_are_its_threads_connections_to_the_log_at_most_one_each() -> None:
+    assert log_files_only({"chat.db": 3, "chat.db-wal": 3, "chat.db-shm": 3}, "chat.db")
+    assert not log_files_only({"chat.db": 3, "socket": 1}, "chat.db") and not log_files_only({}, "chat.db")
+    assert not log_files_only({"other.db": 1}, "chat.db")
+    assert held_by_pool({"chat.db": 32}, "chat.db", 32)  # one connection per pool thread
+    assert held_by_pool({"chat.db": 5, "chat.db-wal": 5, "chat.db-shm": 5}, "chat.db", 32)  # WAL: three files each
+    assert not held_by_pool({"chat.db": 33}, "chat.db", 32)  # more connections than threads: a leak
+    assert not held_by_pool({"chat.db-wal": 1}, "chat.db", 32)  # files with no connection
+    assert not held_by_pool({"chat.db": 1, "chat.db-wal": 3}, "chat.db", 32)
+    assert not held_by_pool({"chat.db": 2, "socket": 1}, "chat.db", 32)
+    assert not held_by_pool({"chat.db": 1}, "chat.db", 0)
+
+
+def test_what_the_descriptor_waves_showed_in_words() -> None:
+    kept = {"db": "chat.db", "stayed": 32, "grown": {"chat.db": 32}}
+    assert files_in_words(kept) == (
+        "after the second wave and a third of 32 clients that reset, they are +32 chat.db:"
+        " at most one connection to the log for each of the 32 pool threads"
+    )
+    assert "more than one connection" in files_in_words({**kept, "grown": {"chat.db": 64}})
+    assert "they are none" in files_in_words({**kept, "grown": None})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.index import RunIndex
-from harness.reuse import in_words, reused
+from harness.reuse import files_in_words, held_by_pool, in_words, reused
 
 
 @invariant(10, "resources return to baseline")
@@ -27,7 +27,11 @@ def resources(ix: RunIndex) -> Judgement:
                 if wave and reused(wave):
                     j.notes.append(f"{stayed}; {in_words(wave)}: a pool, not a leak")
                     continue
-                seen = f"; {in_words(wave)}" if wave else ""
+                files = rec.get("fds_pool") if what == "fds" and reused(rec.get("reuse")) else None
+                if files and held_by_pool(dict(files.get("grown") or {}), str(files.get("db")), int(files["stayed"])):
+                    j.notes.append(f"{stayed}{named}; {files_in_words(files)}: a pool's connections, not a leak")
+                    continue
+                seen = f"; {in_words(wave)}" if wave else (f"; {files_in_words(files)}" if files else "")
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
     if j.anomalies:
         j.status = FAIL
