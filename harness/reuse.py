@@ -131,9 +131,10 @@ def in_words(wave: dict[str, Any]) -> str:
 
 
 # Descriptors that stay after a pool's run may be its workers' own connections to the log (one each, kept in a
-# threading.local). The second wave's clients close; a third wave of as many clients resets after its answers.
-# A leak on either path then takes the log's descriptors past one connection per thread that stayed; a leak only
-# on another path (a half message, bad input) with no more leaked descriptors than threads stayed is not told apart.
+# threading.local). Every thread that ran for the second wave stored a message there, so such a pool then holds one
+# connection for each of them and none more; a third wave of as many clients resets after its answers. A leak on
+# the close or reset path adds a connection per wave client; one on another path (a half message, bad input)
+# passes only with as many leaked connections as threads ran for the wave, which a leak matches by chance alone.
 LOG_FILES = ("", "-wal", "-shm", "-journal")  # what one SQLite connection may hold open besides the file itself
 
 
@@ -142,20 +143,31 @@ def log_files_only(grown: dict[str, int], db: str) -> bool:
     return bool(grown) and all(name in {db + end for end in LOG_FILES} for name in grown)
 
 
-def held_by_pool(grown: dict[str, int], db: str, stayed: int) -> bool:
-    """Whether the descriptors still open beyond the baseline after the waves (``grown``, by name) are all the log's
-    ``db`` files, at most one connection (and its -wal, -shm or -journal) for each of the ``stayed`` threads."""
-    if stayed <= 0 or not log_files_only(grown, db):
+def held_by_pool(grown: dict[str, int] | None, db: str, stayed: int, still: int = 0) -> bool:
+    """Whether the descriptors beyond the baseline after the waves (``grown``, by name) are all the log's ``db`` files,
+    one connection (and its -wal, -shm or -journal) for each of the ``stayed`` threads but the ``still`` ones that
+    sat the second wave out (they may have none), and no more."""
+    if not grown or stayed <= 0 or not log_files_only(grown, db):
         return False
     conns = grown.get(db, 0)
-    return 0 < conns <= stayed and sum(grown.values()) - conns <= 2 * conns
+    return max(1, stayed - still) <= conns <= stayed and sum(grown.values()) - conns <= 2 * conns
 
 
-def files_in_words(files: dict[str, Any]) -> str:
+def files_in_words(files: dict[str, Any], still: int = 0) -> str:
     """What the descriptor waves showed, in words (``files``: the ``resources`` record's ``fds_pool``)."""
-    grown, db, stayed = dict(files.get("grown") or {}), str(files.get("db")), int(files.get("stayed") or 0)
-    shown = ", ".join(f"+{n} {name}" for name, n in sorted(grown.items())) or "none"
+    grown, db, stayed = files.get("grown"), str(files.get("db")), int(files.get("stayed") or 0)
     waves = f"after the second wave and a third of {stayed} client{'' if stayed == 1 else 's'} that reset"
-    if held_by_pool(grown, db, stayed):
-        return f"{waves}, they are {shown}: at most one connection to the log for each of the {stayed} pool threads"
-    return f"{waves}, they are {shown}: more than one connection to the log for each of the {stayed} pool threads"
+    if grown is None:
+        return f"{waves}, the server's descriptors could not be read"
+    shown = ", ".join(f"+{n} {name}" for name, n in sorted(dict(grown).items())) or "none"
+    ran = stayed - still
+    if held_by_pool(dict(grown), db, stayed, still):
+        return f"{waves}, they are {shown}: one connection to the log for each pool thread that ran for the wave"
+    if not log_files_only(dict(grown), db):
+        return f"{waves}, they are {shown}: not only the log's files"
+    conns = dict(grown).get(db, 0)
+    if conns > stayed:
+        return f"{waves}, they are {shown}: more connections to the log than the {stayed} pool threads"
+    if conns < ran:
+        return f"{waves}, they are {shown}: fewer connections to the log than the {ran} pool threads that ran for it"
+    return f"{waves}, they are {shown}: more files than one connection to the log each would hold"

@@ -27,11 +27,15 @@ def resources(ix: RunIndex) -> Judgement:
                 if wave and reused(wave):
                     j.notes.append(f"{stayed}; {in_words(wave)}: a pool, not a leak")
                     continue
-                files = rec.get("fds_pool") if what == "fds" and reused(rec.get("reuse")) else None
-                if files and held_by_pool(dict(files.get("grown") or {}), str(files.get("db")), int(files["stayed"])):
-                    j.notes.append(f"{stayed}{named}; {files_in_words(files)}: a pool's connections, not a leak")
+                pool = rec.get("reuse") or {}
+                files = rec.get("fds_pool") if what == "fds" and reused(pool) else None
+                still = int(pool.get("still") or 0)
+                if files and held_by_pool(
+                    files.get("grown"), str(files.get("db")), int(files.get("stayed") or 0), still
+                ):
+                    j.notes.append(f"{stayed}{named}; {files_in_words(files, still)}: a pool's connections, not a leak")
                     continue
-                seen = f"; {in_words(wave)}" if wave else (f"; {files_in_words(files)}" if files else "")
+                seen = f"; {in_words(wave)}" if wave else (f"; {files_in_words(files, still)}" if files else "")
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
     if j.anomalies:
         j.status = FAIL
