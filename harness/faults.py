@@ -364,6 +364,7 @@ class FaultProxy:
         self._accepted = itertools.count()
         self._down = False
         self._listener: socket.socket | None = None
+        self._held: socket.socket | None = None  # the port, bound but not listening, while the proxy is down
         self._accept: threading.Thread | None = None
         self.log: list[dict[str, Any]] = []
 
@@ -374,10 +375,20 @@ class FaultProxy:
         self._open()
         return self
 
+    def _bound(self) -> socket.socket:
+        """A socket bound to the proxy's address (its port, once it has one)."""
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     def _open(self) -> None:
-        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
+        self._release_port()
+        listener = self._bound()
         listener.listen(1024)
         listener.settimeout(POLL * 4)
         self.port = listener.getsockname()[1]
@@ -392,10 +403,23 @@ class FaultProxy:
         if self._accept is not None:
             self._accept.join(5)
 
+    def _hold_port(self) -> None:
+        """Keep the port while down: connections to it are refused as to a closed one, but no other socket
+        (another process's outgoing connection, say: the port is an ephemeral one) can take it meanwhile."""
+        self._release_port()
+        with contextlib.suppress(OSError):  # taken in the instant it was free: the heal's bind will say so
+            self._held = self._bound()
+
+    def _release_port(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
     def close(self) -> None:
         """Stop accepting, close every connection, join every thread."""
         self.stopping.set()
         self._close_listener()
+        self._release_port()
         with self._lock:
             links = list(self._links)
         for link in links:
@@ -447,6 +471,7 @@ class FaultProxy:
         if down:
             self._refuse_waiting()
             self._close_listener()
+            self._hold_port()
             if cut:
                 with self._lock:
                     links = list(self._links)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -218,6 +219,22 @@ def test_down_refuses_and_cuts_then_up_accepts(proxy: FaultProxy) -> None:
     assert read_exactly(s, 4) == b"back"
     s.close()
     old.close()
+
+
+def test_while_down_the_port_stays_the_proxys_for_the_heal(proxy: FaultProxy) -> None:
+    port = proxy.port  # an ephemeral port: while the listener is closed, any other socket could take it
+    proxy.set_down(True)
+    with socket.socket() as other, pytest.raises(OSError) as taken:
+        other.bind(("127.0.0.1", port))  # what another program (or an outgoing connection's port) would do
+    assert taken.value.errno == errno.EADDRINUSE
+    with pytest.raises(ConnectionRefusedError):  # still refused, as a closed port
+        socket.create_connection(("127.0.0.1", port), timeout=2)
+    proxy.set_down(False)
+    assert proxy.port == port
+    s = connect(proxy)
+    s.sendall(b"back")
+    assert read_exactly(s, 4) == b"back"
+    s.close()
 
 
 def test_probability_decides_per_connection_from_the_seed(upstream: Upstream) -> None:
