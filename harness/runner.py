@@ -574,19 +574,30 @@ def probe(ctx: Context, index: int) -> bool:
     return False
 
 
-def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[str, Any] | None:
-    """A third wave: ``clients`` fresh clients (indexes from ``first``) each send one message and reset the connection
-    once answered; None if some were still running at its timeout (a harness error is recorded)."""
+def _patient(ctx: Context) -> tuple[Context, float]:
+    """A wave's clients and its patience: every wave client is answered by then, and each waits for its own answer
+    longer than that, so none gives up on its own."""
     patience = ctx.options.connect_timeout + ctx.options.ack_timeout + 5.0
-    ctx = replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0))
-    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(RESET)]) for _ in range(clients)]
+    return replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0)), patience
+
+
+def _drive_wave(ctx: Context, first: int, plans: list[ClientPlan], patience: float, name: str) -> bool:
+    """Run a wave's ``plans`` as clients numbered from ``first``; False (a harness error recorded) if some were still
+    running after twice its patience."""
     stuck = drive([SimClient(first + i, p, ctx) for i, p in enumerate(plans)], ctx, timeout=2 * patience)
     if stuck:
         ctx.history.add(
-            INFO,
-            "harness-error",
-            error=f"{len(stuck)} client(s) of the reset wave still running after {2 * patience:g} s",
+            INFO, "harness-error", error=f"{len(stuck)} client(s) of the {name} still running after {2 * patience:g} s"
         )
+    return not stuck
+
+
+def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[str, Any] | None:
+    """A third wave: ``clients`` fresh clients (indexes from ``first``) each send one message and reset the connection
+    once answered; None if some were still running at its timeout (a harness error is recorded)."""
+    ctx, patience = _patient(ctx)
+    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(RESET)]) for _ in range(clients)]
+    if not _drive_wave(ctx, first, plans, patience, "reset wave"):
         return None
     return {"db": srv.db_path.name, "stayed": clients, "grown": {}}
 
@@ -604,9 +615,7 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
         return Wave(len(stayed))
     h, clients = ctx.history, len(stayed)
     wave = range(first, first + clients)
-    patience = ctx.options.connect_timeout + ctx.options.ack_timeout + 5.0  # every wave client answered by then
-    # Clients wait for their answer longer than the watcher waits for all: none gives up on its own.
-    ctx = replace(ctx, options=replace(ctx.options, ack_timeout=patience + 10.0))
+    ctx, patience = _patient(ctx)
     done = threading.Event()
     held: list[int | None] = []
 
@@ -632,16 +641,10 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
     watcher = threading.Thread(target=watch, name="reuse-watch", daemon=True)
     watcher.start()
     try:
-        stuck = drive([SimClient(c, p, ctx) for c, p in zip(wave, plans, strict=True)], ctx, timeout=2 * patience)
+        _drive_wave(ctx, first, plans, patience, "reuse wave")
     finally:
         done.set()
         watcher.join(5)
-    if stuck:
-        h.add(
-            INFO,
-            "harness-error",
-            error=f"{len(stuck)} client(s) of the reuse wave still running after {2 * patience:g} s",
-        )
     others = set(baseline or ()) - {srv.pid}  # the baseline's threads but the main one: idle workers, helpers
     during, replies = srv.thread_runs(), answered(h.records, first, clients)
     result = watched(stayed, before, quiet, during, clients, replies, others)
