@@ -934,7 +934,7 @@ class ServerRun:
 
     def traceback(self) -> str:
         """The first lines of the first Python traceback the server printed, if any."""
-        found = self.tracebacks()
+        found = [tb for tb in self.tracebacks() if not tb.harmless]
         return found[0].text[:400] if found else ""
 
     def fd_targets(self) -> Counter[str] | None:

@@ -16,6 +16,7 @@ from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
 from harness.index import RunIndex
 from harness.log import LogReader, Row
 from harness.target import LogMapping
+from harness.tracebacks import parse
 
 RUN = "abc123"
 
@@ -599,6 +600,34 @@ def test_thread_crashes_ctrl_c_tracebacks_and_a_stop_that_does_not_stop(fab: Fab
     [crash] = [a for a in result.anomalies if a.kind == "thread-crash"]
     assert "2 times" in crash.message and "UnicodeDecodeError" in crash.message
     assert any("KeyboardInterrupt" in a.message for a in result.anomalies if a.kind == "unclean-shutdown")
+
+
+def test_asyncio_counts_a_dead_client_coroutine_but_not_a_reset_it_kept_for_nobody(fab: Fab) -> None:
+    died, kept = (
+        parse(f'{head}\nTraceback (most recent call last):\n  File "/srv/servidor.py", line 36, in atender\n{exc}\n')[
+            0
+        ].to_dict()
+        for head, exc in [
+            (
+                "Unhandled exception in client_connected_cb\ntransport: <_SelectorSocketTransport closed fd=9>",
+                "KeyError: 'x'",
+            ),
+            (
+                "Future exception was never retrieved\nfuture: <Future finished exception=ConnectionResetError(104)>",
+                "ConnectionResetError: [Errno 104] Connection reset by peer",
+            ),
+        ]
+    )
+    fab.rec(INFO, "server-output", -1, -1, tracebacks=[kept])
+    fab.connected(0, 0)
+    fab.sent_acked_stored(0, 1)
+    shutdown = {"method": "sigint", "exit_code": 0, "seconds": 0.04, "forced": False, "timeout": 5.0, "deadline": 5.0}
+    fab.rec(INFO, "shutdown", -1, -1, **shutdown, rebind=True, integrity="ok", tracebacks=[kept], began=fab.tick())
+    clean = fab.result()
+    assert clean.valid is True and any("not the server's code" in n for n in clean.notes), clean.notes
+    fab.rec(INFO, "server-output", -1, -1, tracebacks=[died])
+    [crash] = fab.result().anomalies
+    assert crash.kind == "thread-crash" and "client's coroutine" in crash.message and "atender" in crash.message
 
 
 def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: Fab) -> None:

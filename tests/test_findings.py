@@ -62,6 +62,77 @@ def test_two_threads_printing_at_once_are_two_tracebacks() -> None:
     assert "another thread" in found[0].exception and found[1].exception.startswith("ConnectionResetError")
 
 
+ASYNCIO = """Unhandled exception in client_connected_cb
+transport: <_SelectorSocketTransport closed fd=11>
+Traceback (most recent call last):
+  File "/srv/app/servidor.py", line 36, in atender
+    texto = linea.decode("utf-8")
+            ^^^^^^^^^^^^^^^^^^^^^
+UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 in position 16: invalid continuation byte
+Task exception was never retrieved
+future: <Task finished name='Task-7' coro=<relay() done, defined at /srv/app/servidor.py:50> exception=BrokenPipeError(32)>
+Traceback (most recent call last):
+  File "/srv/app/servidor.py", line 52, in relay
+    await writer.drain()
+  File "/usr/lib/python3.13/asyncio/streams.py", line 392, in drain
+    await self._protocol._drain_helper()
+BrokenPipeError: [Errno 32] Broken pipe
+Future exception was never retrieved
+future: <Future finished exception=ConnectionResetError(104, 'Connection reset by peer')>
+Traceback (most recent call last):
+  File "/srv/app/servidor.py", line 36, in atender
+    linea = await reader.readuntil(b"\\n")
+            ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/usr/lib/python3.13/asyncio/streams.py", line 677, in readuntil
+    await self._wait_for_data('readuntil')
+  File "/usr/lib/python3.13/asyncio/selector_events.py", line 1005, in _read_ready__data_received
+    data = self._sock.recv(self.max_size)
+ConnectionResetError: [Errno 104] Connection reset by peer
+Future exception was never retrieved
+future: <Future finished exception=ValueError('no')>
+Traceback (most recent call last):
+  File "/srv/app/servidor.py", line 70, in tarea
+ValueError: no
+Exception in callback _ProactorBasePipeTransport._call_connection_lost(None)
+handle: <Handle _ProactorBasePipeTransport._call_connection_lost(None)>
+Traceback (most recent call last):
+  File "C:\\Python313\\Lib\\asyncio\\events.py", line 89, in _run
+ConnectionResetError: [WinError 10054] An existing connection was forcibly closed by the remote host
+Exception in callback StreamReaderProtocol.connection_made.<locals>.callback(<Task cancell...idor.py:37>>) \
+at /usr/lib/python3.11/asyncio/streams.py:248
+handle: <Handle StreamReaderProtocol.connection_made.<locals>.callback(<Task cancell...idor.py:37>>) \
+at /usr/lib/python3.11/asyncio/streams.py:248>
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/asyncio/events.py", line 80, in _run
+asyncio.exceptions.CancelledError
+Exception in callback vigilar() at /srv/app/servidor.py:80
+handle: <TimerHandle when=12.5 vigilar() at /srv/app/servidor.py:80>
+Traceback (most recent call last):
+  File "/srv/app/servidor.py", line 82, in vigilar
+ZeroDivisionError: division by zero
+error: this line looks like asyncio's context but the traceback below is the main thread's
+Traceback (most recent call last):
+  File "servidor.py", line 9, in <module>
+OSError: [Errno 98] Address already in use
+"""
+
+
+def test_asyncio_reports_tell_a_dead_client_coroutine_from_a_reset_the_server_handled() -> None:
+    found = parse(ASYNCIO)
+    assert [(t.thread, t.exception.split(":")[0], t.in_thread, t.harmless) for t in found] == [
+        ("asyncio task (atender)", "UnicodeDecodeError", True, False),  # counts like a thread that died
+        ("asyncio task (relay)", "BrokenPipeError", True, False),  # the server's own task: its error is its own
+        ("asyncio", "ConnectionResetError", False, True),  # the stream's close future, finalised before its protocol
+        ("asyncio", "ValueError", False, False),  # a future the server made: not the peer's doing
+        ("asyncio", "ConnectionResetError", False, True),  # a transport's callback (the Windows proactor's)
+        ("asyncio", "asyncio.exceptions.CancelledError", False, True),  # asyncio 3.11.7's own callback (gh-113538)
+        ("asyncio", "ZeroDivisionError", False, False),  # the server's callback: judged like the main thread's
+        ("main", "OSError", False, False),
+    ]
+    assert found[0].text.startswith("Unhandled exception in client_connected_cb\ntransport:")
+    assert found[-1].text.startswith("Traceback") and all(t.to_dict()["harmless"] == t.harmless for t in found)
+
+
 def scenario(name: str, anomalies: list[tuple[str, str]], failed_checks: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
     return {
         "name": name,

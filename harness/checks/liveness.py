@@ -31,7 +31,7 @@ def liveness(ix: RunIndex) -> Judgement:
     first: dict[str, tuple[int, str]] = {}
     for rec in ix.of("server-output"):
         for tb in rec.get("tracebacks") or []:
-            if tb.get("interrupt") or tb.get("thread") in ("main", "ignored"):
+            if tb.get("interrupt") or not tb.get("in_thread", tb.get("thread") not in ("main", "ignored")):
                 continue
             key = str(tb.get("exception"))
             crashed[key] += 1
@@ -39,10 +39,11 @@ def liveness(ix: RunIndex) -> Judgement:
     for exception, n in crashed.items():
         index, thread = first[exception]
         times = f" ({n} times)" if n > 1 else ""
+        who = "a client's coroutine" if thread.startswith("asyncio") else "a thread of the server"
         j.add(
             "thread-crash",
             8,
-            f"a thread of the server died with a traceback{times}, dropping its client: {thread}: {exception}",
+            f"{who} died with a traceback{times}, dropping its client: {thread}: {exception}",
             history=[index],
         )
     return j

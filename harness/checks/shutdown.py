@@ -28,6 +28,12 @@ def clean_shutdown(ix: RunIndex) -> Judgement:
             j.status = PASS
         for problem in _problems(rec):
             j.add("unclean-shutdown", 9, f"server {problem}", history=[rec.index])
+        if harmless := [tb for tb in rec.get("tracebacks") or [] if tb.get("harmless")]:
+            j.notes.append(
+                f"not counted: at its {rec.get('method')} stop asyncio printed {len(harmless)} traceback(s) of its "
+                f"own machinery, not the server's code ({harmless[0].get('exception')}: a peer's reset the server "
+                "handled, or a client coroutine cancelled at exit)"
+            )
         served = _served_after(ix, rec)
         if served:
             j.add(
@@ -62,6 +68,8 @@ def _problems(rec: Record) -> list[str]:
     if rec.get("integrity") not in (None, "ok"):
         problems.append(f"left the log failing integrity_check: {rec.get('integrity')}")
     for tb in rec.get("tracebacks") or []:
+        if tb.get("harmless"):
+            continue
         if tb.get("interrupt"):
             problems.append(f"printed an unhandled KeyboardInterrupt traceback on {method} (Ctrl+C is not handled)")
         else:
