@@ -5,15 +5,20 @@ Handles what CPython prints: ``Traceback (most recent call last):`` blocks, prec
 KeyboardInterrupt while the interpreter waits for non-daemon threads at exit), and chained
 exceptions ("During handling of the above exception ..."), which count as one.
 
-asyncio logs the exceptions it catches as a message, ``key: value`` lines, then the traceback.
-A client's coroutine that died (``Unhandled exception in client_connected_cb``, ``Task exception
-was never retrieved``) counts like a thread that died; asyncio's other reports like the main
-thread's. Two are harmless, noise of the runtime rather than failures of the server's code:
-a peer's reset that asyncio's machinery kept and nobody read (``Future exception was never
-retrieved`` on a bare future, which CPython prints or not depending on the order the garbage
-collector finalises a cycle; the server's code handled the same error), and asyncio's own
-callback failing on a peer's reset or on a cancelled task (CPython 3.11.7 prints a
-CancelledError for each client coroutine that asyncio.run() cancels at exit: cpython gh-113538).
+asyncio logs what it catches as a message (after whatever prefix the server's logging adds),
+``key: value`` lines (in debug mode, with where the object was created), then the traceback. The
+code serving one client that died counts like a thread that died: a coroutine (``Unhandled
+exception in client_connected_cb``, ``Task exception was never retrieved``), an
+``asyncio.Protocol`` (``Fatal error: protocol.data_received() call failed.``), a job of
+``run_in_executor()``. "Never retrieved" is printed when the garbage collector frees the object,
+at exit on 3.10, so such a report is ``late``. asyncio's other reports count like the main
+thread's, and three are harmless, noise of the runtime rather than failures of the server's code:
+a peer's reset kept in a stream's future nobody read (``Future exception was never retrieved`` on
+a bare future; CPython prints it or not depending on the order the garbage collector finalises a
+cycle), the same reset raised again by ``await writer.wait_closed()``, and asyncio's own callback
+failing on a reset or a cancelled task (3.11.7 prints a CancelledError for each client coroutine
+``asyncio.run()`` cancels at exit: cpython gh-113538). An exception group is named by its first
+member.
 """
 
 from __future__ import annotations
@@ -26,14 +31,26 @@ _THREAD = re.compile(r"Exception in thread (.+?):\s*$")
 _IGNORED = re.compile(r"Exception ignored in: (.+)$")
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _CONTEXT = re.compile(r"^[a-z_]+: ")  # asyncio's "future: <Future ...>", "transport: <...>" lines
-_TASK_DIED = ("Unhandled exception in client_connected_cb", "Task exception was never retrieved")
-_CALLBACK = "Exception in callback "
-_UNREAD = "Future exception was never retrieved"
-_ASYNCIO = (*_TASK_DIED, _CALLBACK, _UNREAD, "Fatal error on ", "unhandled exception during asyncio.run() shutdown")
+_CREATED = re.compile(r"^[a-z_]+_traceback: \w+ created at \(most recent call last\):$")  # debug mode's
+TASK, PROTOCOL, CALLBACK, FUTURE, OTHER = "task", "protocol", "callback", "future", "other"
+_MESSAGES = {
+    "Unhandled exception in client_connected_cb": TASK,
+    "Task exception was never retrieved": TASK,
+    "Fatal error: protocol.": PROTOCOL,  # an asyncio.Protocol's data_received() raised: its connection is closed
+    "Exception in callback ": CALLBACK,
+    "Future exception was never retrieved": FUTURE,
+    "Fatal error on ": OTHER,
+    "Fatal write error on ": OTHER,
+    "unhandled exception during asyncio.run() shutdown": OTHER,
+}
+_MESSAGE = re.compile(r"(?:^|[\s:\]|])(" + "|".join(map(re.escape, _MESSAGES)) + ")")  # after any logging prefix
+_NEVER_RETRIEVED = "never retrieved"  # printed when the object is freed, which may be long after it failed
 _PEER_ERRORS = ("ConnectionResetError", "BrokenPipeError", "ConnectionAbortedError")
-_ASYNCIO_LIB = re.compile(r"[\\/]asyncio[\\/]")
+_ASYNCIO_LIB = re.compile(r"[\\/](?:lib[\\/](?:python|pypy)3\.\d+t?|Lib)[\\/]asyncio[\\/]")
+_EXECUTOR = re.compile(r"[\\/]concurrent[\\/]futures[\\/]thread\.py$")
 _TRANSPORT = re.compile(r"_?\w*Transport\.")
-_FRAME = re.compile(r'^\s*File "([^"]*)", line \d+, in (\S+)')
+_FRAME = re.compile(r'^[\s|]*File "([^"]*)", line \d+, in (\S+)')
+_GROUP_LINE = re.compile(r"^\s*\| (?!Traceback)(\S.*)$")  # an exception group's own line or a member's
 MAX_TEXT = 1500
 INTERLEAVED = "(its exception line is lost among another thread's traceback, printed at the same time)"
 
@@ -42,10 +59,14 @@ INTERLEAVED = "(its exception line is lost among another thread's traceback, pri
 class Traceback:
     """One traceback."""
 
-    thread: str  # "main", a thread's name, "ignored" (printed at exit), "asyncio task (coroutine)" or "asyncio"
+    thread: str  # "main", a thread's name, "ignored" (printed at exit), "asyncio task (f)", "asyncio", ...
     exception: str  # the last line: ``ValueError: bad thing``
     text: str  # the whole block (cut to MAX_TEXT characters)
     harmless: bool = False  # asyncio's own noise: a peer's reset the server handled, its callback failing on a cancel
+    client: bool = (
+        False  # asyncio's report of the code serving one client dying (a coroutine, a protocol, an executor job)
+    )
+    late: bool = False  # printed when the garbage collector freed it ("never retrieved"), perhaps long after it failed
 
     @property
     def interrupt(self) -> bool:
@@ -55,7 +76,7 @@ class Traceback:
     @property
     def in_thread(self) -> bool:
         """It killed one thread (a client's handler, typically), not the whole program."""
-        return self.thread not in ("main", "ignored", "asyncio") and not self.harmless
+        return self.client or (self.thread not in ("main", "ignored") and not self.thread.startswith("asyncio"))
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for a history record."""
@@ -66,6 +87,7 @@ class Traceback:
             "interrupt": self.interrupt,
             "in_thread": self.in_thread,
             "harmless": self.harmless,
+            "late": self.late,
         }
 
 
@@ -87,44 +109,64 @@ def parse(output: str) -> list[Traceback]:
         elif (logged := _asyncio_message(lines, i)) is not None:
             start = logged
         first = i + 1
-        exception, i = _block(lines, i + 1)
+        exception, i = _block(lines, i + 1, group="Exception Group" in lines[i])
         while i < len(lines) and _chained(lines, i):  # one exception raised while handling another
             j = next((k for k in range(i, min(len(lines), i + 4)) if HEADER in lines[k]), None)
             if j is None:
                 break
-            exception, i = _block(lines, j + 1)
+            exception, i = _block(lines, j + 1, group="Exception Group" in lines[j])
         text = "\n".join(lines[start:i])[:MAX_TEXT]
         if start < first - 1 and thread == "main":
-            thread, harmless = _asyncio_kind(lines[start : first - 1], lines[first:i], exception)
-            out.append(Traceback(thread, exception, text, harmless))
+            out.append(_asyncio_report(lines[start], lines[first:i], exception, text))
         else:
             out.append(Traceback(thread, exception, text))
     return out
 
 
 def _asyncio_message(lines: list[str], i: int) -> int | None:
-    """The line of asyncio's message above the traceback at ``i`` (past its ``key: value`` lines), if it is one."""
+    """The line of asyncio's message above the traceback at ``i``, past its ``key: value`` lines (and, in
+    debug mode, the frames of where the failed object was created), if there is one."""
     k = i - 1
-    while k >= 0 and _CONTEXT.match(lines[k]) and not lines[k].startswith(_ASYNCIO):
+    while k >= max(0, i - 200) and not _MESSAGE.search(lines[k]):
+        if lines[k].startswith((" ", "\t")):
+            while k >= 0 and lines[k].startswith((" ", "\t")):
+                k -= 1
+            if k < 0 or not _CREATED.match(lines[k]):
+                return None
+        elif not _CONTEXT.match(lines[k]):
+            return None
         k -= 1
-    return k if k >= 0 and lines[k].startswith(_ASYNCIO) else None
+    return k if k >= max(0, i - 200) else None
 
 
-def _asyncio_kind(head: list[str], frames: list[str], exception: str) -> tuple[str, bool]:
-    """Who died, as asyncio reported it, and whether it was only a peer's reset the server had handled."""
-    name = exception.split(":", 1)[0].strip()
-    message, peer = head[0], name in _PEER_ERRORS
-    if message.startswith(_TASK_DIED):
-        top = next((m for f in frames if (m := _FRAME.match(f))), None)  # a task's first frame is its coroutine
-        return (
-            f"asyncio task ({top.group(2)})" if top and not _ASYNCIO_LIB.search(top.group(1)) else "asyncio task"
-        ), False
-    if message.startswith(_CALLBACK):  # asyncio's own callback: a transport's, or one defined in its package
-        own = _ASYNCIO_LIB.search(message) is not None or _TRANSPORT.match(message[len(_CALLBACK) :]) is not None
-        return "asyncio", own and (peer or name.endswith("CancelledError"))
-    if message.startswith(_UNREAD):
-        return "asyncio", peer and any(h.startswith("future: <Future ") for h in head[1:])
-    return "asyncio", False
+def _asyncio_report(head: str, frames: list[str], exception: str, text: str) -> Traceback:
+    """What asyncio reported under the message line ``head``: whose code failed, and whether it matters."""
+    found = _MESSAGE.search(head)
+    message = found.group(1) if found else ""
+    kind, name = _MESSAGES.get(message, OTHER), exception.split(":", 1)[0].strip()
+    peer, late = name in _PEER_ERRORS, _NEVER_RETRIEVED in head
+    calls = [(m.group(1), m.group(2)) for f in frames if (m := _FRAME.match(f))]
+    own = [fn for path, fn in calls if not _ASYNCIO_LIB.search(path) and not _EXECUTOR.search(path)]
+    if calls and _EXECUTOR.search(calls[0][0]):  # run_in_executor()'s job: a thread died, whatever asyncio says
+        return Traceback(
+            f"executor thread ({own[0]})" if own else "executor thread", exception, text, client=True, late=late
+        )
+    if kind in (TASK, PROTOCOL):
+        if peer and any(fn == "wait_closed" and _ASYNCIO_LIB.search(path) for path, fn in calls):
+            return Traceback(
+                "asyncio", exception, text, harmless=True
+            )  # close(); await wait_closed() re-raises the reset
+        where = f"asyncio {kind} ({own[0]})" if own else f"asyncio {kind}"
+        return Traceback(where, exception, text, client=True, late=late)
+    if kind == CALLBACK:  # asyncio's own callback (a transport's, or one in its package) on a reset or a cancel
+        mine = (
+            _ASYNCIO_LIB.search(head) is not None or _TRANSPORT.match(head[found.end() :] if found else "") is not None
+        )
+        return Traceback("asyncio", exception, text, harmless=mine and (peer or name.endswith("CancelledError")))
+    if kind == FUTURE:  # a bare future holding a reset nobody read: a stream's close waiter
+        bare = any(line.startswith("future: <Future ") for line in text.splitlines()[1:4])
+        return Traceback("asyncio", exception, text, harmless=peer and bare)
+    return Traceback("asyncio", exception, text)
 
 
 def _chained(lines: list[str], i: int) -> bool:
@@ -136,8 +178,16 @@ def _chained(lines: list[str], i: int) -> bool:
     return False
 
 
-def _block(lines: list[str], i: int) -> tuple[str, int]:
+def _block(lines: list[str], i: int, group: bool = False) -> tuple[str, int]:
     """The exception line ending the frames that start at ``i``, and the line after it."""
+    if group:  # an exception group prints indented in a box: its own line, then each member's traceback
+        said: list[str] = []
+        while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
+            if (m := _GROUP_LINE.match(lines[i])) and not m.group(1).startswith(("+", *_CHAINED)):
+                said.append(m.group(1).strip())
+            i += 1
+        if said:  # the first member says what failed; the group's own line only how many did
+            return (f"{said[1]} (in {said[0].split(':', 1)[0]})" if len(said) > 1 else said[0]), i
     while i < len(lines):
         line = lines[i]
         if line.startswith((" ", "\t")) or not line.strip() or line.startswith("^"):

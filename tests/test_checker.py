@@ -630,6 +630,20 @@ def test_asyncio_counts_a_dead_client_coroutine_but_not_a_reset_it_kept_for_nobo
     assert crash.kind == "thread-crash" and "client's coroutine" in crash.message and "atender" in crash.message
 
 
+def test_a_client_coroutine_reported_dead_only_when_freed_at_exit_is_a_thread_crash(fab: Fab) -> None:
+    [late] = parse(  # Python 3.10 prints it when the garbage collector frees the task: at exit, during the stop
+        "Task exception was never retrieved\nfuture: <Task finished name='Task-6' coro=<atender() done>>\n"
+        'Traceback (most recent call last):\n  File "/srv/servidor.py", line 8, in atender\n'
+        "UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte\n"
+    )
+    fab.connected(0, 0)
+    fab.sent_acked_stored(0, 1)
+    shutdown = {"method": "sigint", "exit_code": 0, "seconds": 0.04, "forced": False, "timeout": 5.0, "deadline": 5.0}
+    fab.rec(INFO, "shutdown", -1, -1, **shutdown, rebind=True, integrity="ok", tracebacks=[late.to_dict()])
+    [crash] = fab.result().anomalies
+    assert late.late and crash.kind == "thread-crash" and "asyncio task (atender)" in crash.message
+
+
 def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: Fab) -> None:
     fab.connected(0, 0)
     ta, xa = fab.message(0, 1)

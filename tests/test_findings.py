@@ -133,6 +133,94 @@ def test_asyncio_reports_tell_a_dead_client_coroutine_from_a_reset_the_server_ha
     assert found[-1].text.startswith("Traceback") and all(t.to_dict()["harmless"] == t.harmless for t in found)
 
 
+PY = "/usr/lib/python3.13/asyncio"
+# What asyncio prints through a logging prefix, in debug mode, for an executor's job, an asyncio.Protocol,
+# a TaskGroup, and the reset that ``await writer.wait_closed()`` raises again (real output, paths shortened).
+ASYNCIO_MORE = f"""ERROR:asyncio:Exception in callback StreamReaderProtocol.connection_made.<locals>.callback(<Task \
+cancell.../s.py:4>>) at /usr/lib/python3.11/asyncio/streams.py:248
+handle: <Handle StreamReaderProtocol.connection_made.<locals>.callback(<Task cancell.../s.py:4>>)>
+Traceback (most recent call last):
+  File "/usr/lib/python3.11/asyncio/events.py", line 80, in _run
+asyncio.exceptions.CancelledError
+2026-12-01 03:24:59,851 ERROR asyncio: Unhandled exception in client_connected_cb
+transport: <_SelectorSocketTransport fd=8 read=polling write=<idle, bufsize=0>>
+Traceback (most recent call last):
+  File "/srv/s_frag.py", line 8, in handle
+    text = line.decode()
+UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+Task exception was never retrieved
+future: <Task finished name='Task-8' coro=<handle() done, defined at /srv/s_frag.py:4> exception=ConnectionResetError(104)>
+source_traceback: Object created at (most recent call last):
+  File "/srv/s_frag.py", line 17, in <module>
+    asyncio.run(main(), debug=True)
+  File "/usr/lib/python3.10/asyncio/streams.py", line 242, in connection_made
+    self._task = self._loop.create_task(res)
+Traceback (most recent call last):
+  File "/srv/s_frag.py", line 6, in handle
+    line = await reader.readline()
+  File "/usr/lib/python3.10/asyncio/selector_events.py", line 862, in _read_ready__data_received
+    data = self._sock.recv(self.max_size)
+ConnectionResetError: [Errno 104] Connection reset by peer
+Future exception was never retrieved
+future: <Future finished exception=UnicodeDecodeError('utf-8', b'\\xff\\xfe\\n', 0, 1, 'invalid start byte')>
+Traceback (most recent call last):
+  File "/usr/lib/python3.13/concurrent/futures/thread.py", line 58, in run
+    result = self.fn(*self.args, **self.kwargs)
+  File "/srv/s_exec.py", line 7, in handle
+    text = line.decode()
+UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+Fatal error: protocol.data_received() call failed.
+protocol: <__main__.Chat object at 0x7f1c59bad310>
+transport: <_SelectorSocketTransport fd=8 read=polling write=<idle, bufsize=0>>
+Traceback (most recent call last):
+  File "{PY}/selector_events.py", line 1019, in _read_ready__data_received
+    self._protocol.data_received(data)
+  File "/srv/s_proto.py", line 10, in data_received
+    text = line.decode()
+UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+Unhandled exception in client_connected_cb
+transport: <_SelectorSocketTransport fd=8 read=polling write=<idle, bufsize=0>>
+  + Exception Group Traceback (most recent call last):
+  |   File "/srv/s_tg.py", line 8, in handle
+  |     async with asyncio.TaskGroup() as tg:
+  |   File "{PY}/taskgroups.py", line 154, in __aexit__
+  |     raise me from None
+  | ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "/srv/s_tg.py", line 6, in pump
+    |     writer.write(("Mensaje recibido: " + line.decode()).encode()); await writer.drain()
+    | UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte
+    +------------------------------------
+Unhandled exception in client_connected_cb
+transport: <_SelectorSocketTransport closed fd=9>
+Traceback (most recent call last):
+  File "/srv/servidor.py", line 70, in atender
+    await writer.wait_closed()
+  File "{PY}/streams.py", line 358, in wait_closed
+    await self._protocol._get_close_waiter(self)
+  File "{PY}/selector_events.py", line 1005, in _read_ready__data_received
+    data = self._sock.recv(self.max_size)
+ConnectionResetError: [Errno 104] Connection reset by peer
+Servidor detenido
+"""
+
+
+def test_asyncio_reports_are_read_through_logging_prefixes_debug_mode_executors_protocols_and_groups() -> None:
+    found = parse(ASYNCIO_MORE)
+    assert [(t.thread, t.exception.split(":")[0], t.in_thread, t.harmless, t.late) for t in found] == [
+        ("asyncio", "asyncio.exceptions.CancelledError", False, True, False),  # through "ERROR:asyncio:"
+        ("asyncio task (handle)", "UnicodeDecodeError", True, False, False),  # through a timestamped prefix
+        ("asyncio task (handle)", "ConnectionResetError", True, False, True),  # debug mode; printed when freed
+        ("executor thread (handle)", "UnicodeDecodeError", True, False, True),  # run_in_executor(): a thread died
+        ("asyncio protocol (data_received)", "UnicodeDecodeError", True, False, False),
+        ("asyncio task (handle)", "UnicodeDecodeError", True, False, False),  # a TaskGroup's first member
+        ("asyncio", "ConnectionResetError", False, True, False),  # wait_closed() raises the handled reset again
+    ]
+    assert found[5].exception.endswith("invalid start byte (in ExceptionGroup)")
+    assert found[1].text.startswith("2026-12-01") and "Servidor detenido" not in found[-1].text
+
+
 def scenario(name: str, anomalies: list[tuple[str, str]], failed_checks: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
     return {
         "name": name,

@@ -29,9 +29,11 @@ def liveness(ix: RunIndex) -> Judgement:
             )
     crashed: Counter[str] = Counter()
     first: dict[str, tuple[int, str]] = {}
-    for rec in ix.of("server-output"):
+    for rec in [*ix.of("server-output"), *ix.of("shutdown")]:
         for tb in rec.get("tracebacks") or []:
             if tb.get("interrupt") or not tb.get("in_thread", tb.get("thread") not in ("main", "ignored")):
+                continue
+            if rec.f == "shutdown" and not tb.get("late"):  # a death asyncio reports only when it frees the task
                 continue
             key = str(tb.get("exception"))
             crashed[key] += 1
@@ -39,7 +41,9 @@ def liveness(ix: RunIndex) -> Judgement:
     for exception, n in crashed.items():
         index, thread = first[exception]
         times = f" ({n} times)" if n > 1 else ""
-        who = "a client's coroutine" if thread.startswith("asyncio") else "a thread of the server"
+        who = {"asyncio task": "a client's coroutine", "asyncio protocol": "a client's asyncio protocol"}.get(
+            thread.split(" (")[0], "a thread of the server"
+        )
         j.add(
             "thread-crash",
             8,
