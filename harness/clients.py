@@ -382,12 +382,12 @@ class SimClient:
     async def _wait_answer(self, done: Callable[[], bool], sent: bool = False, begun: Begun | None = None) -> float:
         """Read replies until ``done()`` or the ack timeout passes; return the seconds waited.
 
-        A wait that ends with the server's replies still arriving and already waiting unread (the
-        harness fell behind, as in a big burst where every client reads N-1 relays per message, and
-        the answer may be queued behind them) proves no silence: the wait starts again, up to
-        ``LAG_GRACE`` times. A silent server leaves nothing unread, and one that streams anything but
-        well-formed replies makes no progress, so their missing answers are judged after one ack
-        timeout as before.
+        A wait that ends with the server's replies (or whole lines of any text: a PFO1 server's
+        broadcast) still arriving and already waiting unread (the harness fell behind, as in a big
+        burst where every client reads N-1 relays per message, and the answer may be queued behind
+        them) proves no silence: the wait starts again, up to ``LAG_GRACE`` times. A silent server
+        leaves nothing unread, and one that streams bytes with no line end makes no progress, so
+        their missing answers are judged after one ack timeout as before.
         """
         s = self.s
         started = time.monotonic() if begun is None else begun.at

@@ -139,8 +139,8 @@ CATALOGUE = {
         _k(
             "thread-crash",
             26,
-            "An exception kills the thread (or asyncio task) serving a client (a traceback on stderr): that client "
-            "gets no answer.",
+            "An exception kills a thread (or an asyncio task) of the server, a traceback on stderr: when it was "
+            "serving a client, that client gets no answer.",
             "Catch errors inside the client handler; decode with errors handled "
             "(data.decode('utf-8', errors='replace')) or refuse the message with an error line.",
             "unanswered",

@@ -526,7 +526,7 @@ def run_plan(
 
 def record_crash(history: History, srv: ServerRun, since: tuple[int, int]) -> None:
     """Record that the server died during the run: its exit code, its last words, its main thread's exception."""
-    died = [tb for tb in srv.tracebacks(since) if tb.thread == "main"]
+    died = [tb for tb in srv.tracebacks(since) if tb.thread == "main" or (tb.asyncio and not (tb.died or tb.harmless))]
     history.add(
         INFO,
         "server",

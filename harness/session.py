@@ -93,6 +93,7 @@ class Session:
         self.sent = 0  # messages sent on this connection
         self.finished = False
         self.replies = 0  # well-formed replies handled (relays the decoder collects are counted in ``relays``)
+        self.lines = 0  # line ends received: whole lines of text a target cannot describe (a PFO1 broadcast) too
 
     # -- connecting -------------------------------------------------------------------
 
@@ -187,6 +188,7 @@ class Session:
 
     def feed(self, data: bytes) -> None:
         """Handle bytes from the server."""
+        self.lines += data.count(b"\n")
         for reply in self.decoder.feed(data):
             self.handle(reply)
 
@@ -208,8 +210,8 @@ class Session:
 
     @property
     def heard(self) -> int:
-        """Well-formed replies received so far, relays included: whether the server is making progress."""
-        return self.replies + len(self.relays)
+        """Replies and whole lines received so far: whether the server is making progress (an endless line is not)."""
+        return self.replies + len(self.relays) + self.lines
 
     def handle(self, reply: Reply) -> None:
         """Record one server reply."""

@@ -32,25 +32,35 @@ _IGNORED = re.compile(r"Exception ignored in: (.+)$")
 _CHAINED = ("During handling of the above exception", "The above exception was the direct cause")
 _CONTEXT = re.compile(r"^[a-z_]+: ")  # asyncio's "future: <Future ...>", "transport: <...>" lines
 _CREATED = re.compile(r"^[a-z_]+_traceback: \w+ created at \(most recent call last\):$")  # debug mode's
-TASK, PROTOCOL, CALLBACK, FUTURE, OTHER = "task", "protocol", "callback", "future", "other"
+CLIENT, TASK = "client", "task"  # what died, when asyncio's report says: a client's handler, or some other task
+_HANDLER, _RETRIEVED, _PROTOCOL, _CALLBACK, _FUTURE, _OTHER = (
+    "handler",
+    "retrieved",
+    "protocol",
+    "callback",
+    "future",
+    "",
+)
 _MESSAGES = {
-    "Unhandled exception in client_connected_cb": TASK,
-    "Task exception was never retrieved": TASK,
-    "Fatal error: protocol.": PROTOCOL,  # an asyncio.Protocol's data_received() raised: its connection is closed
-    "Exception in callback ": CALLBACK,
-    "Future exception was never retrieved": FUTURE,
-    "Fatal error on ": OTHER,
-    "Fatal write error on ": OTHER,
-    "unhandled exception during asyncio.run() shutdown": OTHER,
+    "Unhandled exception in client_connected_cb": _HANDLER,
+    "Task exception was never retrieved": _RETRIEVED,
+    "Fatal error: protocol.": _PROTOCOL,  # an asyncio.Protocol's data_received() raised: its connection is closed
+    "Exception in callback ": _CALLBACK,
+    "Future exception was never retrieved": _FUTURE,
+    "Fatal error on ": _OTHER,
+    "Fatal write error on ": _OTHER,
+    "unhandled exception during asyncio.run() shutdown": _OTHER,
 }
 _MESSAGE = re.compile(r"(?:^|[\s:\]|])(" + "|".join(map(re.escape, _MESSAGES)) + ")")  # after any logging prefix
+_LOGGER = re.compile(r"^[A-Z]+:([\w.]+):$")
 _NEVER_RETRIEVED = "never retrieved"  # printed when the object is freed, which may be long after it failed
 _PEER_ERRORS = ("ConnectionResetError", "BrokenPipeError", "ConnectionAbortedError")
 _ASYNCIO_LIB = re.compile(r"[\\/](?:lib[\\/](?:python|pypy)3\.\d+t?|Lib)[\\/]asyncio[\\/]")
 _EXECUTOR = re.compile(r"[\\/]concurrent[\\/]futures[\\/]thread\.py$")
 _TRANSPORT = re.compile(r"_?\w*Transport\.")
 _FRAME = re.compile(r'^[\s|]*File "([^"]*)", line \d+, in (\S+)')
-_GROUP_LINE = re.compile(r"^\s*\| (?!Traceback)(\S.*)$")  # an exception group's own line or a member's
+_GROUP_LINE = re.compile(r"^\| (?!(?:Exception Group )?Traceback \()(\S.*)$")  # an exception line in a group's box
+_GROUP_OF = re.compile(r"^[\w.]*Group: .*\(\d+ sub-exceptions?\)$")  # a group's own line, nested or not
 MAX_TEXT = 1500
 INTERLEAVED = "(its exception line is lost among another thread's traceback, printed at the same time)"
 
@@ -62,10 +72,9 @@ class Traceback:
     thread: str  # "main", a thread's name, "ignored" (printed at exit), "asyncio task (f)", "asyncio", ...
     exception: str  # the last line: ``ValueError: bad thing``
     text: str  # the whole block (cut to MAX_TEXT characters)
+    asyncio: bool = False  # asyncio printed it (its exception handler's report), not Python for a thread
+    died: str = ""  # asyncio: CLIENT (a client's handler died), TASK (a task, job or callback of the server), or ""
     harmless: bool = False  # asyncio's own noise: a peer's reset the server handled, its callback failing on a cancel
-    client: bool = (
-        False  # asyncio's report of the code serving one client dying (a coroutine, a protocol, an executor job)
-    )
     late: bool = False  # printed when the garbage collector freed it ("never retrieved"), perhaps long after it failed
 
     @property
@@ -76,7 +85,7 @@ class Traceback:
     @property
     def in_thread(self) -> bool:
         """It killed one thread (a client's handler, typically), not the whole program."""
-        return self.client or (self.thread not in ("main", "ignored") and not self.thread.startswith("asyncio"))
+        return bool(self.died) if self.asyncio else self.thread not in ("main", "ignored")
 
     def to_dict(self) -> dict[str, object]:
         """Plain data for a history record."""
@@ -86,6 +95,8 @@ class Traceback:
             "text": self.text,
             "interrupt": self.interrupt,
             "in_thread": self.in_thread,
+            "asyncio": self.asyncio,
+            "died": self.died,
             "harmless": self.harmless,
             "late": self.late,
         }
@@ -127,7 +138,7 @@ def _asyncio_message(lines: list[str], i: int) -> int | None:
     """The line of asyncio's message above the traceback at ``i``, past its ``key: value`` lines (and, in
     debug mode, the frames of where the failed object was created), if there is one."""
     k = i - 1
-    while k >= max(0, i - 200) and not _MESSAGE.search(lines[k]):
+    while k >= max(0, i - 200) and not _said_by_asyncio(lines[k]):
         if lines[k].startswith((" ", "\t")):
             while k >= 0 and lines[k].startswith((" ", "\t")):
                 k -= 1
@@ -139,34 +150,52 @@ def _asyncio_message(lines: list[str], i: int) -> int | None:
     return k if k >= max(0, i - 200) else None
 
 
+def _said_by_asyncio(line: str) -> bool:
+    """The line holds one of asyncio's messages, after no logging prefix or one that does not name another logger."""
+    found = _MESSAGE.search(line)
+    if found is None:
+        return False
+    named = _LOGGER.match(line[: found.start(1)])  # logging.basicConfig()'s "LEVEL:name:" names the logger
+    return named is None or named.group(1) == "asyncio"
+
+
 def _asyncio_report(head: str, frames: list[str], exception: str, text: str) -> Traceback:
     """What asyncio reported under the message line ``head``: whose code failed, and whether it matters."""
     found = _MESSAGE.search(head)
-    message = found.group(1) if found else ""
-    kind, name = _MESSAGES.get(message, OTHER), exception.split(":", 1)[0].strip()
-    peer, late = name in _PEER_ERRORS, _NEVER_RETRIEVED in head
+    kind = _MESSAGES.get(found.group(1), _OTHER) if found else _OTHER
+    name, late = exception.split(":", 1)[0].strip(), _NEVER_RETRIEVED in head
     calls = [(m.group(1), m.group(2)) for f in frames if (m := _FRAME.match(f))]
     own = [fn for path, fn in calls if not _ASYNCIO_LIB.search(path) and not _EXECUTOR.search(path)]
+    # Raised inside asyncio (its innermost frame is asyncio's), not by the server's code: a peer's reset it
+    # carried, or a cancellation. Noise when asyncio's own machinery reports it.
+    inner = bool(calls) and _ASYNCIO_LIB.search(calls[-1][0]) is not None
+    noise = inner and (name in _PEER_ERRORS or name.endswith("CancelledError"))
+
+    def report(thread: str, died: str = "", harmless: bool = False) -> Traceback:
+        return Traceback(thread, exception, text, asyncio=True, died=died, harmless=harmless, late=late)
+
     if calls and _EXECUTOR.search(calls[0][0]):  # run_in_executor()'s job: a thread died, whatever asyncio says
-        return Traceback(
-            f"executor thread ({own[0]})" if own else "executor thread", exception, text, client=True, late=late
-        )
-    if kind in (TASK, PROTOCOL):
-        if peer and any(fn == "wait_closed" and _ASYNCIO_LIB.search(path) for path, fn in calls):
-            return Traceback(
-                "asyncio", exception, text, harmless=True
-            )  # close(); await wait_closed() re-raises the reset
-        where = f"asyncio {kind} ({own[0]})" if own else f"asyncio {kind}"
-        return Traceback(where, exception, text, client=True, late=late)
-    if kind == CALLBACK:  # asyncio's own callback (a transport's, or one in its package) on a reset or a cancel
+        return report(f"executor thread ({own[0]})" if own else "executor thread", died=TASK)
+    if kind in (_HANDLER, _RETRIEVED, _PROTOCOL):
+        if noise and any(fn == "wait_closed" and _ASYNCIO_LIB.search(path) for path, fn in calls):
+            return report("asyncio", harmless=True)  # close(); await wait_closed() re-raises the reset
+        what = "protocol" if kind == _PROTOCOL else "task"
+        who = CLIENT if kind in (_HANDLER, _PROTOCOL) else TASK  # a task nobody awaited may serve no client
+        return report(f"asyncio {what} ({own[0]})" if own else f"asyncio {what}", died=who)
+    if kind == _CALLBACK:
         mine = (
             _ASYNCIO_LIB.search(head) is not None or _TRANSPORT.match(head[found.end() :] if found else "") is not None
         )
-        return Traceback("asyncio", exception, text, harmless=mine and (peer or name.endswith("CancelledError")))
-    if kind == FUTURE:  # a bare future holding a reset nobody read: a stream's close waiter
+        # asyncio's own callback (a transport's, or one in its package) on a cancel, or on a reset that no code of
+        # the server's touched (a protocol's connection_lost() that raises it again is the server's doing)
+        if mine and noise and (name.endswith("CancelledError") or not own):
+            return report("asyncio", harmless=True)
+        if own:  # the server's code raised in a callback: a callback of its own, or a protocol's method
+            return report(f"asyncio callback ({own[0]})", died=TASK)
+    if kind == _FUTURE and noise:  # a bare future holding a reset nobody read: a stream's close waiter
         bare = any(line.startswith("future: <Future ") for line in text.splitlines()[1:4])
-        return Traceback("asyncio", exception, text, harmless=peer and bare)
-    return Traceback("asyncio", exception, text)
+        return report("asyncio", harmless=bare)
+    return report("asyncio")
 
 
 def _chained(lines: list[str], i: int) -> bool:
@@ -181,13 +210,12 @@ def _chained(lines: list[str], i: int) -> bool:
 def _block(lines: list[str], i: int, group: bool = False) -> tuple[str, int]:
     """The exception line ending the frames that start at ``i``, and the line after it."""
     if group:  # an exception group prints indented in a box: its own line, then each member's traceback
-        said: list[str] = []
+        box: list[str] = []
         while i < len(lines) and (lines[i].startswith((" ", "\t")) or not lines[i].strip()):
-            if (m := _GROUP_LINE.match(lines[i])) and not m.group(1).startswith(("+", *_CHAINED)):
-                said.append(m.group(1).strip())
+            box.append(lines[i].strip())
             i += 1
-        if said:  # the first member says what failed; the group's own line only how many did
-            return (f"{said[1]} (in {said[0].split(':', 1)[0]})" if len(said) > 1 else said[0]), i
+        if exception := _first_member(box):
+            return exception, i
     while i < len(lines):
         line = lines[i]
         if line.startswith((" ", "\t")) or not line.strip() or line.startswith("^"):
@@ -197,3 +225,20 @@ def _block(lines: list[str], i: int, group: bool = False) -> tuple[str, int]:
             return INTERLEAVED, i
         return line.strip(), i + 1
     return "(the traceback ends without its exception line)", i
+
+
+def _first_member(box: list[str]) -> str | None:
+    """What an exception group's first member died of: the last exception line before that member's box ends."""
+    group = None
+    for k, line in enumerate(box):
+        m = _GROUP_LINE.match(line)
+        if m is None or m.group(1).startswith(_CHAINED):
+            continue
+        said = m.group(1).strip()
+        if _GROUP_OF.match(said):
+            group = group or said.split(":", 1)[0]
+            continue
+        after = next((b for b in box[k + 1 :] if b not in ("", "|")), "+")
+        if after.startswith("+"):  # the member's box closes: this is the exception it ended with
+            return f"{said} (in {group})" if group else said
+    return group

@@ -603,10 +603,10 @@ def test_thread_crashes_ctrl_c_tracebacks_and_a_stop_that_does_not_stop(fab: Fab
 
 
 def test_asyncio_counts_a_dead_client_coroutine_but_not_a_reset_it_kept_for_nobody(fab: Fab) -> None:
+    recv = '  File "/usr/lib/python3.13/asyncio/selector_events.py", line 1005, in _read_ready__data_received\n'
+    frames = 'Traceback (most recent call last):\n  File "/srv/servidor.py", line 36, in atender\n'
     died, kept = (
-        parse(f'{head}\nTraceback (most recent call last):\n  File "/srv/servidor.py", line 36, in atender\n{exc}\n')[
-            0
-        ].to_dict()
+        parse(f"{head}\n{frames}{recv if exc.startswith('Connection') else ''}{exc}\n")[0].to_dict()
         for head, exc in [
             (
                 "Unhandled exception in client_connected_cb\ntransport: <_SelectorSocketTransport closed fd=9>",
@@ -628,6 +628,7 @@ def test_asyncio_counts_a_dead_client_coroutine_but_not_a_reset_it_kept_for_nobo
     fab.rec(INFO, "server-output", -1, -1, tracebacks=[died])
     [crash] = fab.result().anomalies
     assert crash.kind == "thread-crash" and "client's coroutine" in crash.message and "atender" in crash.message
+    assert "dropping its client" in crash.message
 
 
 def test_a_client_coroutine_reported_dead_only_when_freed_at_exit_is_a_thread_crash(fab: Fab) -> None:
@@ -642,6 +643,7 @@ def test_a_client_coroutine_reported_dead_only_when_freed_at_exit_is_a_thread_cr
     fab.rec(INFO, "shutdown", -1, -1, **shutdown, rebind=True, integrity="ok", tracebacks=[late.to_dict()])
     [crash] = fab.result().anomalies
     assert late.late and crash.kind == "thread-crash" and "asyncio task (atender)" in crash.message
+    assert "freed it, at the stop" in crash.message and "dropping" not in crash.message  # which client, unknown
 
 
 def test_a_stop_long_after_the_answer_was_due_does_not_excuse_its_absence(fab: Fab) -> None:
@@ -760,9 +762,17 @@ def test_a_missing_last_character_is_the_fault_only_when_the_cut_fell_inside_it(
     assert [a.message for a in fab.result().anomalies] == [f"the log holds only part of message {token}"]
 
 
-@pytest.mark.parametrize(("took", "named"), [(9.2, "slow-under-load"), (4.0, "unanswered")])
+@pytest.mark.parametrize(
+    ("took", "chatter", "named"),
+    [
+        (9.2, False, "slow-under-load"),
+        (4.0, False, "unanswered"),
+        (9.2, True, "slow-under-load"),  # a broadcast the target does not describe came meanwhile: still late
+        (4.0, True, "unexpected-reply"),  # answers were quick: the text may have been meant as the answer
+    ],
+)
 def test_a_missing_answer_in_a_run_whose_answers_came_near_the_ack_timeout_may_only_be_late(
-    fab: Fab, took: float, named: str
+    fab: Fab, took: float, chatter: bool, named: str
 ) -> None:
     fab.connected(0, 0)
     token, text = fab.message(0, 1)
@@ -772,11 +782,15 @@ def test_a_missing_answer_in_a_run_whose_answers_came_near_the_ack_timeout_may_o
     fab.rec(OK, "send", 0, 0, token=token, row=row, ts="T")
     fab.ended(0, 0, 0.0, [], reason="client-close")
     fab.connected(1, 1)
-    late = unanswered(fab, 1, 1, 1, "ack-timeout")
+    late, said = fab.message(1, 1)
+    fab.rec(INVOKE, "send", 1, 1, token=late, text=said)
+    if chatter:
+        fab.rec(INFO, "unexpected-reply", 1, 1, line="[127.0.0.1] hola\n", waiting=[late])
+    fab.rec(INFO, "send", 1, 1, token=late, error="ack-timeout", end="ack-timeout")
     fab.ended(1, 1, 0.0, [], reason="ack-timeout")
     result = fab.result()
     [a] = result.anomalies
-    assert a.kind == "unanswered" and a.token == late
+    assert a.kind == ("unexpected-reply" if named == "unexpected-reply" else "unanswered") and a.token == late
     assert findings.of_anomaly(asdict(a), "concurrent-burst") == named
     if named == "slow-under-load":
         assert a.message.endswith(

@@ -126,7 +126,7 @@ def test_asyncio_reports_tell_a_dead_client_coroutine_from_a_reset_the_server_ha
         ("asyncio", "ValueError", False, False),  # a future the server made: not the peer's doing
         ("asyncio", "ConnectionResetError", False, True),  # a transport's callback (the Windows proactor's)
         ("asyncio", "asyncio.exceptions.CancelledError", False, True),  # asyncio 3.11.7's own callback (gh-113538)
-        ("asyncio", "ZeroDivisionError", False, False),  # the server's callback: judged like the main thread's
+        ("asyncio callback (vigilar)", "ZeroDivisionError", True, False),  # the server's callback died
         ("main", "OSError", False, False),
     ]
     assert found[0].text.startswith("Unhandled exception in client_connected_cb\ntransport:")
@@ -219,6 +219,80 @@ def test_asyncio_reports_are_read_through_logging_prefixes_debug_mode_executors_
     ]
     assert found[5].exception.endswith("invalid start byte (in ExceptionGroup)")
     assert found[1].text.startswith("2026-12-01") and "Servidor detenido" not in found[-1].text
+
+
+GROUPS_AND_LOOKALIKES = f"""Exception in thread asyncio-loop:
+Traceback (most recent call last):
+  File "/srv/s.py", line 9, in bucle
+KeyError: 'k'
+Exception in thread Thread-7 (handle):
+  + Exception Group Traceback (most recent call last):
+  |   File "/srv/s.py", line 21, in nested_grp
+  |     raise ExceptionGroup("outer", [ExceptionGroup("inner", [OSError("o")]), ValueError("x")])
+  | ExceptionGroup: outer (2 sub-exceptions)
+  +-+---------------- 1 ----------------
+    | ExceptionGroup: inner (1 sub-exception)
+    +-+---------------- 1 ----------------
+      | OSError: o
+      +------------------------------------
+    +---------------- 2 ----------------
+    | ValueError: x
+    +------------------------------------
+Exception in thread Thread-8 (handle):
+  + Exception Group Traceback (most recent call last):
+  |   File "/srv/s.py", line 32, in member_chained
+  |     raise ExceptionGroup("g", [e])
+  | ExceptionGroup: g (1 sub-exception)
+  +-+---------------- 1 ----------------
+    | Traceback (most recent call last):
+    |   File "/srv/s.py", line 29, in member_chained
+    | ZeroDivisionError: division by zero
+    |
+    | During handling of the above exception, another exception occurred:
+    |
+    | Traceback (most recent call last):
+    |   File "/srv/s.py", line 30, in member_chained
+    | ValueError: member
+    +------------------------------------
+after
+ERROR:root:Exception in callback for client 3
+Traceback (most recent call last):
+  File "/srv/s.py", line 51, in h
+ZeroDivisionError: division by zero
+Exception in callback _SelectorSocketTransport._call_connection_lost()
+handle: <Handle _SelectorSocketTransport._call_connection_lost()>
+Traceback (most recent call last):
+  File "{PY}/events.py", line 89, in _run
+  File "{PY}/selector_events.py", line 903, in _call_connection_lost
+    self._protocol.connection_lost(exc)
+  File "/srv/s_proto2.py", line 12, in connection_lost
+    if exc is not None: raise exc
+  File "{PY}/selector_events.py", line 1005, in _read_ready__data_received
+ConnectionResetError: [Errno 104] Connection reset by peer
+Task exception was never retrieved
+future: <Task finished name='Task-2' coro=<limpieza() done, defined at /srv/s_bg.py:20> exception=KeyError('k')>
+Traceback (most recent call last):
+  File "/srv/s_bg.py", line 23, in limpieza
+KeyError: 'k'
+"""
+
+
+def test_groups_are_named_by_their_first_member_and_look_alikes_of_asyncio_are_not_taken_for_it() -> None:
+    found = parse(GROUPS_AND_LOOKALIKES)
+    assert [(t.thread, t.exception, t.in_thread, t.harmless, t.died) for t in found] == [
+        ("asyncio-loop", "KeyError: 'k'", True, False, ""),  # a thread that happens to be named so
+        ("Thread-7 (handle)", "OSError: o (in ExceptionGroup)", True, False, ""),
+        ("Thread-8 (handle)", "ValueError: member (in ExceptionGroup)", True, False, ""),  # its member's last
+        ("main", "ZeroDivisionError: division by zero", False, False, ""),  # the server's own log, logger "root"
+        (
+            "asyncio callback (connection_lost)",
+            "ConnectionResetError: [Errno 104] Connection reset by peer",
+            True,
+            False,
+            "task",
+        ),
+        ("asyncio task (limpieza)", "KeyError: 'k'", True, False, "task"),  # a task nobody awaited: which client?
+    ]
 
 
 def scenario(name: str, anomalies: list[tuple[str, str]], failed_checks: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]

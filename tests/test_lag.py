@@ -2,7 +2,8 @@
 
 A scripted server on a real socket: it greets, reads one message, then either streams relays far
 faster than a client can parse them before it acknowledges (the harness falls behind, as in a big
-burst), says nothing, or streams bytes that are no reply. Only the first may extend the wait.
+burst) or lines its target cannot describe (a PFO1 server's broadcast), says nothing, or streams
+bytes with no line end. Only the first two may extend the wait.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from harness.clients import LAG_GRACE, Context, Options, SimClient, execute
 from harness.history import INFO, OK, History
 from harness.plan import SEND, ClientPlan, Op, Plan
-from harness.wire import ChatWire
+from harness.wire import ChatWire, Pfo1Wire
 
 ACK_TIMEOUT = 0.4
 STREAM = 1.2  # seconds of streaming before the ack: three ack timeouts
@@ -49,42 +50,59 @@ def junk(seconds: float) -> Callable[[socket.socket], None]:
     return stream
 
 
-def serve(listener: socket.socket, before_ack: Callable[[socket.socket], None] | None, ack: bool) -> None:
+def broadcast(seconds: float) -> Callable[[socket.socket], None]:
+    """A PFO1 server's forwarded messages (``[ip] text``, a line its target file cannot describe), for ``seconds``."""
+    chunk = b"".join(b"[127.0.0.1] a message another client sent, number %d\n" % i for i in range(8000))
+
+    def stream(conn: socket.socket) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            conn.sendall(chunk)
+
+    return stream
+
+
+def serve(
+    listener: socket.socket, before_ack: Callable[[socket.socket], None] | None, ack: bool, pfo1: bool = False
+) -> None:
     """Greet one client, read its message, do ``before_ack``, acknowledge it (if ``ack``), wait for the close."""
     conn, _ = listener.accept()
     with conn:
         conn.settimeout(10)
-        conn.sendall(b"HELLO 127.0.0.1:1 4096\n")
+        if not pfo1:
+            conn.sendall(b"HELLO 127.0.0.1:1 4096\n")
         data = b""
         while b"\n" not in data:
             chunk = conn.recv(4096)
             if not chunk:
                 return  # the client left before sending its message
             data += chunk
-        cid = data.split(b" ", 2)[1]
+        cid = data.split(b" ", 2)[1] if not pfo1 else b""
         try:
             if before_ack is not None:
                 before_ack(conn)
             if ack:
-                conn.sendall(b"Mensaje recibido: T id=1 cid=" + cid + b"\n")
+                conn.sendall(b"Mensaje recibido: T id=1 cid=" + cid + b"\n" if not pfo1 else b"Mensaje recibido\n")
             while conn.recv(65536):
                 pass
         except OSError:
             pass  # the client gave up and left
 
 
-def run_against(tmp_path: Path, before_ack: Callable[[socket.socket], None] | None, ack: bool) -> History:
+def run_against(
+    tmp_path: Path, before_ack: Callable[[socket.socket], None] | None, ack: bool, pfo1: bool = False
+) -> History:
     """One client, one message, against the scripted server; its history."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
-    server = threading.Thread(target=serve, args=(listener, before_ack, ack), daemon=True)
+    server = threading.Thread(target=serve, args=(listener, before_ack, ack, pfo1), daemon=True)
     server.start()
     history = History(tmp_path / "history.jsonl")
     try:
         ctx = Context(
             "127.0.0.1",
             listener.getsockname()[1],
-            ChatWire(),
+            ChatWire() if not pfo1 else Pfo1Wire("Mensaje recibido", "éxito", "newline"),
             history,
             "lag",
             Options(ack_timeout=ACK_TIMEOUT, connect_timeout=5, close_timeout=2, give_up_after=0),
@@ -108,6 +126,11 @@ def test_an_ack_behind_unread_relays_is_waited_for(tmp_path: Path) -> None:
     h = run_against(tmp_path, relays(STREAM), ack=True)
     assert sends(h) == [(OK, None)]
     assert sum(len(r.get("relays") or []) for r in h if r.f == "conn-end") > 10_000
+
+
+def test_an_ack_behind_unread_lines_the_target_cannot_describe_is_waited_for(tmp_path: Path) -> None:
+    h = run_against(tmp_path, broadcast(STREAM), ack=True, pfo1=True)
+    assert sends(h) == [(OK, None)]  # a PFO1 server forwarding the others' messages before it answers
 
 
 @pytest.mark.parametrize("before_ack", [None, junk(STREAM)], ids=["silent", "bytes-that-are-no-reply"])

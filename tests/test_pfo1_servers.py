@@ -64,6 +64,10 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("asyncio_corrutinas", "restart", set() if sys.version_info < (3, 12) else {"stop-keeps-serving"}),
     ("asyncio_fragil", "bad-input", {"thread-crash"}),  # invalid UTF-8 kills that client's coroutine
     ("asyncio_fragil", "concurrent-burst", set()),
+    ("difusion", "abrupt-disconnect", set()),  # forwards every message to the others: text it notes, not judges
+    ("difusion", "pipelined", set()),
+    ("cola_escritor", "crash-recovery", set()),  # one writer thread commits in batches; acks after the commit
+    ("cola_escritor", "db-locked", set()),
     ("un_hilo_select", "db-locked", {"crashes", "silent-on-db-error"}),  # OperationalError uncaught in its one loop
     ("un_hilo_select", "sliced-stream", set()),  # a buffer per client: lines whole across reads
     ("un_hilo_select", "concurrent-burst", set()),

@@ -1,7 +1,8 @@
 """Invariant 11: on a connection no fault or nemesis touched, every message gets exactly one answer in time.
 
 A send with no ack and no error within the ack timeout is an anomaly (``unanswered``), or
-``unexpected-reply`` when the server did say something that is neither. It is not judged when a
+``unexpected-reply`` when the server did say something that is neither (unless the run's other
+answers came so late that this one may simply have come after the timeout). It is not judged when a
 fault or a nemesis touched the connection meanwhile, when the client broke the connection itself,
 when the server dropped the connection saying why (idle, slow, shutdown), or when the message was
 stored run together with another or in pieces (a framing defect, reported as such). A bad line
@@ -99,7 +100,16 @@ def _unanswered(
     quote = [said[0].index] if said else []
     how = str(outcome.get("error")) if outcome is not None else "the run ended first"
     ev = {"token": m.token, "client": m.client, "history": [rec.index, *quote] + ([outcome.index] if outcome else [])}
-    if said:
+    late = _late(ix, slowest) if said else ""
+    if said and late:  # text the target does not describe (a broadcast, say) and an answer that came too late
+        j.add(
+            "unanswered",
+            11,
+            f"message {m.token} got no ack and no error on connection {rec.conn} ({how}); meanwhile the server "
+            f"sent only text the target file describes as neither, e.g. {said[0].get('line')!r}{late}",
+            **ev,
+        )
+    elif said:
         j.add(
             "unexpected-reply",
             11,

@@ -28,7 +28,7 @@ def liveness(ix: RunIndex) -> Judgement:
                 history=[rec.index],
             )
     crashed: Counter[str] = Counter()
-    first: dict[str, tuple[int, str]] = {}
+    first: dict[str, tuple[int, dict[str, object], bool]] = {}
     for rec in [*ix.of("server-output"), *ix.of("shutdown")]:
         for tb in rec.get("tracebacks") or []:
             if tb.get("interrupt") or not tb.get("in_thread", tb.get("thread") not in ("main", "ignored")):
@@ -37,17 +37,23 @@ def liveness(ix: RunIndex) -> Judgement:
                 continue
             key = str(tb.get("exception"))
             crashed[key] += 1
-            first.setdefault(key, (rec.index, str(tb.get("thread"))))
+            first.setdefault(key, (rec.index, tb, rec.f == "shutdown"))
     for exception, n in crashed.items():
-        index, thread = first[exception]
+        index, tb, at_stop = first[exception]
         times = f" ({n} times)" if n > 1 else ""
-        who = {"asyncio task": "a client's coroutine", "asyncio protocol": "a client's asyncio protocol"}.get(
-            thread.split(" (")[0], "a thread of the server"
-        )
-        j.add(
-            "thread-crash",
-            8,
-            f"{who} died with a traceback{times}, dropping its client: {thread}: {exception}",
-            history=[index],
-        )
+        who, which = _died(tb, at_stop)
+        j.add("thread-crash", 8, f"{who} died with a traceback{times}{which}: {exception}", history=[index])
     return j
+
+
+def _died(tb: dict[str, object], at_stop: bool) -> tuple[str, str]:
+    """Who died (a server thread, a client's coroutine or protocol, a task of the server), and which one."""
+    thread = str(tb.get("thread"))
+    if not tb.get("asyncio"):
+        return "a thread of the server", f", dropping its client: {thread}"
+    if tb.get("died") == "client":
+        return f"a client's {'asyncio protocol' if thread.startswith('asyncio protocol') else 'coroutine'}", (
+            f", dropping its client: {thread}"
+        )
+    when = ", printed only when Python freed it, at the stop: it may have died then" if at_stop else ""
+    return "a task of the server", f" ({thread}{when})"
