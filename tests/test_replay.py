@@ -45,7 +45,9 @@ def test_replaying_a_scenario_plan_is_the_same_experiment(tmp_path: Path, name: 
     again = run_plan(reference(), Plan.load(plan_file), tmp_path / "replay", config=RunConfig())
     a, b = run_record(first.rundir / "history.jsonl"), run_record(again.rundir / "history.jsonl")
     assert a["ack_timeout"] == b["ack_timeout"]
-    assert server_said(first.rundir / "history.jsonl") == server_said(again.rundir / "history.jsonl")
+    # The same kinds of refusal: how many is timing (under load an active client's 0.3 s pause can pass the
+    # 1 s idle timeout too: CI once saw 3 more "idle" in one of the two runs)
+    assert set(server_said(first.rundir / "history.jsonl")) == set(server_said(again.rundir / "history.jsonl"))
     if "target_options" in CARRIED[name]:
         assert server_said(again.rundir / "history.jsonl"), "the option made the server refuse or drop someone"
 
