@@ -150,16 +150,17 @@ def judge(ix: RunIndex) -> CheckResult:
 def _counts(ix: RunIndex, anomalies: list[Anomaly]) -> Counts:
     c = Counts(rows=len(ix.rows), sent=len(ix.messages))
     storage = {} if ix.log_error else ix.framing.storage
+    acked = failed = stored = 0  # counted in locals: a message each
     for m in ix.messages.values():
         if m.oks:
-            c.acked += 1
+            acked += 1
         elif m.fails:
-            c.failed += 1
-        else:
-            c.indeterminate += 1
+            failed += 1
         st = storage.get(m.token)
-        if st is not None and st.stored:
-            c.stored += 1
+        if st is not None and (st.whole or st.pieces):  # ``st.stored``, without the call
+            stored += 1
+    c.acked, c.failed, c.stored = acked, failed, stored
+    c.indeterminate = c.sent - acked - failed
     c.lost = sum(a.kind == "lost" for a in anomalies)
     c.duplicated = sum(a.kind == "duplicate" for a in anomalies)
     return c

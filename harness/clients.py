@@ -503,8 +503,8 @@ class SimClient:
             and not self.plan.pacing
             and not s.ended
             and not s.settle_until
-            and not s.holding
-            and not s.full
+            and not s.decoder.pending  # ``s.holding``, without the call (a message each)
+            and not (s.wire.per_connection and s.full)
         )
 
     def _plain_at(self, ops: list[Op], i: int) -> bool:
@@ -636,10 +636,12 @@ class SimClient:
             else:  # answered, on a connection that goes on: all ``_answered`` does then
                 self.unanswered_in_a_row, self.waited_in_a_row = 0, 0.0
             ops, i = self._chain_ops, at.op + 1
-            if i >= len(ops) or self.unanswered_in_a_row or not self._plain_at(ops, i):
+            op = ops[i] if i < len(ops) else None
+            # ``_plain_at(ops, i)``, without its call
+            if op is None or self.unanswered_in_a_row or op.kind != SEND or op.pipelined or not self._plain():
                 self._hand_back(_Handed(i))
                 return
-            sent = self._plain_send(ops[i])
+            sent = self._plain_send(op)
             if sent is None:
                 self._hand_back(_Handed(i + 1))
             elif sent[1]:

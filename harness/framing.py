@@ -267,11 +267,15 @@ class _Analysis:
         self.exit_words = {w.strip().casefold() for w in exit_words if w.strip()}
         self.text: dict[str, str] = {}
         self.conns_of: dict[str, list[int]] = defaultdict(list)
+        texts, conns_of = self.text, self.conns_of
         for token, conn, text, partial in outline:
-            if not partial or token not in self.text:
-                self.text[token] = text
-            if conn not in self.conns_of[token]:
-                self.conns_of[token].append(conn)
+            if not partial or token not in texts:
+                texts[token] = text
+            conns = conns_of.get(token)
+            if conns is None:
+                conns_of[token] = [conn]
+            elif conn not in conns:
+                conns.append(conn)
         self.storage: dict[str, Storage] = {}
         self.streams: dict[int, _Stream] = {}
 
@@ -289,7 +293,7 @@ class _Analysis:
         return st
 
     def run(self) -> Framing:
-        quick = [self.classify(r) for r in self.rows]
+        quick = self.classify_all()
         placements: list[Placement | None] = [None] * len(self.rows)
         pieces: list[_Piece | None] = [None] * len(self.rows)
         if any(q is None for q in quick):
@@ -299,10 +303,16 @@ class _Analysis:
             placements = self.search(quick, pieces)
         infos: list[RowInfo] = []
         covered: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        storage, exact = self.storage, RowKind.EXACT
         for row, q, piece, at in zip(self.rows, quick, pieces, placements, strict=True):
             if q is not None:
-                if q.kind == RowKind.EXACT:
-                    self.store(q.tokens[0]).whole.append(row.id)
+                if q.kind is exact:  # ``store(token).whole.append(row.id)``, without its call: nearly every row
+                    token = q.tokens[0]
+                    st = storage.get(token)
+                    if st is None:
+                        storage[token] = Storage(token, [row.id])
+                    else:
+                        st.whole.append(row.id)
                 infos.append(q)
             elif at is not None and piece is not None:
                 infos.append(self._placed(row, *at, piece.mangled, covered))
@@ -321,20 +331,29 @@ class _Analysis:
 
     # -- rows that are exactly one message ------------------------------------------------------------------
 
-    def classify(self, row: Row) -> RowInfo | None:
-        content = row.content
-        if not content or content.isspace():  # what strip() would leave empty
-            return RowInfo(row, RowKind.EMPTY)
-        tokens = self.token_re.findall(content)
-        if len(tokens) > 1:
-            tokens = list(dict.fromkeys(tokens))
-        if not tokens and self.foreign_re.match(content):
-            return RowInfo(row, RowKind.FOREIGN)
-        text = self.text.get(tokens[0]) if len(tokens) == 1 else None
-        if text is not None and ((content.strip() == text.strip()) if self.normalize == "strip" else content == text):
-            conns = self.conns_of[tokens[0]]
-            return RowInfo(row, RowKind.EXACT, tokens, conns[0] if conns else None)
-        return None  # needs the streams
+    def classify_all(self) -> list[RowInfo | None]:
+        """Each row that is empty, foreign or exactly one message, as such; None for a row that needs the streams."""
+        out: list[RowInfo | None] = []
+        findall, foreign, texts, conns_of = self.token_re.findall, self.foreign_re.match, self.text, self.conns_of
+        strip, exact = self.normalize == "strip", RowKind.EXACT
+        for row in self.rows:  # a row each: the attributes above are looked up once
+            content = row.content
+            if not content or content.isspace():  # what strip() would leave empty
+                out.append(RowInfo(row, RowKind.EMPTY))
+                continue
+            tokens = findall(content)
+            if len(tokens) > 1:
+                tokens = list(dict.fromkeys(tokens))
+            if not tokens and foreign(content):
+                out.append(RowInfo(row, RowKind.FOREIGN))
+                continue
+            text = texts.get(tokens[0]) if len(tokens) == 1 else None
+            if text is not None and ((content.strip() == text.strip()) if strip else content == text):
+                conns = conns_of[tokens[0]]
+                out.append(RowInfo(row, exact, tokens, conns[0] if conns else None))
+            else:
+                out.append(None)  # needs the streams
+        return out
 
     def piece(self, row: Row) -> _Piece:
         text = normalise(row.content or "", self.normalize)

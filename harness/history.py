@@ -141,7 +141,9 @@ class History:
         self.path = path
         self._out: IO[bytes] | None = open(path, "wb") if path else None  # noqa: SIM115
         self._pending: list[bytes] = []  # lines not handed to the file yet (written in batches and at every flush)
-        self._pending_records: list[dict[str, Any] | None] = []  # what each encodes (None: json wrote it)
+        # What each line encodes (None: json wrote it): the record, not the dict orjson wrote, which is then freed
+        # at once (kept, two dicts a message would outlive young collections, each of which walks them).
+        self._pending_records: list[Record | None] = []
 
     def now(self) -> float:
         """Seconds since the history started."""
@@ -182,7 +184,7 @@ class History:
                     self._pending_records.append(None)
                 else:
                     pending.append(line)
-                    self._pending_records.append(record)
+                    self._pending_records.append(rec)
                 if len(pending) >= PENDING_LINES:
                     self._write_pending()
             return rec
@@ -195,7 +197,7 @@ class History:
         if self._out is not None and lines:
             data = b"".join(lines)
             if data.find(b"null") >= 0:  # some line has a null: NaN or an infinity, or just None
-                data = b"".join(map(_mended, lines, records))
+                data = b"".join(map(_mended, lines, [None if r is None else r.to_dict() for r in records]))
             self._out.write(data)
 
     def merge(self, records: Iterable[Record]) -> None:

@@ -173,8 +173,10 @@ class RunIndex:
             if rec.type == INVOKE:
                 m.invokes.append(rec)
                 m.text = value.get("text", m.text)
-                m.partial = m.partial or value.get("partial") is not None
-                m.raw = m.raw or value.get("raw") is not None
+                if value.get("partial") is not None:
+                    m.partial = True
+                if value.get("raw") is not None:
+                    m.raw = True
             elif rec.type == OK:
                 m.oks.append(rec)
             elif rec.type == FAIL:

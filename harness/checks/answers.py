@@ -34,6 +34,9 @@ def every_message_answered(ix: RunIndex) -> Judgement:
         m = ix.messages.get(rec.value.get("token"))  # type: ignore[arg-type]  # None finds nothing; no call per record
         if m is None or m.partial:
             continue
+        oks = m.oks
+        if len(oks) == 1 and oks[0].conn == rec.conn and not m.fails and not m.infos:
+            continue  # nearly always: acked on its connection (``settled``'s first case, without the call)
         outcome = ix.settled(m.token, rec.conn)
         if outcome is not None and outcome.type in (OK, FAIL):
             continue

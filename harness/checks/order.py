@@ -19,7 +19,7 @@ def per_connection_order(ix: RunIndex) -> Judgement:
         if rec.type != INVOKE:
             continue
         m = messages.get(rec.value.get("token"))  # type: ignore[arg-type]  # None finds nothing; no call per record
-        if m is not None and not m.partial and m.one_conn:
+        if m is not None and not m.partial and (len(m.invokes) == 1 or m.one_conn):  # nearly always sent once
             by_conn[rec.conn].append(rec)  # a resent message may have been stored from either send
     for conn, invokes in by_conn.items():
         if conn in fr.broken_conns:
