@@ -171,3 +171,50 @@ def files_in_words(files: dict[str, Any], still: int = 0) -> str:
     if conns < ran:
         return f"{waves}, they are {shown}: fewer connections to the log than the {ran} pool threads that ran for it"
     return f"{waves}, they are {shown}: more files than one connection to the log each would hold"
+
+
+# A pool's workers may also be started with the server, before the baseline, and open their connection to the log
+# when they first store a message: then no thread stays, and one connection per worker that served a client does.
+# ``runner.worker_waves`` sends two rounds of a wave that closes and one that resets, each of one client more than the
+# baseline's threads but the main one, each client holding its connection a moment: every worker serves one in the
+# first round, so a pool holds no more connections after the second, while a leak on the close or reset path adds a
+# connection per wave client, more than the threads there are. A leak on another path (a half message, bad input)
+# passes only with no more leaked connections than threads of the baseline ran, none added by the waves.
+
+
+def ran_since(before: Runs | None, after: Runs | None, main: int | None) -> int:
+    """How many threads of ``before`` (but the ``main`` one) ran again by ``after`` (0 when either is unknown)."""
+    if before is None or after is None:
+        return 0
+    return sum(1 for t, n in before.items() if t != main and after.get(t, n) > n)
+
+
+def held_by_workers(files: dict[str, Any]) -> bool:
+    """Whether the log connections that stayed (``files``: the ``resources`` record's ``fds_pool`` from
+    ``runner.worker_waves``) are a pool's started up front: all the log's files, at most one connection per thread of
+    the baseline that ran, and none added by the second round of waves."""
+    grown, first, db = files.get("grown"), files.get("first"), str(files.get("db"))
+    if not grown or first is None or not log_files_only(dict(grown), db) or dict(first) != dict(grown):
+        return False
+    conns = int(dict(grown).get(db, 0))
+    return 1 <= conns <= int(files.get("workers") or 0) and sum(dict(grown).values()) - conns <= 2 * conns
+
+
+def workers_in_words(files: dict[str, Any]) -> str:
+    """What the descriptor waves of ``runner.worker_waves`` showed, in words."""
+    grown, first, db = files.get("grown"), files.get("first"), str(files.get("db"))
+    clients, workers = int(files.get("clients") or 0), int(files.get("workers") or 0)
+    waves = f"after two rounds of {clients} client{'' if clients == 1 else 's'} that close and {clients} that reset"
+    if grown is None or first is None:
+        return f"{waves}, the server's descriptors could not be read"
+    shown = ", ".join(f"+{n} {name}" for name, n in sorted(dict(grown).items())) or "none"
+    were = "was" if workers == 1 else "were"
+    threads = f"{workers} thread{'' if workers == 1 else 's'} that {were} there before the clients and ran"
+    if held_by_workers(files):
+        return f"{waves}, they are {shown}: at most one connection to the log for each of the {threads}"
+    if not log_files_only(dict(grown), db):
+        return f"{waves}, they are {shown}: not only the log's files"
+    if dict(first) != dict(grown):
+        was = ", ".join(f"+{n} {name}" for name, n in sorted(dict(first).items())) or "none"
+        return f"{waves}, they are {shown}, and were {was} after the first round: each round adds some"
+    return f"{waves}, they are {shown}: more connections to the log than the {threads}"

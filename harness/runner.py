@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from harness.gcpause import collections_held, full_collections_held
 from harness.history import FAIL, INFO, INVOKE, OK, History, Record
 from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
-from harness.plan import PAUSE, RESET, SEND, ClientPlan, Op, Plan
+from harness.plan import CLOSE, PAUSE, RESET, SEND, ClientPlan, Op, Plan
 from harness.reuse import (
     HOLD,
     MAX_WAVE,
@@ -34,6 +35,7 @@ from harness.reuse import (
     Wave,
     answered,
     log_files_only,
+    ran_since,
     reused,
     stayed_threads,
     watched,
@@ -472,8 +474,20 @@ def run_plan(
                             wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
                             after = srv.fd_targets()
                             files["grown"] = dict(after - fd_names0) if after is not None else None
-                    if srv.proc is not None and srv.proc.poll() is not None:  # died during the waves
-                        record_crash(history, srv, out_mark)
+                elif (
+                    after_t is not None
+                    and threads0 is not None
+                    and after_f is not None
+                    and fds0 is not None
+                    and after_f > fds0 + config.fds_slack
+                    and fd_names0 is not None
+                    and srv.alive
+                    and log_files_only(dict((srv.fd_targets() or Counter()) - fd_names0), srv.db_path.name)
+                ):  # no thread stayed, log connections did: workers started up front that opened theirs, or a leak
+                    wave_ctx = replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event())
+                    files = worker_waves(wave_ctx, srv, fd_names0, runs0, len(plan.clients) + 1, threads0, config)
+                if (wave is not None or files is not None) and srv.proc is not None and srv.proc.poll() is not None:
+                    record_crash(history, srv, out_mark)  # died during the waves
                 history.add(
                     INFO,
                     "resources",
@@ -600,6 +614,34 @@ def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[s
     if not _drive_wave(ctx, first, plans, patience, "reset wave"):
         return None
     return {"db": srv.db_path.name, "stayed": clients, "grown": {}}
+
+
+def worker_waves(
+    ctx: Context, srv: ServerRun, names0: Counter[str], runs0: Runs | None, first: int, threads0: int, config: RunConfig
+) -> dict[str, Any] | None:
+    """Log connections stayed and no thread did: two rounds of a wave of clients that close and one that reset, each
+    of one client more than the baseline's threads but the main one; the log descriptors beyond the baseline after
+    each round, and how many of the baseline's threads ran since it (``harness/reuse.py``). None if a wave's clients
+    were still running at its timeout (a harness error is recorded)."""
+    ctx, patience = _patient(ctx)
+    clients, db = max(1, min(MAX_WAVE, threads0)), srv.db_path.name
+    rounds: list[dict[str, int] | None] = []
+    for _ in range(2):
+        for end in (CLOSE, RESET):
+            plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(end)]) for _ in range(clients)]
+            if not _drive_wave(ctx, first, plans, patience, "descriptor wave"):
+                return None
+            first += clients
+        deadline = time.monotonic() + max(0.5, config.resource_wait / 2)
+        while True:  # the wave's sockets close first (a steady reading may come before a slow server's last close)
+            targets = settle(srv.fd_targets, timeout=max(0.0, deadline - time.monotonic()), every=SETTLE_EVERY)
+            grown = dict(targets - names0) if targets is not None else None
+            if grown is None or not grown or log_files_only(grown, db) or time.monotonic() >= deadline:
+                break
+        rounds.append(grown)
+    runs = srv.thread_runs()
+    workers = ran_since(runs0, runs, srv.pid)
+    return {"db": db, "clients": clients, "workers": workers, "first": rounds[0], "grown": rounds[1]}
 
 
 def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:

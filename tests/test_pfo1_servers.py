@@ -53,6 +53,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool_local", "concurrent-burst", set()),
     ("pool_fuga_reset", "abrupt-disconnect", {"leaks"}),  # a connection to the log kept for each client that reset
     ("pool_fuga_media", "abrupt-disconnect", {"leaks"}),  # kept for each client that left half a line: no wave does
+    ("pool_previo", "abrupt-disconnect", set()),  # workers started with the server, a connection to the log each
+    ("pool_previo", "concurrent-burst", set()),
+    ("pool_previo_fuga", "abrupt-disconnect", {"leaks"}),  # a connection to the log kept for each client that reset
     # for line in rfile yields the last line without its newline: a half message and its FIN are stored
     ("socketserver_hilos", "abrupt-disconnect", {"stores-half-messages", "-truncates"}),
     ("socketserver_hilos", "restart", {"no-reuseaddr"}),  # socketserver's allow_reuse_address is False

@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 from harness.history import FAIL, INFO, INVOKE, OK, History
-from harness.reuse import answered, files_in_words, held_by_pool, log_files_only, reused, stayed_threads, watched
+from harness.reuse import (
+    answered,
+    files_in_words,
+    held_by_pool,
+    held_by_workers,
+    log_files_only,
+    ran_since,
+    reused,
+    stayed_threads,
+    watched,
+    workers_in_words,
+)
 
 BASE = {1: 50, 2: 7}  # the baseline's threads: thread id -> times it was scheduled so far
 
@@ -102,3 +113,47 @@ def test_what_the_descriptor_waves_showed_in_words() -> None:
     )
     assert files_in_words({**kept, "grown": {"chat.db": 32, "socket": 1}}).endswith("not only the log's files")
     assert files_in_words({**kept, "grown": None}) == f"{waves}, the server's descriptors could not be read"
+
+
+def test_the_threads_of_the_baseline_that_ran_again_but_the_main_one() -> None:
+    before = {1: 50, 2: 7, 3: 7, 4: 7}
+    assert ran_since(before, {1: 90, 2: 9, 3: 7, 4: 8, 30: 4}, main=1) == 2  # a new thread is not one of them
+    assert ran_since(before, {1: 90, 2: 9}, main=1) == 1  # ended since: not counted
+    assert ran_since(None, before, 1) == 0 and ran_since(before, None, 1) == 0
+
+
+# What runner.worker_waves records: two rounds of 17 clients that close and 17 that reset, the log descriptors beyond
+# the baseline after each round, and the baseline's threads that ran (figures from pool_previo, a pool of 16).
+WORKERS = {"db": "chat.db", "clients": 17, "workers": 16, "first": {"chat.db": 15}, "grown": {"chat.db": 15}}
+
+
+def test_log_connections_that_stay_with_no_thread_are_workers_started_up_front_when_the_waves_add_none() -> None:
+    assert held_by_workers(WORKERS)
+    assert held_by_workers({**WORKERS, "first": {"chat.db": 16}, "grown": {"chat.db": 16}})  # one per worker
+    wal = {"chat.db": 16, "chat.db-wal": 16, "chat.db-shm": 1}
+    assert held_by_workers({**WORKERS, "first": wal, "grown": wal})
+    assert not held_by_workers({**WORKERS, "grown": {"chat.db": 32}})  # the second round added some: a leak
+    assert not held_by_workers({**WORKERS, "first": {"chat.db": 17}, "grown": {"chat.db": 17}})  # more than threads
+    assert not held_by_workers({**WORKERS, "workers": 0})  # a server with one thread holds no worker's connection
+    assert not held_by_workers(
+        {**WORKERS, "first": {"chat.db": 15, "socket": 1}, "grown": {"chat.db": 15, "socket": 1}}
+    )
+    assert not held_by_workers({**WORKERS, "first": {"chat.db-wal": 2}, "grown": {"chat.db-wal": 2}})
+    assert not held_by_workers({**WORKERS, "grown": None}) and not held_by_workers({**WORKERS, "first": None})
+
+
+def test_what_the_waves_after_log_connections_stayed_showed_in_words() -> None:
+    waves = "after two rounds of 17 clients that close and 17 that reset"
+    threads = "16 threads that were there before the clients and ran"
+    assert workers_in_words(WORKERS) == (
+        f"{waves}, they are +15 chat.db: at most one connection to the log for each of the {threads}"
+    )
+    assert workers_in_words({**WORKERS, "grown": {"chat.db": 49}}) == (
+        f"{waves}, they are +49 chat.db, and were +15 chat.db after the first round: each round adds some"
+    )
+    big = {"chat.db": 20}
+    assert workers_in_words({**WORKERS, "first": big, "grown": big}).endswith(
+        f"more connections to the log than the {threads}"
+    )
+    assert workers_in_words({**WORKERS, "grown": {"socket": 1}}).endswith("not only the log's files")
+    assert workers_in_words({**WORKERS, "grown": None}) == f"{waves}, the server's descriptors could not be read"

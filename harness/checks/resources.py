@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.index import RunIndex
-from harness.reuse import files_in_words, held_by_pool, in_words, reused
+from harness.reuse import files_in_words, held_by_pool, held_by_workers, in_words, reused, workers_in_words
 
 
 @invariant(10, "resources return to baseline")
@@ -28,7 +28,14 @@ def resources(ix: RunIndex) -> Judgement:
                     j.notes.append(f"{stayed}; {in_words(wave)}: a pool, not a leak")
                     continue
                 pool = rec.get("reuse") or {}
-                files = rec.get("fds_pool") if what == "fds" and reused(pool) else None
+                files = rec.get("fds_pool") if what == "fds" else None
+                if files and "workers" in files:  # no thread stayed: workers started up front, or a leak
+                    if held_by_workers(files):
+                        j.notes.append(f"{stayed}{named}; {workers_in_words(files)}: a pool's connections, not a leak")
+                        continue
+                    j.add("resource-leak", 10, f"{stayed}{named}; {workers_in_words(files)}", history=[rec.index])
+                    continue
+                files = files if reused(pool) else None
                 still = int(pool.get("still") or 0)
                 if files and held_by_pool(
                     files.get("grown"), str(files.get("db")), int(files.get("stayed") or 0), still
