@@ -175,11 +175,15 @@ def files_in_words(files: dict[str, Any], still: int = 0) -> str:
 
 # A pool's workers may also be started with the server, before the baseline, and open their connection to the log
 # when they first store a message: then no thread stays, and one connection per worker that served a client does.
-# ``runner.worker_waves`` sends two rounds of a wave that closes and one that resets, each of one client more than the
-# baseline's threads but the main one, each client holding its connection a moment: every worker serves one in the
-# first round, so a pool holds no more connections after the second, while a leak on the close or reset path adds a
-# connection per wave client, more than the threads there are. A leak on another path (a half message, bad input)
-# passes only with no more leaked connections than threads of the baseline ran, none added by the waves.
+# ``runner.worker_waves`` sends rounds of a wave that closes and one that resets, each of one client more than the
+# baseline's threads but the main one, each client holding its connection a moment, until a round adds no descriptor:
+# every round reaches workers that had none (all of them in one round, unless the server serves fewer clients at once
+# than it has workers), so a pool's connections stop growing, while a leak on the close or reset path adds one per
+# wave client in every round. The connections then are a pool's if there are no more of them than threads of the
+# baseline (but the main one) that ran. A leak on another path (a half message, bad input) passes only when, beside
+# one connection per worker the waves reached, it leaves no more than the threads that ran and hold none: the
+# warm-up's worker (its connection is in the baseline) and helper threads.
+WORKER_ROUNDS = 5  # rounds of descriptor waves at most (a server that serves 4 clients at once, of 16 workers: 2)
 
 
 def ran_since(before: Runs | None, after: Runs | None, main: int | None) -> int:
@@ -189,32 +193,63 @@ def ran_since(before: Runs | None, after: Runs | None, main: int | None) -> int:
     return sum(1 for t, n in before.items() if t != main and after.get(t, n) > n)
 
 
+def _rounds(files: dict[str, Any]) -> tuple[dict[str, int] | None, dict[str, int] | None]:
+    """The log descriptors beyond the baseline after the last round of waves, and before it."""
+    rounds = list(files.get("rounds") or [])
+    if not rounds:
+        return None, None
+    last = rounds[-1]
+    previous = rounds[-2] if len(rounds) > 1 else files.get("before")
+    return (None if last is None else dict(last)), (None if previous is None else dict(previous))
+
+
 def held_by_workers(files: dict[str, Any]) -> bool:
     """Whether the log connections that stayed (``files``: the ``resources`` record's ``fds_pool`` from
-    ``runner.worker_waves``) are a pool's started up front: all the log's files, at most one connection per thread of
-    the baseline that ran, and none added by the second round of waves."""
-    grown, first, db = files.get("grown"), files.get("first"), str(files.get("db"))
-    if not grown or first is None or not log_files_only(dict(grown), db) or dict(first) != dict(grown):
+    ``runner.worker_waves``) are a pool's started up front: the last round of waves added none, all are the log's
+    files, and there is at most one connection per thread of the baseline that ran (an empty reading is back to the
+    baseline: no leak, judged apart)."""
+    grown, previous = _rounds(files)
+    db = str(files.get("db"))
+    if files.get("died") or not grown or grown != previous or not log_files_only(grown, db):
         return False
-    conns = int(dict(grown).get(db, 0))
-    return 1 <= conns <= int(files.get("workers") or 0) and sum(dict(grown).values()) - conns <= 2 * conns
+    conns = int(grown.get(db, 0))
+    return 1 <= conns <= int(files.get("workers") or 0) and sum(grown.values()) - conns <= 2 * conns
+
+
+def _shown(grown: dict[str, int]) -> str:
+    return ", ".join(f"+{n} {name}" for name, n in sorted(grown.items())) or "none"
 
 
 def workers_in_words(files: dict[str, Any]) -> str:
     """What the descriptor waves of ``runner.worker_waves`` showed, in words."""
-    grown, first, db = files.get("grown"), files.get("first"), str(files.get("db"))
-    clients, workers = int(files.get("clients") or 0), int(files.get("workers") or 0)
-    waves = f"after two rounds of {clients} client{'' if clients == 1 else 's'} that close and {clients} that reset"
-    if grown is None or first is None:
+    grown, previous = _rounds(files)
+    db = str(files.get("db"))
+    clients, workers, n = int(files.get("clients") or 0), int(files.get("workers") or 0), len(files.get("rounds") or [])
+    each, one = f"{clients} client{'' if clients == 1 else 's'}", clients == 1
+    close, reset = ("closes", "resets") if one else ("close", "reset")
+    waves = f"after {n} round{'' if n == 1 else 's'} of waves of {each} that {close} and {each} that {reset}"
+    if files.get("died"):
+        return f"the server died during the waves of {each} that {close} and {reset} that followed"
+    if grown is None:
         return f"{waves}, the server's descriptors could not be read"
-    shown = ", ".join(f"+{n} {name}" for name, n in sorted(dict(grown).items())) or "none"
     were = "was" if workers == 1 else "were"
     threads = f"{workers} thread{'' if workers == 1 else 's'} that {were} there before the clients and ran"
+    if not workers:
+        threads = "threads that were there before the clients and ran: none did, but the main one"
+    if not grown:
+        return f"{waves}, they are back to the baseline"
     if held_by_workers(files):
-        return f"{waves}, they are {shown}: at most one connection to the log for each of the {threads}"
-    if not log_files_only(dict(grown), db):
-        return f"{waves}, they are {shown}: not only the log's files"
-    if dict(first) != dict(grown):
-        was = ", ".join(f"+{n} {name}" for name, n in sorted(dict(first).items())) or "none"
-        return f"{waves}, they are {shown}, and were {was} after the first round: each round adds some"
-    return f"{waves}, they are {shown}: more connections to the log than the {threads}"
+        return (
+            f"{waves}, they are {_shown(grown)}, as before the last round (the waves reached every worker):"
+            f" at most one connection to the log for each of the {threads}"
+        )
+    if not log_files_only(grown, db):
+        return f"{waves}, they are {_shown(grown)}: not only the log's files"
+    conns = int(grown.get(db, 0))
+    if conns > workers:
+        return f"{waves}, they are {_shown(grown)}: more connections to the log than the {threads}"
+    if previous is not None and grown != previous:
+        return f"{waves}, they are {_shown(grown)}, and were {_shown(previous)} before the last round: still growing"
+    if not conns:
+        return f"{waves}, they are {_shown(grown)}: the log's other files, with no connection to it"
+    return f"{waves}, they are {_shown(grown)}: more files than one connection to the log each would hold"

@@ -31,6 +31,7 @@ from harness.reuse import (
     MAX_WAVE,
     QUIET,
     WATCH_EVERY,
+    WORKER_ROUNDS,
     Runs,
     Wave,
     answered,
@@ -484,7 +485,9 @@ def run_plan(
                     and srv.alive
                     and log_files_only(dict((srv.fd_targets() or Counter()) - fd_names0), srv.db_path.name)
                 ):  # no thread stayed, log connections did: workers started up front that opened theirs, or a leak
-                    wave_ctx = replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event())
+                    wave_ctx = replace(
+                        ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event()
+                    )
                     files = worker_waves(wave_ctx, srv, fd_names0, runs0, len(plan.clients) + 1, threads0, config)
                 if (wave is not None or files is not None) and srv.proc is not None and srv.proc.poll() is not None:
                     record_crash(history, srv, out_mark)  # died during the waves
@@ -617,31 +620,50 @@ def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[s
 
 
 def worker_waves(
-    ctx: Context, srv: ServerRun, names0: Counter[str], runs0: Runs | None, first: int, threads0: int, config: RunConfig
+    ctx: Context,
+    srv: ServerRun,
+    names0: Counter[str],
+    runs0: Runs | None,
+    first: int,
+    threads0: int,
+    config: RunConfig,
 ) -> dict[str, Any] | None:
-    """Log connections stayed and no thread did: two rounds of a wave of clients that close and one that reset, each
-    of one client more than the baseline's threads but the main one; the log descriptors beyond the baseline after
-    each round, and how many of the baseline's threads ran since it (``harness/reuse.py``). None if a wave's clients
-    were still running at its timeout (a harness error is recorded)."""
+    """Log connections stayed and no thread did: rounds of a wave of clients that close and one that reset, each of
+    one client more than the baseline's threads but the main one, until a round adds no descriptor, there are more
+    connections to the log than threads of the baseline that ran, or ``WORKER_ROUNDS`` rounds (``harness/reuse.py``).
+    The log descriptors beyond the baseline before the waves and after each round, and those threads; None if a
+    wave's clients were still running at its timeout (a harness error is recorded)."""
     ctx, patience = _patient(ctx)
     clients, db = max(1, min(MAX_WAVE, threads0)), srv.db_path.name
-    rounds: list[dict[str, int] | None] = []
-    for _ in range(2):
+    before = _grown_fds(srv, names0, config)
+    out: dict[str, Any] = {"db": db, "clients": clients, "workers": 0, "before": before, "rounds": []}
+    last = before
+    for _ in range(WORKER_ROUNDS):
         for end in (CLOSE, RESET):
             plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(end)]) for _ in range(clients)]
             if not _drive_wave(ctx, first, plans, patience, "descriptor wave"):
                 return None
             first += clients
-        deadline = time.monotonic() + max(0.5, config.resource_wait / 2)
-        while True:  # the wave's sockets close first (a steady reading may come before a slow server's last close)
-            targets = settle(srv.fd_targets, timeout=max(0.0, deadline - time.monotonic()), every=SETTLE_EVERY)
-            grown = dict(targets - names0) if targets is not None else None
-            if grown is None or not grown or log_files_only(grown, db) or time.monotonic() >= deadline:
-                break
-        rounds.append(grown)
-    runs = srv.thread_runs()
-    workers = ran_since(runs0, runs, srv.pid)
-    return {"db": db, "clients": clients, "workers": workers, "first": rounds[0], "grown": rounds[1]}
+            if not srv.alive:
+                out["died"] = True
+                return out
+        grown = _grown_fds(srv, names0, config)
+        out["rounds"].append(grown)
+        out["workers"] = ran_since(runs0, srv.thread_runs(), srv.pid)
+        if grown is None or grown == last or int(grown.get(db, 0)) > out["workers"]:
+            break  # steady, or more connections than a pool's workers could hold: rounds to come change nothing
+        last = grown
+    return out
+
+
+def _grown_fds(srv: ServerRun, names0: Counter[str], config: RunConfig) -> dict[str, int] | None:
+    """The server's descriptors beyond ``names0`` once they settle (a wave's sockets, closed, first), by name."""
+    deadline = time.monotonic() + max(0.5, config.resource_wait / 2)
+    while True:  # a steady reading may come before a slow server's last close
+        targets = settle(srv.fd_targets, timeout=max(0.0, deadline - time.monotonic()), every=SETTLE_EVERY)
+        grown = dict(targets - names0) if targets is not None else None
+        if grown is None or not grown or log_files_only(grown, srv.db_path.name) or time.monotonic() >= deadline:
+            return grown
 
 
 def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:

@@ -122,38 +122,46 @@ def test_the_threads_of_the_baseline_that_ran_again_but_the_main_one() -> None:
     assert ran_since(None, before, 1) == 0 and ran_since(before, None, 1) == 0
 
 
-# What runner.worker_waves records: two rounds of 17 clients that close and 17 that reset, the log descriptors beyond
-# the baseline after each round, and the baseline's threads that ran (figures from pool_previo, a pool of 16).
-WORKERS = {"db": "chat.db", "clients": 17, "workers": 16, "first": {"chat.db": 15}, "grown": {"chat.db": 15}}
+# What runner.worker_waves records: rounds of waves of 17 clients that close and 17 that reset, the log descriptors
+# beyond the baseline before them and after each round, and the baseline's threads that ran (pool_previo, 16 workers).
+WORKERS = {"db": "chat.db", "clients": 17, "workers": 16, "before": {"chat.db": 4}, "rounds": [{"chat.db": 15}] * 2}
 
 
 def test_log_connections_that_stay_with_no_thread_are_workers_started_up_front_when_the_waves_add_none() -> None:
     assert held_by_workers(WORKERS)
-    assert held_by_workers({**WORKERS, "first": {"chat.db": 16}, "grown": {"chat.db": 16}})  # one per worker
+    assert held_by_workers({**WORKERS, "before": {"chat.db": 15}, "rounds": [{"chat.db": 15}]})  # all reached already
+    limited = [{"chat.db": 8}, {"chat.db": 14}, {"chat.db": 16}, {"chat.db": 16}]  # 4 clients at a time of 16 workers
+    assert held_by_workers({**WORKERS, "rounds": limited})
     wal = {"chat.db": 16, "chat.db-wal": 16, "chat.db-shm": 1}
-    assert held_by_workers({**WORKERS, "first": wal, "grown": wal})
-    assert not held_by_workers({**WORKERS, "grown": {"chat.db": 32}})  # the second round added some: a leak
-    assert not held_by_workers({**WORKERS, "first": {"chat.db": 17}, "grown": {"chat.db": 17}})  # more than threads
+    assert held_by_workers({**WORKERS, "rounds": [wal, wal]})
+    assert not held_by_workers({**WORKERS, "rounds": [{"chat.db": 15}, {"chat.db": 16}]})  # the last round added one
+    assert not held_by_workers({**WORKERS, "rounds": [{"chat.db": 32}]})  # more than threads: a leak
+    assert not held_by_workers({**WORKERS, "rounds": [{"chat.db": 17}] * 2})  # more connections than threads that ran
     assert not held_by_workers({**WORKERS, "workers": 0})  # a server with one thread holds no worker's connection
-    assert not held_by_workers(
-        {**WORKERS, "first": {"chat.db": 15, "socket": 1}, "grown": {"chat.db": 15, "socket": 1}}
-    )
-    assert not held_by_workers({**WORKERS, "first": {"chat.db-wal": 2}, "grown": {"chat.db-wal": 2}})
-    assert not held_by_workers({**WORKERS, "grown": None}) and not held_by_workers({**WORKERS, "first": None})
+    assert not held_by_workers({**WORKERS, "rounds": [{"chat.db": 15, "socket": 1}] * 2})
+    assert not held_by_workers({**WORKERS, "rounds": [{"chat.db-wal": 2}] * 2})  # no connection to the log itself
+    assert not held_by_workers({**WORKERS, "rounds": [None]}) and not held_by_workers({**WORKERS, "rounds": []})
+    assert not held_by_workers({**WORKERS, "died": True}) and not held_by_workers({**WORKERS, "rounds": [{}]})
 
 
 def test_what_the_waves_after_log_connections_stayed_showed_in_words() -> None:
-    waves = "after two rounds of 17 clients that close and 17 that reset"
+    waves = "after 2 rounds of waves of 17 clients that close and 17 clients that reset"
     threads = "16 threads that were there before the clients and ran"
     assert workers_in_words(WORKERS) == (
-        f"{waves}, they are +15 chat.db: at most one connection to the log for each of the {threads}"
+        f"{waves}, they are +15 chat.db, as before the last round (the waves reached every worker): at most one"
+        f" connection to the log for each of the {threads}"
     )
-    assert workers_in_words({**WORKERS, "grown": {"chat.db": 49}}) == (
-        f"{waves}, they are +49 chat.db, and were +15 chat.db after the first round: each round adds some"
+    assert workers_in_words({**WORKERS, "rounds": [{"chat.db": 32}]}) == (
+        "after 1 round of waves of 17 clients that close and 17 clients that reset, they are +32 chat.db: more"
+        f" connections to the log than the {threads}"
     )
-    big = {"chat.db": 20}
-    assert workers_in_words({**WORKERS, "first": big, "grown": big}).endswith(
-        f"more connections to the log than the {threads}"
+    assert workers_in_words({**WORKERS, "rounds": [{"chat.db": 12}, {"chat.db": 13}]}) == (
+        f"{waves}, they are +13 chat.db, and were +12 chat.db before the last round: still growing"
     )
-    assert workers_in_words({**WORKERS, "grown": {"socket": 1}}).endswith("not only the log's files")
-    assert workers_in_words({**WORKERS, "grown": None}) == f"{waves}, the server's descriptors could not be read"
+    assert workers_in_words({**WORKERS, "rounds": [{"socket": 1}]}).endswith("not only the log's files")
+    assert workers_in_words({**WORKERS, "rounds": [{"chat.db-wal": 1}] * 2}).endswith(
+        "the log's other files, with no connection to it"
+    )
+    assert workers_in_words({**WORKERS, "rounds": [{}]}).endswith("they are back to the baseline")
+    assert workers_in_words({**WORKERS, "rounds": [None]}).endswith("the server's descriptors could not be read")
+    assert workers_in_words({**WORKERS, "died": True}).startswith("the server died during the waves")
