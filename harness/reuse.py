@@ -183,7 +183,7 @@ def files_in_words(files: dict[str, Any], still: int = 0) -> str:
 # baseline (but the main one) that ran. A leak on another path (a half message, bad input) passes only when, beside
 # one connection per worker the waves reached, it leaves no more than the threads that ran and hold none: the
 # warm-up's worker (its connection is in the baseline) and helper threads.
-WORKER_ROUNDS = 5  # rounds of descriptor waves at most (a server that serves 4 clients at once, of 16 workers: 2)
+WORKER_ROUNDS = 5  # rounds of descriptor waves at most (4 clients served at once, 16 workers: 2 or 3 rounds)
 
 
 def ran_since(before: Runs | None, after: Runs | None, main: int | None) -> int:
