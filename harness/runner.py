@@ -609,12 +609,18 @@ def _drive_wave(ctx: Context, first: int, plans: list[ClientPlan], patience: flo
     return not stuck
 
 
+def _held_wave(ctx: Context, first: int, clients: int, end: str, patience: float, name: str) -> bool:
+    """``_drive_wave`` of ``clients`` that each send one message, hold on ``HOLD`` seconds once answered, then ``end``
+    (close or reset) the connection."""
+    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(end)]) for _ in range(clients)]
+    return _drive_wave(ctx, first, plans, patience, name)
+
+
 def reset_wave(ctx: Context, srv: ServerRun, first: int, clients: int) -> dict[str, Any] | None:
     """A third wave: ``clients`` fresh clients (indexes from ``first``) each send one message and reset the connection
     once answered; None if some were still running at its timeout (a harness error is recorded)."""
     ctx, patience = _patient(ctx)
-    plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(RESET)]) for _ in range(clients)]
-    if not _drive_wave(ctx, first, plans, patience, "reset wave"):
+    if not _held_wave(ctx, first, clients, RESET, patience, "reset wave"):
         return None
     return {"db": srv.db_path.name, "stayed": clients, "grown": {}}
 
@@ -640,8 +646,7 @@ def worker_waves(
     last = before
     for _ in range(WORKER_ROUNDS):
         for end in (CLOSE, RESET):
-            plans = [ClientPlan([Op(SEND, "reuse check"), Op(PAUSE, seconds=HOLD), Op(end)]) for _ in range(clients)]
-            if not _drive_wave(ctx, first, plans, patience, "descriptor wave"):
+            if not _held_wave(ctx, first, clients, end, patience, "descriptor wave"):
                 return None
             first += clients
             if not srv.alive:
