@@ -16,7 +16,10 @@ The server runs in its own process with the relay off (with it on, N clients mea
 copies of every message, which measures the relay rather than the harness). Harness CPU is this
 process's and its workers' (not the server's), per acknowledged message, measured around each run;
 "checking" is the checker alone, timed again on the run's history and log, and "driving" the rest
-(clients, history, audit, server start and probe).
+(clients, history, audit, server start and probe). Each is split into user and kernel time, and the raw
+generator's own CPU per message is printed beside it: on loopback the sender's kernel time includes
+delivering each line to the server and waking its thread, a cost every client pays here and one that
+moves with this machine's speed.
 
     python bench/harness_scale.py [--clients 10000] [--messages 5] [--load-clients 200] [--workers N]
 """
@@ -44,20 +47,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 import load  # bench/load.py, the raw generator
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its reaped children (the workers; the server is reaped only at the end)."""
+def cpu_split() -> tuple[float, float]:
+    """User and kernel CPU seconds of this process and of its reaped children (the workers; the server is reaped
+    only at the end)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + kids.ru_utime, me.ru_stime + kids.ru_stime
 
 
-def measured(live: LiveServer, plan: Plan, rundir: Path, workers: int) -> tuple[RunOutcome, float]:
-    """Run ``plan`` on the live server; the outcome and the harness CPU it took."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children, user and kernel."""
+    return sum(cpu_split())
+
+
+def measured(live: LiveServer, plan: Plan, rundir: Path, workers: int) -> tuple[RunOutcome, float, float]:
+    """Run ``plan`` on the live server; the outcome and the harness CPU it took, user and kernel seconds."""
     config = RunConfig(
         options=Options(connect_timeout=60.0, ack_timeout=60.0), resource_wait=10.0, workers=workers, probe=True
     )
-    before = cpu_seconds()
+    user, kernel = cpu_split()
     outcome = run_plan(live.target, plan, rundir, server=live, config=config)
-    return outcome, cpu_seconds() - before
+    after = cpu_split()
+    return outcome, after[0] - user, after[1] - kernel
 
 
 def checker_cpu(outcome: RunOutcome, log: LogReader) -> float:
@@ -125,16 +135,21 @@ def main() -> int:
             plan = Plan([ClientPlan([Op(SEND, text)] * a.load_messages) for _ in range(a.load_clients)], 1, "rate")
             ratios: list[float] = []
             per_message: list[float] = []
+            raw_per_message: list[float] = []
             valid = True
             for n in range(1, a.passes + 1):
                 raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True)
                 raw_rate = float(raw["acks_per_s"])  # type: ignore[arg-type]
+                raw_user, raw_kernel = float(raw["user_us"]), float(raw["sys_us"])  # type: ignore[arg-type]
                 print(
                     f"pass {n}: raw (bench/load.py): {a.load_clients} clients,"
-                    f" {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms"
+                    f" {raw_rate:,.0f} messages/s, p99 {raw['p99_ms']:.1f} ms;"
+                    f" its own CPU {raw_user + raw_kernel:.0f} us per message ({raw_user:.0f} user + {raw_kernel:.0f} kernel)"
                 )
+                raw_per_message.append(raw_user + raw_kernel)
                 started = time.monotonic()
-                outcome, cpu = measured(live, plan, Path(tmp) / f"rate{n}", 1)
+                outcome, user, kernel = measured(live, plan, Path(tmp) / f"rate{n}", 1)
+                cpu = user + kernel
                 wall = time.monotonic() - started
                 acked, span, _ = rate(outcome, a.load_clients)
                 harness_rate = acked / span
@@ -149,7 +164,8 @@ def main() -> int:
                 for anomaly in outcome.result.anomalies[:2]:  # what a bad verdict is about, to look into
                     print(f"pass {n}:   {anomaly.kind}: {anomaly.message[:200]}; rows {anomaly.rows[:2]}")
                 print(
-                    f"pass {n}: harness CPU per message: {cpu * per:.0f} us for the whole run ="
+                    f"pass {n}: harness CPU per message: {cpu * per:.0f} us for the whole run"
+                    f" ({user * per:.0f} user + {kernel * per:.0f} kernel) ="
                     f" {(cpu - checking) * per:.0f} us driving + {checking * per:.0f} us checking;"
                     f" ratio harness/raw {harness_rate / raw_rate:.2f}"
                 )
@@ -167,7 +183,8 @@ def main() -> int:
                 1,
                 "scale",
             )
-            outcome, cpu = measured(live, big, Path(tmp) / "scale", a.workers)
+            outcome, user, kernel = measured(live, big, Path(tmp) / "scale", a.workers)
+            cpu = user + kernel
             workers = next((int(r.get("processes")) for r in outcome.records if r.f == "workers"), 1)
             acked, span, connected = rate(outcome, a.clients)
             failed = sorted(
@@ -184,6 +201,11 @@ def main() -> int:
             valid = valid and outcome.result.valid is True
         finally:
             live.close()
+    each = ", ".join(f"{c:.0f}" for c in raw_per_message)
+    print(
+        f"raw generator's own CPU per message = {statistics.median(raw_per_message):.0f} us"
+        f" (median of {len(raw_per_message)}: {each}): what sending a line and reading its answer costs here"
+    )
     each = ", ".join(f"{c:.0f}" for c in per_message)
     print(f"harness CPU per message = {statistics.median(per_message):.0f} us (median of {len(per_message)}: {each})")
     each = ", ".join(f"{r:.2f}" for r in ratios)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import selectors
 import socket
 import statistics
@@ -27,6 +28,12 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[k]
 
 
+def thread_cpu() -> tuple[float, float]:
+    """User and system CPU seconds of the calling thread (of the process where threads are not told apart)."""
+    usage = resource.getrusage(getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF))
+    return usage.ru_utime, usage.ru_stime
+
+
 def run(
     host: str, port: int, clients: int, warmup: float, duration: float, size: int, ids: bool = False
 ) -> dict[str, object]:
@@ -36,6 +43,7 @@ def run(
     state: dict[int, list[object]] = {}
     pad = "x" * max(0, size - (30 if ids else 16))
     tag = os.urandom(3).hex()  # client ids never repeat across runs (the server would answer "dup")
+    cpu0 = thread_cpu()
 
     def message(fd: int, seq: int) -> bytes:
         return (f"/id {tag}.{fd}.{seq} {fd} {seq} {pad}\n" if ids else f"{fd} {seq} {pad}\n").encode()
@@ -86,6 +94,8 @@ def run(
                     if t < end:
                         st[4] += 1  # type: ignore[operator]
                         s.sendall(message(s.fileno(), st[3]))  # type: ignore[arg-type]
+        cpu1 = thread_cpu()
+        answered = sum(st[3] for st in state.values())  # type: ignore[misc]
         latencies.sort()
         return {
             "clients": clients,
@@ -95,6 +105,10 @@ def run(
             "p50_ms": percentile(latencies, 0.50) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "mean_ms": statistics.fmean(latencies) * 1000 if latencies else float("nan"),
+            # this generator's own CPU (connecting included), per answered line: what any client costs here
+            "answered": answered,
+            "user_us": (cpu1[0] - cpu0[0]) * 1e6 / max(1, answered),
+            "sys_us": (cpu1[1] - cpu0[1]) * 1e6 / max(1, answered),
         }
     finally:
         sel.close()
