@@ -227,6 +227,13 @@ CATALOGUE = {
             "unclean-stop",
         ),
         _k(
+            "stop-leaves-processes",
+            39,
+            "The server exits on a stop but leaves processes of its own running (the children it forked for its "
+            "clients), which go on serving them and writing to the log after the server has stopped.",
+            "On a stop, signal every child (os.kill(pid, signal.SIGTERM)) and wait for each (os.waitpid) before exiting.",
+        ),
+        _k(
             "unclean-stop",
             38,
             "A stop is not clean (exit code, a traceback, the log or the port left in a bad state).",
@@ -278,8 +285,9 @@ CATALOGUE = {
         _k(
             "leaks",
             50,
-            "Threads or file descriptors stay open after the clients leave.",
-            "Close what you open: sockets, and sqlite3 connections (a with-block only commits).",
+            "Threads, file descriptors or ended child processes (zombies) stay after the clients leave.",
+            "Close what you open: sockets, and sqlite3 connections (a with-block only commits); reap the children"
+            " you fork (os.waitpid, or a SIGCHLD handler).",
         ),
         _k("other", 90, "Other scenario checks failed.", "See the scenario."),
     )
@@ -365,6 +373,8 @@ def of_anomaly(a: dict[str, Any], scenario: str) -> str:
             return "ctrl-c-traceback"
         if "port unusable" in text:
             return "no-reuseaddr"  # its closing connections hold the port: only SO_REUSEADDR lets a server bind
+        if "process(es) of its own running" in text:
+            return "stop-leaves-processes"
         return "stop-hangs" if "was killed" in text else "unclean-stop"
     return ANOMALY.get(kind, "other")
 

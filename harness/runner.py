@@ -335,6 +335,7 @@ def run_plan(
         baseline = top if isinstance(top, int) else 0
         fd_names0 = first.fd_targets() if resources else None
         runs0 = first.thread_runs() if resources else None  # which threads are the baseline's
+        zombies0 = first.zombies() if resources else None
         out_mark = first.mark()
         options = config.options
         if options.reset_after_server_close is None:  # keep a fixed port out of TIME_WAIT for the next start
@@ -489,6 +490,7 @@ def run_plan(
                         ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event()
                     )
                     files = worker_waves(wave_ctx, srv, fd_names0, runs0, len(plan.clients) + 1, threads0, config)
+                zombies = unreaped(ctx, srv, zombies0, config)
                 if (wave is not None or files is not None) and srv.proc is not None and srv.proc.poll() is not None:
                     record_crash(history, srv, out_mark)  # died during the waves
                 history.add(
@@ -504,6 +506,7 @@ def run_plan(
                     waited=config.resource_wait,
                     reuse=wave,
                     fds_pool=files,
+                    **zombies,
                 )
         live.let_session_end()  # a stop now would race its own exit
         record_output(history, live.run, out_mark, nctx.stop_tracebacks)
@@ -570,6 +573,27 @@ def warm_up(srv: ServerRun, target: Target) -> None:
     ctx = Context(srv.host, srv.port, wires.for_target(target), History(), "0" * RUN_ID_LEN, quiet_port)
     drive([SimClient(0, ClientPlan([Op(SEND, "warm-up")]), ctx)], ctx)
     srv.warmed = True
+
+
+def unreaped(ctx: Context, srv: ServerRun, before: int | None, config: RunConfig) -> dict[str, Any]:
+    """The server's ended, unreaped children (zombies) after the clients left, as the ``resources`` record holds them.
+
+    A server that reaps its children only when it accepts the next client (C's ``waitpid`` loop around
+    ``accept``) still holds the last ones' zombies: when there are some, one more client comes and
+    leaves, and they are counted again (its own child may then be the one zombie left)."""
+    if before is None:
+        return {}
+    wait = max(0.5, config.resource_wait / 2)
+    after = wait_back(srv.zombies, before, 0, wait)
+    again = None
+    if after is not None and after > before and srv.alive:
+        one, patience = _patient(
+            replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event())
+        )
+        first = 1 + max((r.client for r in ctx.history.records), default=0)  # a client number no one used
+        _drive_wave(one, first, [ClientPlan([Op(SEND, "one more client")])], patience, "zombie check")
+        again = wait_back(srv.zombies, before, 1, wait)
+    return {"zombies_before": before, "zombies_after": after, "zombies_again": again}
 
 
 def probe(ctx: Context, index: int) -> bool:

@@ -636,6 +636,37 @@ class StopResult:
     exit_code: int | None
     seconds: float
     forced: bool
+    left: int = 0  # processes of its own (children it started) still running once it had exited
+
+
+LEFT_GRACE = 1.0  # seconds a stopped server's own processes (its children) get to end after it exited
+
+
+def _stat(pid: str) -> tuple[str, int, int] | None:
+    """A process's state, parent and process group, from /proc (None if it is gone or unreadable)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2 :].split()  # the command name, in brackets, may hold anything
+    try:
+        return fields[0], int(fields[1]), int(fields[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def processes() -> list[tuple[str, int, int]]:
+    """Every process's state, parent and process group (Linux's /proc; empty elsewhere)."""
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []
+    return [stat for pid in pids if (stat := _stat(pid)) is not None]
+
+
+def group_running(pgid: int) -> int:
+    """Processes of group ``pgid`` that still run (zombies are over)."""
+    return sum(1 for state, _, group in processes() if group == pgid and state != "Z")
 
 
 class ServerRun:
@@ -849,9 +880,26 @@ class ServerRun:
                 self.proc.wait(self.target.stop_timeout)
             except subprocess.TimeoutExpired:
                 forced = True
+        seconds = time.monotonic() - t0
+        left = 0 if forced else self._left_running()
         self.kill()
-        self.stop_result = StopResult(method, self.proc.returncode, time.monotonic() - t0, forced)
+        self.stop_result = StopResult(method, self.proc.returncode, seconds, forced, left)
         return self.stop_result
+
+    def _left_running(self) -> int:
+        """Once the server exited: how many processes of its group (children it forked) still run after a grace."""
+        assert self.proc is not None
+        deadline = time.monotonic() + LEFT_GRACE
+        while (left := group_running(self.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling /proc: nothing to wait on for another process's children
+        return left
+
+    def zombies(self) -> int | None:
+        """The server's child processes that ended and that it has not reaped (None if /proc is unreadable)."""
+        if not Path("/proc/self/stat").exists():
+            return None
+        pid = self.pid
+        return sum(1 for state, parent, _ in processes() if parent == pid and state == "Z")
 
     def kill(self) -> None:
         """SIGKILL the whole process group and reap it (idempotent)."""
@@ -973,6 +1021,7 @@ class ServerRun:
             "exit_code": result.exit_code,
             "seconds": round(result.seconds, 3),
             "forced": result.forced,
+            "left_running": result.left,
             "timeout": self.target.stop_timeout,
             "deadline": self.target.deadline,
             "rebind": rebindable(self.host, self.port),

@@ -834,3 +834,42 @@ def test_a_missing_answer_in_a_run_whose_answers_came_near_the_ack_timeout_may_o
             "; other answers in this run took up to 9.2 s of the 10 s ack timeout, so this one may have come after"
             " it: the server is too slow under this load"
         ), a.message
+
+
+def test_a_stop_that_leaves_its_children_running_is_unclean(fab: Fab) -> None:
+    fab.rec(INFO, "shutdown", -1, -1, method="sigint", exit_code=0, seconds=0.2, left_running=3, integrity="ok")
+    [a] = fab.result().anomalies
+    assert a.kind == "unclean-shutdown" and "left 3 process(es) of its own running" in a.message
+    assert findings.of_anomaly(asdict(a), "restart") == "stop-leaves-processes"
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "again", "leak"),
+    [
+        (0, 0, None, False),  # reaped at once (a SIGCHLD handler)
+        (1, 1, None, False),  # the warm-up's zombie, still there: nothing grew
+        (0, 12, 1, False),  # reaped when one more client came (C's waitpid before accept); its own is left
+        (0, 12, 13, True),  # never reaped
+        (1, 3, 3, True),  # one more than that client's own
+        (0, 12, None, False),  # not counted again (the server died: invariant 8's)
+    ],
+)
+def test_zombies_that_one_more_client_does_not_clear_are_a_leak(
+    fab: Fab, before: int, after: int, again: int | None, leak: bool
+) -> None:
+    counts = {"threads_before": 2, "threads_after": 2, "fds_before": 6, "fds_after": 6, "waited": 5.0}
+    zombies = {"zombies_before": before, "zombies_after": after, "zombies_again": again}
+    fab.rec(INFO, "resources", -1, -1, **counts, **zombies)
+    result = fab.result()
+    if not leak:
+        assert not result.anomalies and result.invariants[10] == "pass", result.anomalies
+        return
+    [a] = result.anomalies
+    assert a.kind == "resource-leak" and "never reaped (zombies)" in a.message and f"still {again}" in a.message
+    assert findings.of_anomaly(asdict(a), "abrupt-disconnect") == "leaks"
+
+
+def test_resources_recorded_before_zombies_were_counted_still_pass(fab: Fab) -> None:
+    counts = {"threads_before": 2, "threads_after": 2, "fds_before": 6, "fds_after": 6, "waited": 5.0}
+    fab.rec(INFO, "resources", -1, -1, **counts)
+    assert fab.result().invariants[10] == "pass"

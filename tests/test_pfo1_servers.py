@@ -74,6 +74,11 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("un_hilo_select", "db-locked", {"crashes", "silent-on-db-error"}),  # OperationalError uncaught in its one loop
     ("un_hilo_select", "sliced-stream", set()),  # a buffer per client: lines whole across reads
     ("un_hilo_select", "concurrent-burst", set()),
+    ("procesos", "abrupt-disconnect", set()),  # a process per client (fork), reaped by a SIGCHLD handler
+    ("procesos", "shutdown-under-load", set()),  # signals its children and waits for them
+    ("procesos_accept", "abrupt-disconnect", set()),  # reaps at its next accept(): zombies wait for one more client
+    ("procesos_zombis", "abrupt-disconnect", {"leaks"}),  # never reaps: a zombie per client that left
+    ("procesos_huerfanos", "shutdown-under-load", {"stop-leaves-processes"}),  # exits, its children serve on
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
 

@@ -188,3 +188,51 @@ def test_a_harness_started_with_sigint_ignored_still_stops_a_ctrl_c_server(tmp_p
     )
     assert done.stdout.split() == ["0", "False"], done.stdout + done.stderr
     assert "stopped by Ctrl+C" in (tmp_path / "run" / "server.stdout").read_text()
+
+
+FORKING_SERVER = """
+import os, signal, socket, sys, time
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+kids = []
+for _ in range(3):  # children that would serve clients
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        s.close()
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+ended = os.fork()
+if ended == 0:
+    os._exit(0)  # a child that ends at once: a zombie until reaped
+while open(f"/proc/{ended}/stat").read().split()[2] != "Z":  # ended, and never reaped
+    time.sleep(0.01)
+print("listening", flush=True)
+try:
+    s.accept()
+except KeyboardInterrupt:
+    if sys.argv[2] == "waits":
+        for pid in kids:
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+"""
+
+
+@pytest.mark.parametrize("children", ["waits", "leaves"])
+def test_a_stop_counts_the_servers_own_processes_left_running(tmp_path: Path, children: str) -> None:
+    (tmp_path / "srv.py").write_text(FORKING_SERVER)
+    target = load_target(
+        write(
+            tmp_path,
+            f'name = "forks"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}", "{children}"]\nport = 0\n'
+            'ready = "line:listening"\nstop = "sigint"\nstop_timeout = 5\n[log]\npath = "{workdir}/chat.db"\n',
+        )
+    )
+    run = ServerRun(target, tmp_path / "run").start()
+    try:
+        assert run.zombies() == 1  # the child that ended, never reaped; the three that sleep are not zombies
+        result = run.stop()
+    finally:
+        run.kill()
+    assert result.exit_code == 0 and not result.forced
+    assert result.left == (0 if children == "waits" else 3)

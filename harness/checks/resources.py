@@ -1,8 +1,9 @@
-"""Invariant 10: server threads and descriptors return to their baseline after the clients leave."""
+"""Invariant 10: server threads, descriptors and child processes return to their baseline after the clients leave."""
 
 from __future__ import annotations
 
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
+from harness.history import Record
 from harness.index import RunIndex
 from harness.reuse import files_in_words, held_by_pool, held_by_workers, in_words, reused, workers_in_words
 
@@ -50,6 +51,22 @@ def resources(ix: RunIndex) -> Judgement:
                     continue
                 seen = f"; {in_words(wave)}" if wave else (f"; {files_in_words(files, still)}" if files else "")
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
+        if zombie := _zombies(rec):
+            j.add("resource-leak", 10, zombie, history=[rec.index])
     if j.anomalies:
         j.status = FAIL
     return j
+
+
+def _zombies(rec: Record) -> str:
+    """Why the server's unreaped children are a leak ("" if they are not, or were not counted)."""
+    before, after, again = rec.get("zombies_before"), rec.get("zombies_after"), rec.get("zombies_again")
+    if before is None or after is None or again is None or after <= before:
+        return ""  # none, or not counted again (the server had died: invariant 8's)
+    if again <= before + 1:  # reaped when the next client came; its own child may be the one left
+        return ""
+    still = f", and still {again} after one more client came and left"
+    return (
+        f"server child processes that ended and were never reaped (zombies): {before} before the clients, {after}"
+        f" {rec.get('waited', 0):g} s after they left{still}"
+    )

@@ -63,6 +63,11 @@ def _problems(rec: Record) -> list[str]:
         problems.append(f"did not exit within {rec.get('timeout')} s of {method} and was killed")
     elif code != 0:
         problems.append(f"exited with code {code}{_signal_name(code)} after {method}")
+    if left := rec.get("left_running"):
+        problems.append(
+            f"exited after {method} but left {left} process(es) of its own running (children it started and did not"
+            " stop or wait for; the harness killed them)"
+        )
     if deadline is not None and seconds is not None and seconds > deadline and not rec.get("forced"):
         problems.append(f"took {seconds:.2f} s to stop after {method}, more than {deadline} s")
     if rec.get("integrity") not in (None, "ok"):
