@@ -29,6 +29,7 @@ from harness.plan import CLOSE, PAUSE, RESET, SEND, ClientPlan, Op, Plan
 from harness.reuse import (
     HOLD,
     MAX_WAVE,
+    NEXT_CLIENTS,
     QUIET,
     WATCH_EVERY,
     WORKER_ROUNDS,
@@ -490,8 +491,24 @@ def run_plan(
                         ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event()
                     )
                     files = worker_waves(wave_ctx, srv, fd_names0, runs0, len(plan.clients) + 1, threads0, config)
-                zombies = unreaped(ctx, srv, zombies0, config)
-                if (wave is not None or files is not None) and srv.proc is not None and srv.proc.poll() is not None:
+                zombies_after = wait_back(srv.zombies, zombies0, 0, max(0.5, config.resource_wait / 2))
+                later: dict[str, Any] | None = None
+                if (
+                    wave is None
+                    and files is None
+                    and fd_names0 is not None
+                    and after_f is not None
+                    and fds0 is not None
+                    and after_f > fds0 + config.fds_slack
+                    and srv.alive
+                ):  # descriptors that stayed, with no pool to explain them: held until the next client, or a leak
+                    later = next_clients(_fresh(ctx, srv), srv, fd_names0, config)
+                zombies = unreaped(_fresh(ctx, srv), srv, zombies0, zombies_after, later, config)
+                if (
+                    (wave is not None or files is not None or later is not None)
+                    and srv.proc is not None
+                    and srv.proc.poll() is not None
+                ):
                     record_crash(history, srv, out_mark)  # died during the waves
                 history.add(
                     INFO,
@@ -506,6 +523,7 @@ def run_plan(
                     waited=config.resource_wait,
                     reuse=wave,
                     fds_pool=files,
+                    fds_next=later,
                     **zombies,
                 )
         live.let_session_end()  # a stop now would race its own exit
@@ -575,24 +593,65 @@ def warm_up(srv: ServerRun, target: Target) -> None:
     srv.warmed = True
 
 
-def unreaped(ctx: Context, srv: ServerRun, before: int | None, config: RunConfig) -> dict[str, Any]:
-    """The server's ended, unreaped children (zombies) after the clients left, as the ``resources`` record holds them.
+def _fresh(ctx: Context, srv: ServerRun) -> Context:
+    """The run's client context for clients the harness adds after the run: straight to the server, unstopped."""
+    return replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event())
+
+
+def _unused_client(ctx: Context) -> int:
+    """A client number no client of the run has used."""
+    return 1 + max((r.client for r in ctx.history.records), default=0)
+
+
+def next_clients(ctx: Context, srv: ServerRun, names0: Counter[str], config: RunConfig) -> dict[str, Any] | None:
+    """Descriptors stayed after the clients left and no pool explains them: waves of ``NEXT_CLIENTS`` fresh clients
+    (each sends a message, holds on ``HOLD`` s, closes), the descriptors beyond ``names0`` and the zombies after each.
+
+    A server that frees a client's resources only when the next client comes (``multiprocessing`` joins the
+    processes that ended at each ``start()``) is back at its baseline after one more client came, and after
+    another; a leak is not (``harness/reuse.py``). None if a wave's clients were still running at its timeout (a
+    harness error is recorded)."""
+    ctx, patience = _patient(ctx)
+    first = _unused_client(ctx)
+    out: dict[str, Any] = {"clients": list(NEXT_CLIENTS), "after": [], "zombies": []}
+    for clients in NEXT_CLIENTS:
+        if not _held_wave(ctx, first, clients, CLOSE, patience, "next-client wave"):
+            return None
+        first += clients
+        if not srv.alive:
+            out["died"] = True
+            return out
+        targets = settle(srv.fd_targets, timeout=max(0.5, config.resource_wait / 2), every=SETTLE_EVERY)
+        out["after"].append(dict(targets - names0) if targets is not None else None)
+        out["zombies"].append(srv.zombies())
+    return out
+
+
+def unreaped(
+    ctx: Context,
+    srv: ServerRun,
+    before: int | None,
+    after: int | None,
+    later: dict[str, Any] | None,
+    config: RunConfig,
+) -> dict[str, Any]:
+    """The server's ended, unreaped children (zombies) before the clients and after they left, as the ``resources``
+    record holds them.
 
     A server that reaps its children only when it accepts the next client (C's ``waitpid`` loop around
-    ``accept``) still holds the last ones' zombies: when there are some, one more client comes and
-    leaves, and they are counted again (its own child may then be the one zombie left)."""
+    ``accept``) still holds the last ones' zombies: when there are some, they are counted again after one more
+    client came and left (the first of ``later``'s waves, or one that comes for this); its own child may then be
+    the one zombie left."""
     if before is None:
         return {}
-    wait = max(0.5, config.resource_wait / 2)
-    after = wait_back(srv.zombies, before, 0, wait)
     again = None
-    if after is not None and after > before and srv.alive:
-        one, patience = _patient(
-            replace(ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event())
-        )
-        first = 1 + max((r.client for r in ctx.history.records), default=0)  # a client number no one used
-        _drive_wave(one, first, [ClientPlan([Op(SEND, "one more client")])], patience, "zombie check")
-        again = wait_back(srv.zombies, before, 1, wait)
+    if after is not None and after > before:
+        if later is not None and later.get("zombies"):
+            again = later["zombies"][0]
+        elif srv.alive:
+            one, patience = _patient(ctx)
+            _drive_wave(one, _unused_client(ctx), [ClientPlan([Op(SEND, "one more client")])], patience, "zombie check")
+            again = wait_back(srv.zombies, before, 1, max(0.5, config.resource_wait / 2))
     return {"zombies_before": before, "zombies_after": after, "zombies_again": again}
 
 

@@ -873,3 +873,33 @@ def test_resources_recorded_before_zombies_were_counted_still_pass(fab: Fab) -> 
     counts = {"threads_before": 2, "threads_after": 2, "fds_before": 6, "fds_after": 6, "waited": 5.0}
     fab.rec(INFO, "resources", -1, -1, **counts)
     assert fab.result().invariants[10] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("later", "verdict"),
+    [
+        ({"clients": [1, 1], "after": [{}, {}], "zombies": [0, 0]}, "pass"),
+        ({"clients": [1, 1], "after": [{"pipe": 2}, {"pipe": 2}], "zombies": [0, 0]}, "leak"),
+        ({"clients": [1, 1], "after": [{"pipe": 3}, {"pipe": 4}], "zombies": [0, 0]}, "leak"),
+        ({"clients": [1, 1], "after": [], "zombies": [], "died": True}, "unknown"),
+        (None, "leak"),  # recorded before the next clients came
+    ],
+)
+def test_descriptors_that_one_more_client_releases_are_not_a_leak(
+    fab: Fab, later: dict[str, Any] | None, verdict: str
+) -> None:
+    counts = {"threads_before": 2, "threads_after": 2, "fds_before": 6, "fds_after": 8, "waited": 5.0}
+    fab.rec(INFO, "resources", -1, -1, **counts, fds_leaked="+2 pipe", fds_next=later)
+    result = fab.result()
+    if verdict == "leak":
+        [a] = result.anomalies
+        assert a.kind == "resource-leak" and a.message.startswith("server fds: 6 before the clients, still 8")
+        assert ("after one more client came and left they were +" in a.message) is (later is not None)
+        return
+    assert not result.anomalies and result.invariants[10] == verdict, result.invariants
+    [note] = [n for n in result.notes if "server fds" in n]
+    assert note.endswith(
+        "held until the next client comes, not a leak"
+        if verdict == "pass"
+        else "the server died while more clients came one by one"
+    ), note

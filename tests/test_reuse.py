@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.history import FAIL, INFO, INVOKE, OK, History
 from harness.reuse import (
     answered,
     files_in_words,
     held_by_pool,
     held_by_workers,
+    held_until_next,
     log_files_only,
+    next_in_words,
     ran_since,
     reused,
     stayed_threads,
@@ -165,3 +169,31 @@ def test_what_the_waves_after_log_connections_stayed_showed_in_words() -> None:
     assert workers_in_words({**WORKERS, "rounds": [{}]}).endswith("they are back to the baseline")
     assert workers_in_words({**WORKERS, "rounds": [None]}).endswith("the server's descriptors could not be read")
     assert workers_in_words({**WORKERS, "died": True}).startswith("the server died during the waves")
+
+
+@pytest.mark.parametrize(
+    ("after", "held"),
+    [
+        ([{}, {}], True),  # multiprocessing: the processes that ended are joined, their pipes closed, at each start()
+        ([{"pipe": 2}, {"pipe": 2}], False),  # still held after more clients came: not released by them
+        ([{}, {"socket": 1}], False),  # one more client's connection kept
+        ([{"socket": 1}, {"socket": 2}], False),  # one kept per client: a leak
+        ([{}, None], False),  # unreadable
+        ([{}], False),  # a wave missing
+    ],
+)
+def test_descriptors_held_until_the_next_client_are_back_at_the_baseline_after_each_one(
+    after: list[dict[str, int] | None], held: bool
+) -> None:
+    assert held_until_next({"clients": [1, 1], "after": after, "zombies": [0, 0]}) is held
+
+
+def test_the_next_clients_in_words() -> None:
+    assert next_in_words({"clients": [1, 1], "after": [{}, {}]}) == (
+        "after one more client came and left they were back to the baseline, and after another back to the baseline"
+    )
+    assert next_in_words({"clients": [1, 1], "after": [{"pipe": 2}, None]}) == (
+        "after one more client came and left they were +2 pipe, and after another unreadable"
+    )
+    assert next_in_words({"died": True}) == "the server died while more clients came one by one"
+    assert not held_until_next({"died": True, "after": [{}, {}]})

@@ -5,7 +5,16 @@ from __future__ import annotations
 from harness.checks.base import FAIL, NA, PASS, UNKNOWN, Judgement, invariant
 from harness.history import Record
 from harness.index import RunIndex
-from harness.reuse import files_in_words, held_by_pool, held_by_workers, in_words, reused, workers_in_words
+from harness.reuse import (
+    files_in_words,
+    held_by_pool,
+    held_by_workers,
+    held_until_next,
+    in_words,
+    next_in_words,
+    reused,
+    workers_in_words,
+)
 
 
 @invariant(10, "resources return to baseline")
@@ -42,6 +51,16 @@ def resources(ix: RunIndex) -> Judgement:
                     else:
                         j.add("resource-leak", 10, said, history=[rec.index])
                     continue
+                later = rec.get("fds_next") if what == "fds" else None
+                if later and later.get("died"):  # the crash is invariant 8's; whether it leaked is not known
+                    j.status = UNKNOWN if j.status == PASS else j.status
+                    j.notes.append(f"{stayed}{named}; {next_in_words(later)}")
+                    continue
+                if later and held_until_next(later):
+                    j.notes.append(
+                        f"{stayed}{named}; {next_in_words(later)}: held until the next client comes, not a leak"
+                    )
+                    continue
                 files = files if reused(pool) else None
                 still = int(pool.get("still") or 0)
                 if files and held_by_pool(
@@ -50,6 +69,7 @@ def resources(ix: RunIndex) -> Judgement:
                     j.notes.append(f"{stayed}{named}; {files_in_words(files, still)}: a pool's connections, not a leak")
                     continue
                 seen = f"; {in_words(wave)}" if wave else (f"; {files_in_words(files, still)}" if files else "")
+                seen += f"; {next_in_words(later)}" if later else ""
                 j.add("resource-leak", 10, f"{stayed}{named}{seen}", history=[rec.index])
         if zombie := _zombies(rec):
             j.add("resource-leak", 10, zombie, history=[rec.index])
