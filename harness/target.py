@@ -639,7 +639,7 @@ class StopResult:
     left: int = 0  # processes of its own (children it started) still running once it had exited
 
 
-LEFT_GRACE = 1.0  # seconds a stopped server's own processes (its children) get to end after it exited
+LEFT_GRACE = 1.0  # seconds at least that a stopped server's own processes (its children) get to end after it exited
 
 
 def _stat(pid: str) -> tuple[str, int, int] | None:
@@ -881,15 +881,16 @@ class ServerRun:
             except subprocess.TimeoutExpired:
                 forced = True
         seconds = time.monotonic() - t0
-        left = 0 if forced else self._left_running()
+        # its children get what is left of the stop's timeout (at least LEFT_GRACE) to end too
+        left = 0 if forced else self._left_running(max(LEFT_GRACE, self.target.stop_timeout - seconds))
         self.kill()
         self.stop_result = StopResult(method, self.proc.returncode, seconds, forced, left)
         return self.stop_result
 
-    def _left_running(self) -> int:
-        """Once the server exited: how many processes of its group (children it forked) still run after a grace."""
+    def _left_running(self, grace: float) -> int:
+        """Once the server exited: how many processes of its group (children it forked) still run ``grace`` s later."""
         assert self.proc is not None
-        deadline = time.monotonic() + LEFT_GRACE
+        deadline = time.monotonic() + grace
         while (left := group_running(self.proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.02)  # polling /proc: nothing to wait on for another process's children
         return left
