@@ -642,21 +642,21 @@ class StopResult:
 LEFT_GRACE = 1.0  # seconds at least that a stopped server's own processes (its children) get to end after it exited
 
 
-def _stat(pid: str) -> tuple[str, int, int] | None:
-    """A process's state, parent and process group, from /proc (None if it is gone or unreadable)."""
+def _stat(pid: str) -> tuple[int, str, int, int] | None:
+    """A process's id, state, parent and process group, from /proc (None if it is gone or unreadable)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = text[text.rfind(")") + 2 :].split()  # the command name, in brackets, may hold anything
     try:
-        return fields[0], int(fields[1]), int(fields[2])
+        return int(pid), fields[0], int(fields[1]), int(fields[2])
     except (IndexError, ValueError):
         return None
 
 
-def processes() -> list[tuple[str, int, int]]:
-    """Every process's state, parent and process group (Linux's /proc; empty elsewhere)."""
+def processes() -> list[tuple[int, str, int, int]]:
+    """Every process's id, state, parent and process group (Linux's /proc; empty elsewhere)."""
     try:
         pids = [name for name in os.listdir("/proc") if name.isdigit()]
     except OSError:
@@ -665,8 +665,9 @@ def processes() -> list[tuple[str, int, int]]:
 
 
 def group_running(pgid: int) -> int:
-    """Processes of group ``pgid`` that still run (zombies are over)."""
-    return sum(1 for state, _, group in processes() if group == pgid and state != "Z")
+    """Processes of group ``pgid`` that still run (zombies are over), once its leader (process ``pgid``) is gone: a
+    process that took that number since leads a group of its own and is not counted."""
+    return sum(1 for pid, state, _, group in processes() if group == pgid and pid != pgid and state != "Z")
 
 
 class ServerRun:
@@ -900,7 +901,7 @@ class ServerRun:
         if not Path("/proc/self/stat").exists():
             return None
         pid = self.pid
-        return sum(1 for state, parent, _ in processes() if parent == pid and state == "Z")
+        return sum(1 for _, state, parent, _ in processes() if parent == pid and state == "Z")
 
     def kill(self) -> None:
         """SIGKILL the whole process group and reap it (idempotent)."""
