@@ -22,6 +22,7 @@ SALIDA = "éxito"
 def atender(conn, addr):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # el Ctrl+C es para el servidor
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     db = sqlite3.connect(DB, timeout=30)
     try:
         with conn, conn.makefile("rb") as entrada:
@@ -83,7 +84,13 @@ def main():
         while True:
             conn, addr = servidor.accept()
             p = multiprocessing.Process(target=atender, args=(conn, addr), daemon=True)
-            p.start()
+            # Ctrl+C o SIGTERM entre el fork y el registro del hijo lo dejarían fuera de active_children():
+            # esperan a que start() termine (el hijo las desbloquea cuando tiene sus manejadores).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                p.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
             conn.close()  # el hijo tiene su copia
     except KeyboardInterrupt:
         pass
