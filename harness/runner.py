@@ -449,14 +449,7 @@ def run_plan(
                 files: dict[str, Any] | None = None
                 if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
                     # Threads stayed: a pool's run when a second wave comes, stuck ones never do (harness/reuse.py).
-                    wave_ctx = replace(
-                        ctx,
-                        host=srv.host,
-                        port=srv.port,
-                        proxy=None,
-                        stop=threading.Event(),
-                        gave_up=threading.Event(),
-                    )
+                    wave_ctx = _fresh(ctx, srv)
                     wave = reuse_wave(wave_ctx, srv, runs0, len(plan.clients) + 1).to_dict()
                     if after_f is not None:  # the wave's sockets close first
                         wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
@@ -487,9 +480,7 @@ def run_plan(
                     and srv.alive
                     and log_files_only(dict((srv.fd_targets() or Counter()) - fd_names0), srv.db_path.name)
                 ):  # no thread stayed, log connections did: workers started up front that opened theirs, or a leak
-                    wave_ctx = replace(
-                        ctx, host=srv.host, port=srv.port, proxy=None, stop=threading.Event(), gave_up=threading.Event()
-                    )
+                    wave_ctx = _fresh(ctx, srv)
                     files = worker_waves(wave_ctx, srv, fd_names0, runs0, len(plan.clients) + 1, threads0, config)
                 zombies_after = wait_back(srv.zombies, zombies0, 0, max(0.5, config.resource_wait / 2))
                 later: dict[str, Any] | None = None
