@@ -2,7 +2,9 @@
 
 1. raw: ``bench/load.py``'s closed-loop generator (one thread, ``selectors``, no checking) drives
    the server for ``--seconds`` with the lines the harness sends (``/id CID TEXT``, as long): the
-   rate the server itself sustains here for that traffic.
+   rate the server itself sustains here for that traffic. Then the same generator again, recording
+   every send and ack in the harness's history (``--record``): its CPU per message is the floor
+   under the harness's, what recording costs with no event loop, session, audit or checker.
 2. harness: the harness's simulated clients, the same number, closed-loop, every message recorded
    in the history, audited against the log and judged by the checker: the rate the harness drives
    and checks. ``ratio harness/raw`` is this over (1); target >= 0.8.
@@ -136,6 +138,7 @@ def main() -> int:
             ratios: list[float] = []
             per_message: list[float] = []
             raw_per_message: list[float] = []
+            rec_per_message: list[float] = []
             valid = True
             for n in range(1, a.passes + 1):
                 raw = load.run(srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True)
@@ -147,6 +150,15 @@ def main() -> int:
                     f" its own CPU {raw_user + raw_kernel:.0f} us per message ({raw_user:.0f} user + {raw_kernel:.0f} kernel)"
                 )
                 raw_per_message.append(raw_user + raw_kernel)
+                rec = load.run(
+                    srv.host, srv.port, a.load_clients, 1.0, a.seconds, len(line), ids=True, record=Path(tmp) / f"h{n}"
+                )
+                rec_user, rec_kernel = float(rec["user_us"]), float(rec["sys_us"])  # type: ignore[arg-type]
+                print(
+                    f"pass {n}: recording (bench/load.py --record): {float(rec['acks_per_s']):,.0f} messages/s;"  # type: ignore[arg-type]
+                    f" its own CPU {rec_user + rec_kernel:.0f} us per message ({rec_user:.0f} user + {rec_kernel:.0f} kernel)"
+                )
+                rec_per_message.append(rec_user + rec_kernel)
                 started = time.monotonic()
                 outcome, user, kernel = measured(live, plan, Path(tmp) / f"rate{n}", 1)
                 cpu = user + kernel
@@ -205,6 +217,11 @@ def main() -> int:
     print(
         f"raw generator's own CPU per message = {statistics.median(raw_per_message):.0f} us"
         f" (median of {len(raw_per_message)}: {each}): what sending a line and reading its answer costs here"
+    )
+    each = ", ".join(f"{c:.0f}" for c in rec_per_message)
+    print(
+        f"recording generator's own CPU per message = {statistics.median(rec_per_message):.0f} us"
+        f" (median of {len(rec_per_message)}: {each}): the same, plus the two history records the harness makes"
     )
     each = ", ".join(f"{c:.0f}" for c in per_message)
     print(f"harness CPU per message = {statistics.median(per_message):.0f} us (median of {len(per_message)}: {each})")

@@ -3,12 +3,19 @@
 One thread drives every connection through ``selectors`` so the generator itself stays cheap.
 Prints one JSON object: acks counted in the measuring window, its length, and ack latencies.
 
-    python bench/load.py --port P [--clients 200] [--warmup 1] [--duration 5]
+With ``--record FILE`` (and ``--ids``) it also records every line it sends and every ack it reads in
+the harness's own history (``harness.history.History``, the same two records a simulated client
+makes per message, kept in memory and written to FILE, with full garbage collections held off as
+while the harness drives clients): the least a client that records as the harness does pays here,
+with no event loop, session, audit or checker.
+
+    python bench/load.py --port P [--clients 200] [--warmup 1] [--duration 5] [--ids [--record FILE]]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -16,6 +23,8 @@ import selectors
 import socket
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 ACK = b"Mensaje recibido:"
 
@@ -35,9 +44,31 @@ def thread_cpu() -> tuple[float, float]:
 
 
 def run(
-    host: str, port: int, clients: int, warmup: float, duration: float, size: int, ids: bool = False
+    host: str,
+    port: int,
+    clients: int,
+    warmup: float,
+    duration: float,
+    size: int,
+    ids: bool = False,
+    record: Path | None = None,
 ) -> dict[str, object]:
-    """Drive the load and measure; with ``ids`` every line is ``/id CID TEXT`` (the reference's client ids)."""
+    """Drive the load and measure; with ``ids`` every line is ``/id CID TEXT`` (the reference's client ids).
+
+    ``record``: also record each send and ack in a harness history written there (needs ``ids``).
+    """
+    if record is not None and not ids:
+        raise ValueError("recording needs ids: an ack is matched to its send by the client id")
+    history: Any = None
+    held = contextlib.ExitStack()
+    if record is not None:
+        # only here: the raw generator needs nothing of the harness
+        from harness.gcpause import full_collections_held
+        from harness.history import INVOKE, OK, History
+
+        history = History(record)
+        append = history.append
+        held.enter_context(full_collections_held())  # as the harness holds them while it drives clients
     sel = selectors.DefaultSelector()
     conns: list[socket.socket] = []
     state: dict[int, list[object]] = {}
@@ -46,7 +77,15 @@ def run(
     cpu0 = thread_cpu()
 
     def message(fd: int, seq: int) -> bytes:
-        return (f"/id {tag}.{fd}.{seq} {fd} {seq} {pad}\n" if ids else f"{fd} {seq} {pad}\n").encode()
+        if not ids:
+            return f"{fd} {seq} {pad}\n".encode()
+        cid, text = f"{tag}.{fd}.{seq}", f"{fd} {seq} {pad}"
+        if history is not None:  # what a session records as a message goes out
+            append(INVOKE, "send", fd, 0, {"token": cid, "text": text, "resend": False})
+            outstanding[cid] = text
+        return f"/id {cid} {text}\n".encode()
+
+    outstanding: dict[str, str] = {}
 
     try:
         for _ in range(clients):
@@ -85,6 +124,12 @@ def run(
                 for line in lines:
                     if not line.startswith(ACK):
                         continue
+                    if history is not None:  # what a session records for an ack: b"... TS id=ROW cid=CID"
+                        _, _, ts, row, cid = line.decode().split(" ")
+                        token = cid[4:]
+                        if outstanding.pop(token, None) is None:
+                            raise SystemExit(f"an ack for no outstanding line: {line!r}")
+                        append(OK, "send", s.fileno(), 0, {"token": token, "row": int(row[3:]), "ts": ts, "dup": False})
                     t = time.monotonic()
                     if start <= t < end:
                         acks += 1
@@ -94,6 +139,8 @@ def run(
                     if t < end:
                         st[4] += 1  # type: ignore[operator]
                         s.sendall(message(s.fileno(), st[3]))  # type: ignore[arg-type]
+        if history is not None:
+            history.flush()  # its last lines, as a run's history is written whole
         cpu1 = thread_cpu()
         answered = sum(st[3] for st in state.values())  # type: ignore[misc]
         latencies.sort()
@@ -114,6 +161,9 @@ def run(
         sel.close()
         for s in conns:
             s.close()
+        if history is not None:
+            history.close()
+        held.close()
 
 
 def main() -> None:
@@ -126,8 +176,11 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--size", type=int, default=64, help="bytes per message")
     ap.add_argument("--ids", action="store_true", help="send /id CID TEXT lines (the reference's client ids)")
+    ap.add_argument("--record", type=Path, help="also record every send and ack in a harness history written here")
     a = ap.parse_args()
-    print(json.dumps(run(a.host, a.port, a.clients, a.warmup, a.duration, a.size, a.ids)))
+    if a.record is not None and not a.ids:
+        ap.error("--record needs --ids")
+    print(json.dumps(run(a.host, a.port, a.clients, a.warmup, a.duration, a.size, a.ids, a.record)))
 
 
 if __name__ == "__main__":
