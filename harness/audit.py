@@ -177,6 +177,7 @@ class Auditor:
         try:
             # A server without framing may store the message in pieces, its token cut: the checker then
             # asks whether the first piece's row was committed by now, by id (read first: no race).
+            seen_at = self.history.now()  # the read comes after: a row not in ``seen`` was not committed then
             seen: int | None = self.reader.max_id()
             visible = self.reader.contains(f"[{token}]", self.after)
         except LogError as exc:
@@ -190,6 +191,7 @@ class Auditor:
             token=token,
             visible=visible,
             max_id=seen,
+            max_id_at=seen_at,
             acked_at=acked_at,
             checked_at=self.history.now(),
         )

@@ -858,7 +858,11 @@ class ServerRun:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, method: str | None = None) -> StopResult:
-        """Stop by ``method`` (default: the target's); SIGKILL the group after ``stop_timeout``."""
+        """Stop by ``method`` (default: the target's); SIGKILL the group after ``stop_timeout``.
+
+        ``sigint`` goes to the server's process group, as Ctrl+C in a terminal does; ``sigterm`` to the
+        server's process alone, as ``kill PID`` does.
+        """
         assert self.proc is not None
         method = method or self.target.stop
         t0 = time.monotonic()
@@ -868,7 +872,8 @@ class ServerRun:
                 if method == "sigterm":
                     self.proc.send_signal(signal.SIGTERM)
                 elif method == "sigint":
-                    self.proc.send_signal(signal.SIGINT)
+                    # Ctrl+C: a terminal signals its foreground process group, the children the server forked too
+                    os.killpg(self.proc.pid, signal.SIGINT)
                 elif method == "stdin-newline":
                     assert self.proc.stdin is not None
                     self.proc.stdin.write(b"\n")

@@ -836,6 +836,43 @@ def test_a_missing_answer_in_a_run_whose_answers_came_near_the_ack_timeout_may_o
         ), a.message
 
 
+@pytest.mark.parametrize(
+    ("found_at", "named"),
+    [
+        (None, "slow-under-load"),  # a read past the wait's end still did not find its row: stored after it
+        (10.05, "unanswered"),  # the read past the wait's end found it: stored in time, yet never answered
+        ("no reads", "unanswered"),  # nothing says when it was stored
+    ],
+)
+def test_a_missing_answer_whose_row_was_stored_after_the_wait_ended_may_only_be_late(
+    fab: Fab, found_at: float | str | None, named: str
+) -> None:
+    fab.connected(0, 0)
+    _, first = fab.sent_acked_stored(0, 1)  # answered at once: the run's answers were quick
+    late, text = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=late, text=text)
+    sent = fab.t
+    if found_at != "no reads":
+        fab.rec(INFO, "audit", 1, 1, token="x", visible=True, max_id=first, max_id_at=sent + 5.0)
+    fab.t = sent + 10.0
+    fab.rec(INFO, "send", 0, 0, token=late, error="ack-timeout", end="ack-timeout")
+    fab.ended(0, 0, 0.0, [], reason="ack-timeout")
+    if found_at is None:  # the auditor read the log's largest id 10.05 s after the send: not this row yet
+        fab.rec(INFO, "audit", 1, 1, token="y", visible=True, max_id=first, max_id_at=sent + 10.05)
+    row = fab.store(text)
+    if isinstance(found_at, float):
+        fab.rec(INFO, "audit", 1, 1, token="y", visible=True, max_id=row, max_id_at=sent + found_at)
+    [a] = fab.result().anomalies
+    assert a.kind == "unanswered" and a.token == late
+    assert findings.of_anomaly(asdict(a), "black-hole") == named
+    if named == "slow-under-load":
+        assert a.message.endswith(
+            f"; the server stored it only after the client had stopped waiting (row {row} was not in the log yet"
+            " 10.05 s after the message was sent, past the 10 s ack timeout), so this one may have come after it:"
+            " the server is too slow under this load"
+        ), a.message
+
+
 def test_a_stop_that_leaves_its_children_running_is_unclean(fab: Fab) -> None:
     fab.rec(INFO, "shutdown", -1, -1, method="sigint", exit_code=0, seconds=0.2, left_running=3, integrity="ok")
     [a] = fab.result().anomalies

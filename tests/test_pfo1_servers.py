@@ -79,6 +79,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("procesos_accept", "abrupt-disconnect", set()),  # reaps at its next accept(): zombies wait for one more client
     ("procesos_zombis", "abrupt-disconnect", {"leaks"}),  # never reaps: a zombie per client that left
     ("procesos_huerfanos", "shutdown-under-load", {"stop-leaves-processes"}),  # exits, its children serve on
+    ("procesos_ctrl_c", "shutdown-under-load", set()),  # Ctrl+C reaches its children too: all of them stop
+    ("procesos_ctrl_c", "restart", set()),
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]

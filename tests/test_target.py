@@ -236,3 +236,43 @@ def test_a_stop_counts_the_servers_own_processes_left_running(tmp_path: Path, ch
         run.kill()
     assert result.exit_code == 0 and not result.forced
     assert result.left == (0 if children == "waits" else 3)
+
+
+CTRL_C_CHILDREN = """
+import os, socket, sys, time
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+for _ in range(3):  # children that keep Python's KeyboardInterrupt, as most forking answers do
+    if os.fork() == 0:
+        s.close()
+        try:
+            time.sleep(60)
+        finally:
+            os._exit(0)
+print("listening", flush=True)
+try:
+    s.accept()
+except KeyboardInterrupt:
+    pass
+"""
+
+
+@pytest.mark.parametrize(("method", "left"), [("sigint", 0), ("sigterm", 3)])
+def test_sigint_reaches_the_process_group_as_ctrl_c_does_and_sigterm_the_server_alone(
+    tmp_path: Path, method: str, left: int
+) -> None:
+    (tmp_path / "srv.py").write_text(CTRL_C_CHILDREN)
+    target = load_target(
+        write(
+            tmp_path,
+            f'name = "forks"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}"]\nport = 0\n'
+            'ready = "line:listening"\nstop = "sigint"\nstop_timeout = 5\n[log]\npath = "{workdir}/chat.db"\n',
+        )
+    )
+    run = ServerRun(target, tmp_path / "run").start()
+    try:
+        result = run.stop(method)
+    finally:
+        run.kill()
+    assert not result.forced
+    assert result.exit_code == (0 if method == "sigint" else -15)
+    assert result.left == left

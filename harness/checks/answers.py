@@ -2,7 +2,8 @@
 
 A send with no ack and no error within the ack timeout is an anomaly (``unanswered``), or
 ``unexpected-reply`` when the server did say something that is neither (unless the run's other
-answers came so late that this one may simply have come after the timeout). It is not judged when a
+answers came so late that this one may simply have come after the timeout, or the log did not hold
+its row yet when the wait ended: then the answer may only be late). It is not judged when a
 fault or a nemesis touched the connection meanwhile, when the client broke the connection itself,
 when the server dropped the connection saying why (idle, slow, shutdown), or when the message was
 stored run together with another or in pieces (a framing defect, reported as such). A bad line
@@ -10,6 +11,9 @@ may also be answered by closing the connection.
 """
 
 from __future__ import annotations
+
+from bisect import bisect_left
+from itertools import accumulate
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant
 from harness.ends import End
@@ -28,6 +32,7 @@ def every_message_answered(ix: RunIndex) -> Judgement:
     """Every send on an untouched connection is acknowledged or refused within the ack timeout."""
     j = Judgement()
     slowest: list[float] = []  # the run's slowest answer, once an unanswered message needs it
+    reads: list[tuple[list[int], list[float]]] = []  # the auditor's reads of the log's largest id, likewise
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
@@ -50,7 +55,7 @@ def every_message_answered(ix: RunIndex) -> Judgement:
         if why:
             j.skip(why)
             continue
-        _unanswered(ix, j, m, rec, outcome, until, c, slowest)
+        _unanswered(ix, j, m, rec, outcome, until, c, slowest, reads)
     _stray_lines(ix, j)
     abandoned = ix.of("abandon")
     if abandoned:
@@ -98,6 +103,7 @@ def _unanswered(
     until: float,
     c: Connection | None,
     slowest: list[float],
+    reads: list[tuple[list[int], list[float]]],
 ) -> None:
     said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
     quote = [said[0].index] if said else []
@@ -126,7 +132,7 @@ def _unanswered(
             f"; opening the connection took {slow:.1f} s (its SYN was dropped and resent: {BACKLOG}), so the "
             "server probably never accepted it in time"
             if slow is not None and slow >= SYN_RETRY
-            else _late(ix, slowest)
+            else _late(ix, slowest) or _stored_late(ix, m, rec, reads)
         )
         j.add(
             "unanswered",
@@ -144,6 +150,37 @@ def _late(ix: RunIndex, slowest: list[float]) -> str:
     if slowest[0] < SLOW * ix.ack_timeout:
         return ""
     return f"; other answers in this run took up to {slowest[0]:.1f} s of the {ix.ack_timeout:g} s ack timeout, {LATE}"
+
+
+def _stored_late(ix: RunIndex, m: Message, rec: Record, reads: list[tuple[list[int], list[float]]]) -> str:
+    """Why a missing answer may only be late: its row was not in the log yet when the wait ended ("" if unknown).
+
+    The auditor's reads of the log's largest id say when a row was not committed yet (an id larger
+    than every one in the log is not in it); one read at or after the end of the wait that still did
+    not find this message's row means the server stored it only after the client had stopped waiting.
+    """
+    if ix.log_error:
+        return ""
+    st = ix.framing.of(m.token)
+    if len(st.whole) != 1 or st.pieces:
+        return ""
+    row = st.whole[0]
+    due = rec.time + float(rec.get("trickle") or 0.0) * len(m.text.encode("utf-8")) + ix.ack_timeout
+    if not reads:  # once per check: the reads by largest id, and the latest time each id or a smaller one was read
+        seen = sorted(
+            (int(a.value["max_id"]), float(a.value["max_id_at"]))
+            for a in ix.of("audit")
+            if isinstance(a.get("max_id"), int) and isinstance(a.get("max_id_at"), (int, float))
+        )
+        reads.append(([i for i, _ in seen], list(accumulate((t for _, t in seen), max))))
+    ids, latest = reads[0]
+    n = bisect_left(ids, row)  # the reads whose largest id is below the row's
+    if not n or latest[n - 1] < due:
+        return ""
+    return (
+        f"; the server stored it only after the client had stopped waiting (row {row} was not in the log yet "
+        f"{latest[n - 1] - rec.time:.2f} s after the message was sent, past the {ix.ack_timeout:g} s ack timeout), {LATE}"
+    )
 
 
 def _stray_lines(ix: RunIndex, j: Judgement) -> None:
