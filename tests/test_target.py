@@ -218,17 +218,23 @@ except KeyboardInterrupt:
 """
 
 
-@pytest.mark.parametrize("children", ["waits", "leaves"])
-def test_a_stop_counts_the_servers_own_processes_left_running(tmp_path: Path, children: str) -> None:
-    (tmp_path / "srv.py").write_text(FORKING_SERVER)
+def forking(tmp_path: Path, script: str, *args: str) -> ServerRun:
+    """``script`` started as a server (its port first, then ``args``), stopped by SIGINT by default."""
+    (tmp_path / "srv.py").write_text(script)
+    argv = "".join(f', "{a}"' for a in args)
     target = load_target(
         write(
             tmp_path,
-            f'name = "forks"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}", "{children}"]\nport = 0\n'
+            f'name = "forks"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}"{argv}]\nport = 0\n'
             'ready = "line:listening"\nstop = "sigint"\nstop_timeout = 5\n[log]\npath = "{workdir}/chat.db"\n',
         )
     )
-    run = ServerRun(target, tmp_path / "run").start()
+    return ServerRun(target, tmp_path / "run").start()
+
+
+@pytest.mark.parametrize("children", ["waits", "leaves"])
+def test_a_stop_counts_the_servers_own_processes_left_running(tmp_path: Path, children: str) -> None:
+    run = forking(tmp_path, FORKING_SERVER, children)
     try:
         assert run.zombies() == 1  # the child that ended, never reaped; the three that sleep are not zombies
         result = run.stop()
@@ -260,15 +266,7 @@ except KeyboardInterrupt:
 def test_sigint_reaches_the_process_group_as_ctrl_c_does_and_sigterm_the_server_alone(
     tmp_path: Path, method: str, left: int
 ) -> None:
-    (tmp_path / "srv.py").write_text(CTRL_C_CHILDREN)
-    target = load_target(
-        write(
-            tmp_path,
-            f'name = "forks"\ncommand = ["{{python}}", "{tmp_path / "srv.py"}", "{{port}}"]\nport = 0\n'
-            'ready = "line:listening"\nstop = "sigint"\nstop_timeout = 5\n[log]\npath = "{workdir}/chat.db"\n',
-        )
-    )
-    run = ServerRun(target, tmp_path / "run").start()
+    run = forking(tmp_path, CTRL_C_CHILDREN)
     try:
         result = run.stop(method)
     finally:

@@ -170,7 +170,8 @@ def _stored_late(ix: RunIndex, m: Message, rec: Record, reads: list[tuple[list[i
         seen = sorted(
             (int(a.value["max_id"]), float(a.value["max_id_at"]))
             for a in ix.of("audit")
-            if isinstance(a.get("max_id"), int) and isinstance(a.get("max_id_at"), (int, float))
+            # 0 is also what a log whose ids are not integers reads: such a read says nothing
+            if isinstance(a.get("max_id"), int) and a.value["max_id"] > 0 and isinstance(a.get("max_id_at"), float)
         )
         reads.append(([i for i, _ in seen], list(accumulate((t for _, t in seen), max))))
     ids, latest = reads[0]
