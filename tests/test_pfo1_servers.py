@@ -81,6 +81,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("procesos_huerfanos", "shutdown-under-load", {"stop-leaves-processes"}),  # exits, its children serve on
     ("procesos_ctrl_c", "shutdown-under-load", set()),  # Ctrl+C reaches its children too: all of them stop
     ("procesos_ctrl_c", "restart", set()),
+    ("socketserver_procesos", "shutdown-under-load", set()),  # ForkingTCPServer waits for its children at a stop
+    ("socketserver_procesos", "abrupt-disconnect", set()),  # and reaps the ones that ended every half second
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
