@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness.target import python_env, register_process, unregister_process
+from harness.target import kill_marked, python_env, register_process, unregister_process
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -103,6 +103,7 @@ def run(
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait(10)
+            kill_marked(f"{child.pid}.")  # what its servers started outside their groups, if it could not kill it
             unregister_process(child)
         if code != 0 or not result_path.exists():
             how = "timed out" if code is None else f"ended with code {code}"

@@ -406,6 +406,9 @@ def kill_all() -> None:
         _live.clear()
     for proc in procs:
         _kill_group(proc)
+    if procs:  # their processes that left their groups: marked by this process, or by a child it ran scenarios in
+        for pid in (os.getpid(), *(proc.pid for proc in procs)):
+            kill_marked(f"{pid}.")
 
 
 atexit.register(kill_all)
@@ -664,10 +667,65 @@ def processes() -> list[tuple[int, str, int, int]]:
     return [stat for pid in pids if (stat := _stat(pid)) is not None]
 
 
-def group_running(pgid: int) -> int:
-    """Processes of group ``pgid`` that still run (zombies are over), once its leader (process ``pgid``) is gone: a
-    process that took that number since leads a group of its own and is not counted."""
-    return sum(1 for pid, state, _, group in processes() if group == pgid and pid != pgid and state != "Z")
+def group_running(pgid: int, mark: str | None = None) -> int:
+    """Processes of group ``pgid``, or carrying ``mark`` (see ``marked``), that still run (zombies are over), once the
+    group's leader (process ``pgid``) is gone: a process that took that number since is not counted."""
+    stats = processes()
+    carry = marked(mark, [pid for pid, _, _, group in stats if group != pgid]) if mark else set()
+    return sum(1 for pid, state, _, group in stats if pid != pgid and state != "Z" and (group == pgid or pid in carry))
+
+
+MARK = "CHAT_HARNESS_SERVER"  # set in each server's environment: whatever the server starts inherits it
+_marks = itertools.count(1)
+
+
+def new_mark() -> str:
+    """A mark for one server this process starts: this process's id, a dot, a number."""
+    return f"{os.getpid()}.{next(_marks)}"
+
+
+def marked(mark: str, pids: list[int] | None = None) -> set[int]:
+    """The processes (of ``pids``, or all) whose environment holds ``MARK=mark``, or ``MARK=mark...`` when ``mark``
+    ends with a dot: a server's own processes, even those that left its process group (``setsid``, a daemon's double
+    fork) and outlived it, which a group kill misses (readable only for this user's processes, or as root)."""
+    needle = f"\0{MARK}={mark}".encode() + (b"" if mark.endswith(".") else b"\0")
+    if pids is None:
+        pids = [stat[0] for stat in processes()]
+    found = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if (b"\0" + environ + b"\0").find(needle) >= 0:
+            found.add(pid)
+    return found
+
+
+def kill_marked(mark: str, rounds: int = 20) -> int:
+    """SIGKILL every running process that carries ``mark`` until none is left (those it starts meanwhile too, for
+    up to ``rounds`` rounds); return how many were killed."""
+    killed, refused = 0, {os.getpid()}
+    for _ in range(rounds):
+        running = {pid for pid, state, _, _ in processes() if state != "Z"}
+        targets = marked(mark, sorted(running - refused))
+        if not targets:
+            break
+        for pid in targets:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # a set-user-id program it ran: not waited for again
+                refused.add(pid)
+        deadline = time.monotonic() + 1.0
+        while any((s := _stat(str(pid))) is not None and s[1] != "Z" for pid in targets):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # polling /proc: a process not our child cannot be waited on
+    return killed
 
 
 class ServerRun:
@@ -690,6 +748,7 @@ class ServerRun:
         self.sessions = 0  # client sessions given to this instance (single-session targets)
         self._drains: list[_Drain] = []
         self._launched_at: tuple[int, int] = (0, 0)
+        self.env_mark = ""  # in the environment of this instance's processes (``MARK``), once started
         if target.copy_cwd and target.cwd is not None:
             if fresh:
                 shutil.copytree(target.cwd, self.workdir / "app", dirs_exist_ok=True, ignore=_not_code)
@@ -762,6 +821,7 @@ class ServerRun:
         cmd = [self.expand(c) for c in self.target.command]
         env = python_env(dict(self.target.env))
         env.setdefault("PYTHONUNBUFFERED", "1")
+        self.env_mark = env[MARK] = new_mark()
         launcher = [sys.executable, str(Path(__file__).with_name("launch.py")), str(os.getpid()), "--"]
         self._launched_at = self.mark()
         out_r, out_w = os.pipe()
@@ -897,7 +957,7 @@ class ServerRun:
         """Once the server exited: how many processes of its group (children it forked) still run ``grace`` s later."""
         assert self.proc is not None
         deadline = time.monotonic() + grace
-        while (left := group_running(self.proc.pid)) and time.monotonic() < deadline:
+        while (left := group_running(self.proc.pid, self.env_mark)) and time.monotonic() < deadline:
             time.sleep(0.02)  # polling /proc: nothing to wait on for another process's children
         return left
 
@@ -913,6 +973,8 @@ class ServerRun:
         if self.proc is None:
             return
         _kill_group(self.proc)
+        if self.env_mark:
+            kill_marked(self.env_mark)  # those that left its group
         with _live_lock:
             _live.discard(self.proc)
         if self.proc.stdin is not None:

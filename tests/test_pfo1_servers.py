@@ -83,6 +83,10 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("procesos_ctrl_c", "restart", set()),
     ("socketserver_procesos", "shutdown-under-load", set()),  # ForkingTCPServer waits for its children at a stop
     ("socketserver_procesos", "abrupt-disconnect", set()),  # and reaps the ones that ended every half second
+    ("procesos_sesion", "shutdown-under-load", {"stop-leaves-processes"}),  # its children, in sessions of their own,
+    ("procesos_sesion", "restart", {"stop-leaves-processes"}),  # never hear the Ctrl+C and serve on
+    ("procesos_sesion_fin", "shutdown-under-load", set()),  # the same children, but it signals them and waits
+    ("procesos_sesion_fin", "abrupt-disconnect", set()),  # reaps at its next accept()
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]

@@ -7,12 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from support import wait_for
 
-from harness.target import ServerRun, TargetError, can_connect, load_target, reference
+from harness.target import ServerRun, TargetError, can_connect, kill_all, load_target, reference
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -274,3 +275,67 @@ def test_sigint_reaches_the_process_group_as_ctrl_c_does_and_sigterm_the_server_
     assert not result.forced
     assert result.exit_code == (0 if method == "sigint" else -15)
     assert result.left == left
+
+
+DAEMONS = """
+import os, socket, sys, time
+s = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+pids = []
+for double in (False, True):  # a child in a session of its own, and a daemon's double fork (its parent exits)
+    r, w = os.pipe()
+    if os.fork() == 0:
+        s.close()
+        os.setsid()
+        if double and os.fork() != 0:
+            os._exit(0)
+        os.write(w, str(os.getpid()).encode())
+        time.sleep(60)
+        os._exit(0)
+    pids.append(os.read(r, 32).decode())
+open(sys.argv[2], "w").write(" ".join(pids))
+print("listening", flush=True)
+try:
+    s.accept()
+except KeyboardInterrupt:
+    pass
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_processes_that_left_the_servers_group_are_counted_at_a_stop_and_killed(tmp_path: Path) -> None:
+    run = forking(tmp_path, DAEMONS, str(tmp_path / "pids"))
+    try:
+        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        assert all(_running(pid) for pid in pids)
+        result = run.stop("sigint")  # Ctrl+C reaches the server's group, not the sessions its children made
+    finally:
+        run.kill()
+    assert result.exit_code == 0 and not result.forced
+    assert result.left == 2
+    _gone(pids)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_kill_all_kills_what_a_server_started_outside_its_group(tmp_path: Path) -> None:
+    run = forking(tmp_path, DAEMONS, str(tmp_path / "pids"))
+    try:
+        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        kill_all()  # as at the harness's exit, or on Ctrl+C
+        _gone([run.pid, *pids])
+    finally:
+        run.kill()
+
+
+def _gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 5
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)  # another process's: nothing to wait on
+    assert not any(_running(pid) for pid in pids)
