@@ -12,6 +12,7 @@ Modes:
   noread       accepts connections and never reads from them
   noanswer     reads and stores every line, never answers
   forker       forks a child that ignores SIGTERM and serves on the same listening socket
+  escaper      the same, but the child leaves the process group first (setsid)
   html         answers and stores HTML and <script> (the report must escape it)
   garbage_db   after five messages, overwrites its SQLite file with garbage
   delete_db    after five messages, deletes its SQLite file
@@ -59,7 +60,9 @@ def main():
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((args.host, args.port))
     srv.listen(128)
-    if mode == "forker" and os.fork() == 0:
+    if mode in ("forker", "escaper") and os.fork() == 0:
+        if mode == "escaper":
+            os.setsid()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     print(f"listening on {args.host}:{args.port}", flush=True)
