@@ -10,7 +10,10 @@ ran in the quiet second (a timer: undecidable), and the wave, all connected, nee
 only takes back false alarms, for pools that hand every idle worker a client (CPython's
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
 other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
-baseline's idle threads that served the wave instead.
+baseline's idle threads that served the wave instead. A pool that starts a worker for every client
+until it is full (Java's fixed executor) needs new threads for each wave until then: a wave that
+would pass but for them is followed by another, of as many clients as threads stayed by then (up to
+``GROW_WAVES``), and the last one decides.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 from harness.history import FAIL, OK
 
 MAX_WAVE = 2000  # more threads than this stayed: no wave, and the count alone judges
+GROW_WAVES = 6  # waves at most while a pool still fills up (each may double the threads: from 2 stayed, 64)
 QUIET = 1.0  # seconds the threads that stayed are watched before the wave (any that runs then is undecided)
 HOLD = 0.5  # seconds every wave client stays connected after the last of them was answered
 WATCH_EVERY = 0.02  # seconds between looks at the wave's answers
@@ -39,6 +43,9 @@ class Wave:
     still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
     new: int | None = None  # threads beside the server's before the wave, every wave client on (None: unknown)
     helped: int = 0  # threads of the baseline (not the main one) that ran for the wave: idle workers it had too
+    grew: list[tuple[int, int]] = field(
+        default_factory=list
+    )  # earlier waves that filled a pool: (clients, new threads)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
@@ -51,6 +58,7 @@ class Wave:
             "still_ids": self.still[:5],
             "new": self.new,
             "helped": self.helped,
+            "grew": [list(g) for g in self.grew],
         }
 
 
@@ -85,6 +93,22 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
     return len({r.client for r in records if r.f == "send" and r.type in (OK, FAIL) and r.client in wave})
 
 
+def filling(wave: Wave) -> bool:
+    """Whether a wave, every client answered, ran every thread that stayed (but as many as idle ones from before served
+    it instead) and none on its own, yet needed new threads beside them: a pool that starts a worker for each client
+    until it is full, even with others idle (Java's fixed executor does), or a thread per connection beside threads
+    the wave's traffic wakes. Another wave, of as many clients as threads then stayed, tells: the pool, once full,
+    needs no new thread; the other always does."""
+    return (
+        wave.clients > 0
+        and wave.answered == wave.clients
+        and not wave.restless
+        and len(wave.still) <= wave.helped
+        and wave.new is not None
+        and wave.new > 0
+    )
+
+
 def reused(wave: dict[str, Any] | None) -> bool:
     """Whether every thread that stayed ran for the wave, none ran on its own, and the wave, all connected, needed
     no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
@@ -112,7 +136,14 @@ def in_words(wave: dict[str, Any]) -> str:
             f"{wave['restless']} of the {stayed} that stayed ran on their own with no client connected"
             " (a timer?), so whether they are a pool is not known"
         )
+    grew = [tuple(g) for g in wave.get("grew") or ()]
     wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+    if grew:
+        started = ", ".join(f"{n} new for {c}" for c, n in grew)
+        wave_of = (
+            f"{len(grew)} wave{'' if len(grew) == 1 else 's'} of clients each ran the threads that stayed and started"
+            f" more ({started}); then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+        )
     still, helped = wave.get("still") or 0, wave.get("helped") or 0
     if still > helped:
         return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"

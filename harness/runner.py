@@ -27,6 +27,7 @@ from harness.index import RunIndex
 from harness.log import LogError, LogReader, Row
 from harness.plan import CLOSE, PAUSE, RESET, SEND, ClientPlan, Op, Plan
 from harness.reuse import (
+    GROW_WAVES,
     HOLD,
     MAX_WAVE,
     NEXT_CLIENTS,
@@ -36,6 +37,7 @@ from harness.reuse import (
     Runs,
     Wave,
     answered,
+    filling,
     log_files_only,
     ran_since,
     reused,
@@ -450,7 +452,7 @@ def run_plan(
                 if after_t is not None and threads0 is not None and after_t > threads0 + config.threads_slack:
                     # Threads stayed: a pool's run when a second wave comes, stuck ones never do (harness/reuse.py).
                     wave_ctx = _fresh(ctx, srv)
-                    wave = reuse_wave(wave_ctx, srv, runs0, len(plan.clients) + 1).to_dict()
+                    wave = reuse_waves(wave_ctx, srv, runs0, len(plan.clients) + 1).to_dict()
                     if after_f is not None:  # the wave's sockets close first
                         wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
                     targets = srv.fd_targets()
@@ -464,7 +466,7 @@ def run_plan(
                         and after_f > fds0 + config.fds_slack
                         and log_files_only(grown, srv.db_path.name)
                     ):  # the pool's own connections to the log, or a leak (harness/reuse.py)
-                        third = len(plan.clients) + 1 + int(wave["clients"])  # the reset wave's first client
+                        third = _unused_client(wave_ctx)  # the reset wave's first client
                         files = reset_wave(replace(wave_ctx, stop=threading.Event()), srv, third, int(wave["clients"]))
                         if files is not None:
                             wait_back(srv.fds, after_f, config.fds_slack, max(0.5, config.resource_wait / 2))
@@ -743,6 +745,21 @@ def _grown_fds(srv: ServerRun, names0: Counter[str], config: RunConfig) -> dict[
         grown = dict(targets - names0) if targets is not None else None
         if grown is None or not grown or log_files_only(grown, srv.db_path.name) or time.monotonic() >= deadline:
             return grown
+
+
+def reuse_waves(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:
+    """``reuse_wave``, again while the last one found a pool still filling up (``reuse.filling``), up to ``GROW_WAVES``
+    waves; the last wave, with the earlier ones' clients and new threads in ``grew``."""
+    wave = reuse_wave(ctx, srv, baseline, first)
+    grew: list[tuple[int, int]] = []
+    while filling(wave) and len(grew) < GROW_WAVES - 1 and srv.alive:
+        assert wave.new is not None
+        grew.append((wave.clients, wave.new))
+        first += wave.clients
+        settle(srv.thread_runs, SETTLE_TIMEOUT, SETTLE_EVERY)  # the last wave's workers done with its clients' ends
+        wave = reuse_wave(_fresh(ctx, srv), srv, baseline, first)
+    wave.grew = grew
+    return wave
 
 
 def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) -> Wave:

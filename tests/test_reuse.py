@@ -8,9 +8,11 @@ from harness.history import FAIL, INFO, INVOKE, OK, History
 from harness.reuse import (
     answered,
     files_in_words,
+    filling,
     held_by_pool,
     held_by_workers,
     held_until_next,
+    in_words,
     log_files_only,
     next_in_words,
     ran_since,
@@ -74,6 +76,42 @@ def test_threads_that_all_ran_are_no_pool_if_the_wave_needed_a_new_thread_beside
     assert reused({**ran, "new": 0})
     assert not reused({**ran, "new": 1}) and not reused({**ran, "new": 40})
     assert not reused({**ran, "new": None})  # never all answered and connected at once
+
+
+def test_a_wave_that_ran_every_thread_that_stayed_but_needed_new_ones_asks_for_another() -> None:
+    # A pool that starts a worker for each client until it is full (Java's fixed executor) needs new threads for a
+    # wave until it is full; a thread per connection always does. Only a wave that would pass but for them asks.
+    before = quiet = {30: 4, 31: 4}
+    ran = watched({30, 31}, before, quiet, {30: 6, 31: 6}, 2, 2)
+    ran.new = 2
+    assert filling(ran) and not reused(ran.to_dict())
+    for new in (0, None):  # a pool, or never all answered and connected at once: no more waves either way
+        ran.new = new
+        assert not filling(ran)
+    stuck = watched({30, 31}, before, quiet, {30: 6, 31: 4}, 2, 2)  # 31 never ran: a leak, whatever comes next
+    stuck.new = 2
+    assert not filling(stuck)
+    timer = watched({30, 31}, before, {30: 4, 31: 9}, {30: 6, 31: 12}, 2, 2)  # 31 ran on its own
+    timer.new = 2
+    assert not filling(timer)
+    unanswered = watched({30, 31}, before, quiet, {30: 6, 31: 6}, 2, 1)  # one wave client got no answer
+    unanswered.new = 2
+    assert not filling(unanswered)
+
+
+def test_the_waves_a_filling_pool_took_in_words() -> None:
+    full = {"stayed": 31, "clients": 31, "answered": 31, "restless": 0, "still": 0, "new": 0, "helped": 0}
+    grew = [[4, 4], [8, 8], [16, 15]]
+    assert reused({**full, "grew": grew})  # the last wave decides, as with one
+    assert in_words({**full, "grew": grew}) == (
+        "3 waves of clients each ran the threads that stayed and started more (4 new for 4, 8 new for 8, 15 new for"
+        " 16); then a wave of 31 clients (31 answered) ran every one of the 31 that stayed, and no new thread"
+    )
+    assert in_words({**full, "new": 31, "grew": [[31, 31]]}).endswith(
+        "then a wave of 31 clients (31 answered) ran the 31 that stayed, but needed 31 new threads beside them:"
+        " they did not serve it"
+    )
+    assert in_words(full).startswith("a second wave of 31 clients")
 
 
 def test_refused_wave_messages_count_as_answered() -> None:
