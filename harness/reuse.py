@@ -43,9 +43,8 @@ class Wave:
     still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
     new: int | None = None  # threads beside the server's before the wave, every wave client on (None: unknown)
     helped: int = 0  # threads of the baseline (not the main one) that ran for the wave: idle workers it had too
-    grew: list[tuple[int, int]] = field(
-        default_factory=list
-    )  # earlier waves that filled a pool: (clients, new threads)
+    # the earlier waves, each of which found a pool still filling up (``filling``): its clients, its new threads
+    grew: list[tuple[int, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
