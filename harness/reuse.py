@@ -93,19 +93,14 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 
 
 def filling(wave: Wave) -> bool:
-    """Whether a wave, every client answered, ran every thread that stayed (but as many as idle ones from before served
-    it instead) and none on its own, yet needed new threads beside them: a pool that starts a worker for each client
-    until it is full, even with others idle (Java's fixed executor does), or a thread per connection beside threads
-    the wave's traffic wakes. Another wave, of as many clients as threads then stayed, tells: the pool, once full,
-    needs no new thread; the other always does."""
-    return (
-        wave.clients > 0
-        and wave.answered == wave.clients
-        and not wave.restless
-        and len(wave.still) <= wave.helped
-        and wave.new is not None
-        and wave.new > 0
-    )
+    """Whether a wave, every client answered, ran threads that stayed (all but as many as idle ones from before and
+    new ones served it instead) and none on its own, yet needed new threads: a pool that starts a worker for each
+    client until it is full, even with others idle (Java's fixed executor does), or a thread per connection beside
+    threads the wave's traffic wakes. Another wave, of as many clients as threads then stayed, tells: the pool, once
+    full, needs no new thread; the other always does. None of them ran: stuck, a leak whatever comes next."""
+    if not wave.clients or wave.answered != wave.clients or wave.restless or not wave.new:
+        return False
+    return len(wave.still) < wave.stayed and len(wave.still) <= wave.helped + wave.new
 
 
 def reused(wave: dict[str, Any] | None) -> bool:

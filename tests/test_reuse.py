@@ -88,7 +88,10 @@ def test_a_wave_that_ran_every_thread_that_stayed_but_needed_new_ones_asks_for_a
     for new in (0, None):  # a pool, or never all answered and connected at once: no more waves either way
         ran.new = new
         assert not filling(ran)
-    stuck = watched({30, 31}, before, quiet, {30: 6, 31: 4}, 2, 2)  # 31 never ran: a leak, whatever comes next
+    sat_out = watched({30, 31}, before, quiet, {30: 6, 31: 4}, 2, 2)  # 31 sat it out: a new worker took its client
+    sat_out.new = 1
+    assert filling(sat_out)
+    stuck = watched({30, 31}, before, quiet, {30: 4, 31: 4}, 2, 2)  # none ran: stuck, a leak whatever comes next
     stuck.new = 2
     assert not filling(stuck)
     timer = watched({30, 31}, before, {30: 4, 31: 9}, {30: 6, 31: 12}, 2, 2)  # 31 ran on its own
