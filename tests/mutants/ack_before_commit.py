@@ -6,7 +6,9 @@ import time
 from chat import server, store
 
 SCENARIO = "crash-recovery"
-CAUGHT_BY = ("lost",)
+# lost: the crash took acked messages; ack-before-commit: an audit read the log right after an ack and its row was
+# not there yet (the same defect seen before the crash: py313 CI at 7b46683 saw only this one, and relay-mismatch)
+CAUGHT_BY = ("lost", "ack-before-commit")
 
 
 def apply() -> None:
