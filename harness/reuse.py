@@ -11,9 +11,12 @@ only takes back false alarms, for pools that hand every idle worker a client (CP
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
 other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
 baseline's idle threads that served the wave instead. A pool that starts a worker for every client
-until it is full (Java's fixed executor) needs new threads for each wave until then: a wave that
-would pass but for them is followed by another, of as many clients as threads stayed by then (up to
-``GROW_WAVES``), and the last one decides.
+until it is full (Java's fixed executor, which hands each new worker its client, so the idle ones
+sit the wave out) needs new threads for each wave until then, and keeps them: a wave that would pass
+but for them, or that new threads served alone while none that stayed ran and then stayed too, is
+followed by another, of as many clients as threads stayed by then (up to ``GROW_WAVES``), and the
+last one decides. Stuck threads beside a thread per connection, whose threads end with their
+clients, are a leak after one wave.
 """
 
 from __future__ import annotations
@@ -93,14 +96,24 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 
 
 def filling(wave: Wave) -> bool:
-    """Whether a wave, every client answered, ran threads that stayed (all but as many as idle ones from before and
-    new ones served it instead) and none on its own, yet needed new threads: a pool that starts a worker for each
-    client until it is full, even with others idle (Java's fixed executor does), or a thread per connection beside
-    threads the wave's traffic wakes. Another wave, of as many clients as threads then stayed, tells: the pool, once
-    full, needs no new thread; the other always does. None of them ran: stuck, a leak whatever comes next."""
+    """Whether a wave, every client answered, none of the threads that stayed running on its own, needed new threads,
+    and every thread that stayed and sat it out could have had its client taken by a new one or an idle one from
+    before: a pool that starts a worker for each client until it is full, even with others idle (Java's fixed
+    executor does, handing each new worker its client), or a thread per connection beside threads that are stuck
+    or that the wave's traffic wakes. ``keeps_workers`` tells them apart when none of those that stayed ran; else
+    another wave, of as many clients as threads then stayed, does: the pool, once full, needs no new thread, the
+    other always does."""
     if not wave.clients or wave.answered != wave.clients or wave.restless or not wave.new:
         return False
-    return len(wave.still) < wave.stayed and len(wave.still) <= wave.helped + wave.new
+    return len(wave.still) <= wave.helped + wave.new
+
+
+def keeps_workers(wave: Wave, stayed_after: int) -> bool:
+    """Whether a ``filling`` wave may be a pool still filling up, given how many threads (not in the baseline) there
+    are once the server's threads are still after it: yes when some of the threads that stayed ran for it; when
+    none did, only if threads that served it stayed too (a pool's new workers stay, a thread per connection ends
+    with its client, and the threads that sat the wave out are stuck: a leak)."""
+    return len(wave.still) < wave.stayed or stayed_after > wave.stayed
 
 
 def reused(wave: dict[str, Any] | None) -> bool:
@@ -135,8 +148,8 @@ def in_words(wave: dict[str, Any]) -> str:
     if grew:
         started = ", ".join(f"{n} new for {c}" for c, n in grew)
         wave_of = (
-            f"{len(grew)} wave{'' if len(grew) == 1 else 's'} of clients each ran the threads that stayed and started"
-            f" more ({started}); then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+            f"{len(grew)} wave{'' if len(grew) == 1 else 's'} of clients each started more threads that stayed"
+            f" ({started}); then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
         )
     still, helped = wave.get("still") or 0, wave.get("helped") or 0
     if still > helped:

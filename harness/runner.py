@@ -38,6 +38,7 @@ from harness.reuse import (
     Wave,
     answered,
     filling,
+    keeps_workers,
     log_files_only,
     ran_since,
     reused,
@@ -754,9 +755,11 @@ def reuse_waves(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int)
     grew: list[tuple[int, int]] = []
     while filling(wave) and len(grew) < GROW_WAVES - 1 and srv.alive:
         assert wave.new is not None
+        runs = settle(srv.thread_runs, SETTLE_TIMEOUT, SETTLE_EVERY)  # the last wave's workers done with its clients
+        if not keeps_workers(wave, len(stayed_threads(baseline, runs))):
+            break
         grew.append((wave.clients, wave.new))
         first += wave.clients
-        settle(srv.thread_runs, SETTLE_TIMEOUT, SETTLE_EVERY)  # the last wave's workers done with its clients' ends
         wave = reuse_wave(_fresh(ctx, srv), srv, baseline, first)
     wave.grew = grew
     return wave

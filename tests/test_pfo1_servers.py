@@ -90,8 +90,10 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("procesos_sesion", "restart", {"stop-leaves-processes"}),  # never hear the Ctrl+C and serve on
     ("procesos_sesion_fin", "shutdown-under-load", set()),  # the same children, but it signals them and waits
     ("procesos_sesion_fin", "abrupt-disconnect", set()),  # reaps at its next accept()
-    ("pool_propio", "bad-input", set()),  # a worker per client until 32 (Java's fixed pool): waves until it is full
+    ("pool_propio", "bad-input", set()),  # a worker per client until 32, even with others idle: waves until it is full
     ("pool_propio", "exit-word", set()),
+    ("pool_java", "bandwidth", set()),  # as Java's fixed pool: each new worker takes its client, the idle ones sit out
+    ("pool_java", "bad-input", set()),
     ("pool_propio_sin_tope", "bad-input", {"leaks"}),  # a worker per client, always: every wave needs new ones
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]

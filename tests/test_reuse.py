@@ -13,6 +13,7 @@ from harness.reuse import (
     held_by_workers,
     held_until_next,
     in_words,
+    keeps_workers,
     log_files_only,
     next_in_words,
     ran_since,
@@ -91,9 +92,6 @@ def test_a_wave_that_ran_every_thread_that_stayed_but_needed_new_ones_asks_for_a
     sat_out = watched({30, 31}, before, quiet, {30: 6, 31: 4}, 2, 2)  # 31 sat it out: a new worker took its client
     sat_out.new = 1
     assert filling(sat_out)
-    stuck = watched({30, 31}, before, quiet, {30: 4, 31: 4}, 2, 2)  # none ran: stuck, a leak whatever comes next
-    stuck.new = 2
-    assert not filling(stuck)
     timer = watched({30, 31}, before, {30: 4, 31: 9}, {30: 6, 31: 12}, 2, 2)  # 31 ran on its own
     timer.new = 2
     assert not filling(timer)
@@ -102,13 +100,35 @@ def test_a_wave_that_ran_every_thread_that_stayed_but_needed_new_ones_asks_for_a
     assert not filling(unanswered)
 
 
+def test_a_wave_new_threads_served_alone_asks_for_another_only_if_they_stayed() -> None:
+    # Java's fixed executor hands each client to a new worker until it is full: the idle workers sit the wave out,
+    # as stuck threads would, while as many new threads serve it, and stay. A thread per connection beside stuck
+    # threads serves it the same way, but its threads end with their clients.
+    before = quiet = {30: 4, 31: 4}
+    none_ran = watched({30, 31}, before, quiet, {30: 4, 31: 4}, 2, 2)
+    none_ran.new = 2
+    assert filling(none_ran) and not reused(none_ran.to_dict())
+    assert keeps_workers(none_ran, 4)  # the two that served it stayed: a pool still filling up, maybe
+    assert keeps_workers(none_ran, 3)
+    assert not keeps_workers(none_ran, 2)  # they ended with their clients: the two that stayed are stuck, a leak
+    assert "left 2 of the 2 that stayed without running once: stuck" in in_words(none_ran.to_dict())
+    fewer = watched({30, 31, 32}, {30: 4, 31: 4, 32: 4}, {30: 4, 31: 4, 32: 4}, {30: 4, 31: 4, 32: 4}, 3, 3)
+    fewer.new = 2  # three sat it out but only two new threads (and no idle one from before) took their clients
+    assert not filling(fewer)
+    fewer.helped = 1
+    assert filling(fewer)
+    ran = watched({30, 31}, before, quiet, {30: 6, 31: 6}, 2, 2)
+    ran.new = 2
+    assert keeps_workers(ran, 2)  # some that stayed ran: the next wave tells, whatever stayed
+
+
 def test_the_waves_a_filling_pool_took_in_words() -> None:
     full = {"stayed": 31, "clients": 31, "answered": 31, "restless": 0, "still": 0, "new": 0, "helped": 0}
     grew = [[4, 4], [8, 8], [16, 15]]
     assert reused({**full, "grew": grew})  # the last wave decides, as with one
     assert in_words({**full, "grew": grew}) == (
-        "3 waves of clients each ran the threads that stayed and started more (4 new for 4, 8 new for 8, 15 new for"
-        " 16); then a wave of 31 clients (31 answered) ran every one of the 31 that stayed, and no new thread"
+        "3 waves of clients each started more threads that stayed (4 new for 4, 8 new for 8, 15 new for 16); then a"
+        " wave of 31 clients (31 answered) ran every one of the 31 that stayed, and no new thread"
     )
     assert in_words({**full, "new": 31, "grew": [[31, 31]]}).endswith(
         "then a wave of 31 clients (31 answered) ran the 31 that stayed, but needed 31 new threads beside them:"

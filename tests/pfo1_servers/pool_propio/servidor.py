@@ -1,8 +1,8 @@
 """PFO 1 - Servidor de chat con un pool de hilos propio.
 
-Los clientes esperan en una cola y los atiende un grupo fijo de hilos trabajadores, como el
-Executors.newFixedThreadPool de Java: mientras haya menos de MAX_HILOS, cada cliente nuevo crea
-un trabajador más; después, los que ya existen se reparten la cola. Los trabajadores no terminan
+Los clientes esperan en una cola y los atiende un grupo fijo de hilos trabajadores: mientras haya
+menos de MAX_HILOS, cada cliente nuevo crea un trabajador más (y lo atiende el primero que esté
+libre); después, los que ya existen se reparten la cola. Los trabajadores no terminan
 hasta que se detiene el servidor. Cada mensaje es una línea terminada en "\\n".
 """
 
