@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
 import socket
 import sqlite3
 import time
@@ -322,13 +323,13 @@ def _check_stop(d: Diagnosis, target: Target, srv: ServerRun) -> None:
         d.add("stop", None, "not checked: the server had already exited")
         return
     result = srv.stop()
-    if not result.forced and result.exit_code == 0:
-        d.add("stop", True, f"{result.method} ended it with exit code 0 in {result.seconds:.2f} s")
+    if not result.forced and result.exit_code in target.stop_exit_codes:
+        d.add("stop", True, f"{result.method} ended it with exit code {result.exit_code} in {result.seconds:.2f} s")
         return
     said = f"{result.method}: " + (
         f"still running after {target.stop_timeout:g} s (killed)" if result.forced else f"exit code {result.exit_code}"
     )
-    fix = ""
+    fix = "" if result.forced else _by_signal(result.method, result.exit_code, target.stop_exit_codes)
     if result.forced:
         ended: list[tuple[str, int | None]] = []
         for method in (m for m in ("sigint", "sigterm", "stdin-newline") if m != result.method):
@@ -348,6 +349,23 @@ def _check_stop(d: Diagnosis, target: Target, srv: ServerRun) -> None:
         else:
             fix = 'stop = "kill" (nothing else ends it; the shutdown scenarios will not apply)'
     d.add("stop", False if result.forced else None, said, fix)
+
+
+STOP_SIGNALS = {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM}
+
+
+def _by_signal(method: str, code: int | None, codes: tuple[int, ...]) -> str:
+    """What to declare when the stop's own signal ended the server (128 + its number, as a JVM exits, or killed by
+    it): a clean stop by that runtime's convention, if the rest of the stop is clean (the scenarios still judge it)."""
+    sig = STOP_SIGNALS.get(method)
+    if sig is None or code not in (128 + sig, -sig):
+        return ""
+    how = f"128 + {sig.name}, as a JVM exits on it" if code > 0 else f"killed by {sig.name}, its default action"
+    return (
+        f"exit code {code} is {how}: if the server closes what it must on {sig.name} (a shutdown hook, say), "
+        f"declare stop_exit_codes = [{', '.join(str(c) for c in sorted({*codes, code}))}]; a stop is then judged "
+        "by everything else (time, tracebacks, the log, the port, processes left)"
+    )
 
 
 def _start_fix(target: Target, error: str) -> str:

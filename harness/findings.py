@@ -237,7 +237,8 @@ CATALOGUE = {
             "unclean-stop",
             38,
             "A stop is not clean (exit code, a traceback, the log or the port left in a bad state).",
-            "Close everything and exit 0 on a stop.",
+            "Close everything and exit 0 on a stop (a runtime that exits 128 + the signal after a clean stop, as a "
+            "JVM does: declare stop_exit_codes in the target file).",
         ),
         _k(
             "no-reuseaddr",

@@ -102,6 +102,7 @@ class Target:
     options: tuple[tuple[str, tuple[str, ...]], ...] = ()
     busy_timeout: float | None = None  # seconds the server waits for a locked log (None: not declared)
     single_session: bool = False  # the server serves one client session, then exits
+    stop_exit_codes: tuple[int, ...] = (0,)  # exit codes of a clean stop (a JVM's after Ctrl+C: 130; -N: signal N)
     source: str = "built-in"
 
     @property
@@ -209,6 +210,7 @@ _TOP_KEYS = {
     "options",
     "busy_timeout",
     "single_session",
+    "stop_exit_codes",
 }
 
 
@@ -275,6 +277,14 @@ def parse_target(data: dict[str, Any], where: str, base: Path | None = None) -> 
         kw["busy_timeout"] = _expect(data, "busy_timeout", float, where)
     if "single_session" in data:
         kw["single_session"] = _expect(data, "single_session", bool, where)
+    if "stop_exit_codes" in data:
+        codes = _expect(data, "stop_exit_codes", list, where)
+        if not codes or not all(isinstance(c, int) and not isinstance(c, bool) and -64 <= c <= 255 for c in codes):
+            raise TargetError(
+                f"{where}: 'stop_exit_codes' must be a non-empty list of exit codes (0 to 255, or -N for a death by"
+                f" signal N), not {codes!r}"
+            )
+        kw["stop_exit_codes"] = tuple(codes)
     if "options" in data:
         opts = _expect(data, "options", dict, where)
         for key, args in opts.items():
@@ -1088,6 +1098,7 @@ class ServerRun:
         return {
             "method": result.method,
             "exit_code": result.exit_code,
+            "exit_codes": list(self.target.stop_exit_codes),
             "seconds": round(result.seconds, 3),
             "forced": result.forced,
             "left_running": result.left,

@@ -53,7 +53,7 @@ class PortInUse(AnyTarget):
                 checks.append(
                     Check(
                         f"the first stops cleanly ({ctx.target.stop})",
-                        stop.exit_code == 0 and not stop.forced,
+                        stop.exit_code in ctx.target.stop_exit_codes and not stop.forced,
                         f"exit code {stop.exit_code} in {stop.seconds:.2f} s",
                     )
                 )

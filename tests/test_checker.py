@@ -301,6 +301,18 @@ def test_a_stop_that_ends_in_a_signal_names_it(fab: Fab) -> None:
     assert a.kind == "unclean-shutdown" and "code -11 (killed by SIGSEGV) after sigint" in a.message
 
 
+def test_a_stop_ends_with_one_of_the_exit_codes_the_target_declares(fab: Fab) -> None:
+    # A JVM runs its shutdown hooks on SIGINT and exits 130: clean, if its target file says so (stop_exit_codes).
+    stop = {"method": "sigint", "seconds": 0.1, "integrity": "ok", "rebind": True}
+    fab.rec(INFO, "shutdown", -1, -1, exit_code=130, exit_codes=[0, 130, 143], **stop)
+    fab.rec(INFO, "shutdown", -1, -1, exit_code=0, exit_codes=[0, 130, 143], **stop)
+    assert fab.result().valid is True
+    fab.rec(INFO, "shutdown", -1, -1, exit_code=1, exit_codes=[0, 130, 143], **stop)
+    fab.rec(INFO, "shutdown", -1, -1, exit_code=130, **stop)  # a record from before the key: 0 alone
+    first, second = fab.result().anomalies
+    assert "exited with code 1 after sigint" in first.message and "exited with code 130 after sigint" in second.message
+
+
 def test_liveness_crash_shutdown_and_resources(fab: Fab) -> None:
     fab.rec(INVOKE, "probe", 5, -1)
     fab.rec(FAIL, "probe", 5, -1, error="connection refused")

@@ -7,6 +7,7 @@ tests run side by side); otherwise they share port 5000 and run one after anothe
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,22 @@ def test_the_doctor_names_every_wrong_claim_with_a_fix(tmp_path: Path) -> None:
     assert "fix: table = 'mensajes'" in out
     assert "FAIL stop: stdin-newline: still running after 1 s (killed)" in out
     assert 'fix: stop = "sigint"' in out
+
+
+def test_the_doctor_names_the_exit_code_a_signal_leaves_and_the_key_that_declares_it(tmp_path: Path) -> None:
+    # As a JVM does after its shutdown hooks: the stop is clean, its exit code is 128 + SIGINT.
+    shutil.copytree(SERVERS / "cola_escritor", tmp_path / "jvm_like")
+    code = tmp_path / "jvm_like" / "servidor.py"
+    code.write_text(code.read_text(encoding="utf-8").replace("    main()\n", "    main()\n    raise SystemExit(130)\n"))
+    text = (SERVERS / "cola_escritor.toml").read_text(encoding="utf-8").replace('"cola_escritor"', '"jvm_like"')
+    path = tmp_path / "jvm_like.toml"
+    path.write_text(text, encoding="utf-8")
+    out = harness_cli("doctor", str(path), cwd=tmp_path).stdout
+    assert "??   stop: sigint: exit code 130" in out, out
+    assert "fix: exit code 130 is 128 + SIGINT, as a JVM exits on it" in out and "stop_exit_codes = [0, 130]" in out
+    path.write_text(text.replace("stop_timeout = 5", "stop_timeout = 5\nstop_exit_codes = [0, 130]"), encoding="utf-8")
+    done = harness_cli("doctor", str(path), cwd=tmp_path)
+    assert done.returncode == 0 and "ok   stop: sigint ended it with exit code 130" in done.stdout, done.stdout
 
 
 def test_the_doctor_tells_one_message_per_connection_and_one_session_apart(tmp_path: Path) -> None:

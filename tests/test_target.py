@@ -51,6 +51,11 @@ def test_the_readme_examples_load() -> None:
         ('name = "x"\ncommand = ["a"]\n[pfo1]\nack = "(unclosed"\n', "not a valid regex"),
         ('name = "x"\ncommand = ["a"]\n[pfo1]\nframing = "json"\n', "'framing' must be one of"),
         ('name = "x"\ncommand = ["a"]\nready = "soon"\n', "'ready' must be"),
+        ('name = "x"\ncommand = ["a"]\nstop_exit_codes = []\n', "'stop_exit_codes' must be a non-empty list"),
+        ('name = "x"\ncommand = ["a"]\nstop_exit_codes = [0, "130"]\n', "'stop_exit_codes' must be a non-empty list"),
+        ('name = "x"\ncommand = ["a"]\nstop_exit_codes = [true]\n', "'stop_exit_codes' must be a non-empty list"),
+        ('name = "x"\ncommand = ["a"]\nstop_exit_codes = [256]\n', "'stop_exit_codes' must be a non-empty list"),
+        ('name = "x"\ncommand = ["a"]\nstop_exit_codes = 130\n', "'stop_exit_codes' must be a list"),
         ("name = \n", "not valid TOML"),
     ],
 )
@@ -59,6 +64,12 @@ def test_bad_target_files_get_one_clear_error(tmp_path: Path, body: str, message
     with pytest.raises(TargetError) as err:
         load_target(path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_a_target_may_declare_the_exit_codes_of_a_clean_stop(tmp_path: Path) -> None:
+    assert reference().stop_exit_codes == (0,)
+    jvm = load_target(write(tmp_path, 'name = "x"\ncommand = ["java", "Servidor"]\nstop_exit_codes = [0, 130, -2]\n'))
+    assert jvm.stop_exit_codes == (0, 130, -2)
 
 
 def test_a_missing_target_file_is_named(tmp_path: Path) -> None:

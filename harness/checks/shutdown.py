@@ -61,7 +61,7 @@ def _problems(rec: Record) -> list[str]:
     problems = []
     if rec.get("forced"):
         problems.append(f"did not exit within {rec.get('timeout')} s of {method} and was killed")
-    elif code != 0:
+    elif code not in (rec.get("exit_codes") or (0,)):
         problems.append(f"exited with code {code}{_signal_name(code)} after {method}")
     if left := rec.get("left_running"):
         problems.append(
