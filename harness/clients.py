@@ -56,6 +56,7 @@ RST_LINGER = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # struct linger {on, 0 s}: clo
 QUIET = 0.02  # seconds without data after which a held reply counts as complete
 FAIR_READS = 8  # reads in a row a client may do before letting the others run
 LAG_GRACE = 5  # times an answer's wait starts again because the reply stream was still unread at its end
+ARRIVING = 1.0  # seconds (at most a quarter of the ack timeout) a stream caught up with has to go on
 
 
 @dataclass
@@ -383,9 +384,9 @@ class SimClient:
         """Read replies until ``done()`` or the ack timeout passes; return the seconds waited.
 
         A wait that ends with the server's replies (or whole lines of any text: a PFO1 server's
-        broadcast) still arriving and already waiting unread (the harness fell behind, as in a big
-        burst where every client reads N-1 relays per message, and the answer may be queued behind
-        them) proves no silence: the wait starts again, up to ``LAG_GRACE`` times. A silent server
+        broadcast) still arriving, waiting unread or coming within a moment more (the harness fell
+        behind, as in a big burst where every client reads N-1 relays per message, and the answer
+        may be queued behind them, or it had only just caught up) proves no silence: the wait starts again, up to ``LAG_GRACE`` times. A silent server
         leaves nothing unread, and one that streams bytes with no line end makes no progress, so
         their missing answers are judged after one ack timeout as before.
         """
@@ -398,9 +399,18 @@ class SimClient:
                 heard, deadline = begun.heard, begun.at + begun.timeout
             await self.pump_until(deadline, done, sent=sent)
             sent = False
-            if done() or self.ctx.stop.is_set() or s is None or s.heard == heard or not self._unread():
+            if done() or self.ctx.stop.is_set() or s is None or s.heard == heard:
+                break
+            if not self._unread() and not await self._arriving():
                 break
         return time.monotonic() - started
+
+    async def _arriving(self) -> bool:
+        """Whether more of the reply stream comes within a moment: the client caught up with it, it is not over."""
+        sock, s = self.sock, self.s
+        if sock is None or s is None or s.ended:
+            return False
+        return await self._readable(sock, min(self.ctx.ack_timeout / 4, ARRIVING))
 
     def _unread(self) -> bool:
         """Whether the connection holds something not read yet (bytes, the server's close, or an error)."""

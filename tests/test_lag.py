@@ -128,9 +128,28 @@ def test_an_ack_behind_unread_relays_is_waited_for(tmp_path: Path) -> None:
     assert sum(len(r.get("relays") or []) for r in h if r.f == "conn-end") > 10_000
 
 
+def paced(seconds: float) -> Callable[[socket.socket], None]:
+    """A PFO1 broadcast in small bursts 20 ms apart, for ``seconds``: the client catches up between them."""
+    burst = b"".join(b"[127.0.0.1] a message another client sent, number %d\n" % i for i in range(50))
+
+    def stream(conn: socket.socket) -> None:
+        end = time.monotonic() + seconds
+        pace = threading.Event()  # never set: its wait is the pause between bursts
+        while time.monotonic() < end:
+            conn.sendall(burst)
+            pace.wait(0.02)
+
+    return stream
+
+
 def test_an_ack_behind_unread_lines_the_target_cannot_describe_is_waited_for(tmp_path: Path) -> None:
     h = run_against(tmp_path, broadcast(STREAM), ack=True, pfo1=True)
     assert sends(h) == [(OK, None)]  # a PFO1 server forwarding the others' messages before it answers
+
+
+def test_an_ack_behind_a_stream_the_client_keeps_up_with_is_waited_for(tmp_path: Path) -> None:
+    h = run_against(tmp_path, paced(STREAM), ack=True, pfo1=True)
+    assert sends(h) == [(OK, None)]  # the stream was still arriving when a wait ended, not over
 
 
 @pytest.mark.parametrize("before_ack", [None, junk(STREAM)], ids=["silent", "bytes-that-are-no-reply"])
