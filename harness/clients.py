@@ -386,9 +386,10 @@ class SimClient:
         A wait that ends with the server's replies (or whole lines of any text: a PFO1 server's
         broadcast) still arriving, waiting unread or coming within a moment more (the harness fell
         behind, as in a big burst where every client reads N-1 relays per message, and the answer
-        may be queued behind them, or it had only just caught up) proves no silence: the wait starts again, up to ``LAG_GRACE`` times. A silent server
-        leaves nothing unread, and one that streams bytes with no line end makes no progress, so
-        their missing answers are judged after one ack timeout as before.
+        may be queued behind them, or it had only just caught up) proves no silence: the wait
+        starts again, up to ``LAG_GRACE`` times. A silent server leaves nothing unread, and one
+        that streams bytes with no line end makes no progress, so their missing answers are judged
+        after one ack timeout as before.
         """
         s = self.s
         started = time.monotonic() if begun is None else begun.at
