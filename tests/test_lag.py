@@ -50,14 +50,19 @@ def junk(seconds: float) -> Callable[[socket.socket], None]:
     return stream
 
 
-def broadcast(seconds: float) -> Callable[[socket.socket], None]:
-    """A PFO1 server's forwarded messages (``[ip] text``, a line its target file cannot describe), for ``seconds``."""
-    chunk = b"".join(b"[127.0.0.1] a message another client sent, number %d\n" % i for i in range(8000))
+def broadcast(seconds: float, lines: int = 8000, pause: float = 0.0) -> Callable[[socket.socket], None]:
+    """A PFO1 server's forwarded messages (``[ip] text``, a line its target file cannot describe), for ``seconds``.
+
+    In chunks of ``lines`` lines, ``pause`` seconds apart (a paced stream the client keeps up with).
+    """
+    chunk = b"".join(b"[127.0.0.1] a message another client sent, number %d\n" % i for i in range(lines))
 
     def stream(conn: socket.socket) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             conn.sendall(chunk)
+            if pause:
+                time.sleep(pause)  # the server's pacing, not a wait for anything
 
     return stream
 
@@ -128,27 +133,13 @@ def test_an_ack_behind_unread_relays_is_waited_for(tmp_path: Path) -> None:
     assert sum(len(r.get("relays") or []) for r in h if r.f == "conn-end") > 10_000
 
 
-def paced(seconds: float) -> Callable[[socket.socket], None]:
-    """A PFO1 broadcast in small bursts 20 ms apart, for ``seconds``: the client catches up between them."""
-    burst = b"".join(b"[127.0.0.1] a message another client sent, number %d\n" % i for i in range(50))
-
-    def stream(conn: socket.socket) -> None:
-        end = time.monotonic() + seconds
-        pace = threading.Event()  # never set: its wait is the pause between bursts
-        while time.monotonic() < end:
-            conn.sendall(burst)
-            pace.wait(0.02)
-
-    return stream
-
-
 def test_an_ack_behind_unread_lines_the_target_cannot_describe_is_waited_for(tmp_path: Path) -> None:
     h = run_against(tmp_path, broadcast(STREAM), ack=True, pfo1=True)
     assert sends(h) == [(OK, None)]  # a PFO1 server forwarding the others' messages before it answers
 
 
 def test_an_ack_behind_a_stream_the_client_keeps_up_with_is_waited_for(tmp_path: Path) -> None:
-    h = run_against(tmp_path, paced(STREAM), ack=True, pfo1=True)
+    h = run_against(tmp_path, broadcast(STREAM, lines=50, pause=0.02), ack=True, pfo1=True)
     assert sends(h) == [(OK, None)]  # the stream was still arriving when a wait ended, not over
 
 
