@@ -28,7 +28,9 @@ from typing import Any
 from harness.history import FAIL, OK
 
 MAX_WAVE = 2000  # more threads than this stayed: no wave, and the count alone judges
-GROW_WAVES = 6  # waves at most while a pool still fills up (each may double the threads: from 2 stayed, 64)
+# Waves at most while a pool still fills up: each may double the threads, so from one that stayed they reach
+# MAX_WAVE, past which no wave is sent; a pool any wave may test is given the waves to fill up.
+GROW_WAVES = MAX_WAVE.bit_length() + 1
 QUIET = 1.0  # seconds the threads that stayed are watched before the wave (any that runs then is undecided)
 HOLD = 0.5  # seconds every wave client stays connected after the last of them was answered
 WATCH_EVERY = 0.02  # seconds between looks at the wave's answers
@@ -134,23 +136,22 @@ def reused(wave: dict[str, Any] | None) -> bool:
 def in_words(wave: dict[str, Any]) -> str:
     """What the threads that stayed did, quiet and under the second wave, in words."""
     stayed, clients, answered = wave.get("stayed"), wave.get("clients"), wave.get("answered")
+    grew = [tuple(g) for g in wave.get("grew") or ()]
     if not clients:
         if (stayed or 0) > MAX_WAVE:
-            return f"{stayed} new threads stayed, more than the {MAX_WAVE} a second wave of clients may test"
+            many = f"{stayed} new threads stayed, more than the {MAX_WAVE} a wave of clients may test"
+            if grew:
+                return f"{_grew_in_words(grew)}; then {many}: every wave needed new threads, and they stayed"
+            return many
         return "which threads stayed could not be watched, so whether they are a pool is not known"
     if wave.get("restless"):
         return (
             f"{wave['restless']} of the {stayed} that stayed ran on their own with no client connected"
             " (a timer?), so whether they are a pool is not known"
         )
-    grew = [tuple(g) for g in wave.get("grew") or ()]
     wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
     if grew:
-        started = ", ".join(f"{n} new for {c}" for c, n in grew)
-        wave_of = (
-            f"{len(grew)} wave{'' if len(grew) == 1 else 's'} of clients each started more threads that stayed"
-            f" ({started}); then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
-        )
+        wave_of = f"{_grew_in_words(grew)}; then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
     still, helped = wave.get("still") or 0, wave.get("helped") or 0
     if still > helped:
         return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
@@ -166,6 +167,13 @@ def in_words(wave: dict[str, Any]) -> str:
         idle = f"{helped} idle thread{'' if helped == 1 else 's'} from before"
         return f"{wave_of} ran {ran} of the {stayed} that stayed and {idle}, and no new thread"
     return f"{wave_of} ran every one of the {stayed} that stayed, and no new thread"
+
+
+def _grew_in_words(grew: list[tuple[Any, ...]]) -> str:
+    started = ", ".join(f"{n} new for {c}" for c, n in grew)
+    return (
+        f"{len(grew)} wave{'' if len(grew) == 1 else 's'} of clients each started more threads that stayed ({started})"
+    )
 
 
 # Descriptors that stay after a pool's run may be its workers' own connections to the log (one each, kept in a

@@ -102,7 +102,8 @@ EXPECTED_PFO1 = ("framing", "exit_word", "messages_per_connection", "server_sees
 
 @pytest.mark.parametrize(
     "server",
-    [p.stem for p in sorted(SERVERS.glob("*.toml"))] + ["pfo1_newline"],
+    # A variant of a server (its directory, other arguments: pool_propio_256) gives init nothing new to read.
+    [p.stem for p in sorted(SERVERS.glob("*.toml")) if (SERVERS / p.stem).is_dir()] + ["pfo1_newline"],
 )
 def test_init_writes_a_file_the_doctor_accepts(tmp_path: Path, server: str) -> None:
     directory = ROOT / "examples" / server if server == "pfo1_newline" else SERVERS / server

@@ -92,6 +92,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("procesos_sesion_fin", "abrupt-disconnect", set()),  # reaps at its next accept()
     ("pool_propio", "bad-input", set()),  # a worker per client until 32, even with others idle: waves until it is full
     ("pool_propio", "exit-word", set()),
+    ("pool_propio_256", "bad-input", set()),  # the same with room for 256: seven waves from the 4 that stayed
     ("pool_java", "bandwidth", set()),  # as Java's fixed pool: each new worker takes its client, the idle ones sit out
     ("pool_java", "bad-input", set()),
     ("pool_propio_sin_tope", "bad-input", {"leaks"}),  # a worker per client, always: every wave needs new ones

@@ -6,6 +6,8 @@ import pytest
 
 from harness.history import FAIL, INFO, INVOKE, OK, History
 from harness.reuse import (
+    GROW_WAVES,
+    MAX_WAVE,
     answered,
     files_in_words,
     filling,
@@ -135,6 +137,23 @@ def test_the_waves_a_filling_pool_took_in_words() -> None:
         " they did not serve it"
     )
     assert in_words(full).startswith("a second wave of 31 clients")
+
+
+def test_the_waves_go_on_while_a_pool_fills_until_no_wave_may_test_what_stayed() -> None:
+    # Each wave may double the threads: from one that stayed, the last wave allowed still finds more than a wave may
+    # test, so no pool that a wave could test is cut off while it fills (a pool of 256 from 4 that stayed took 7 waves).
+    assert 2 ** (GROW_WAVES - 1) > MAX_WAVE
+    grew = [[2**k, 2**k] for k in range(11)]
+    assert in_words({"stayed": 2048, "clients": 0, "grew": grew}) == (
+        "11 waves of clients each started more threads that stayed (1 new for 1, 2 new for 2, 4 new for 4, 8 new for 8,"
+        " 16 new for 16, 32 new for 32, 64 new for 64, 128 new for 128, 256 new for 256, 512 new for 512, 1024 new for"
+        " 1024); then 2048 new threads stayed, more than the 2000 a wave of clients may test: every wave needed new"
+        " threads, and they stayed"
+    )
+    assert (
+        in_words({"stayed": 2048, "clients": 0})
+        == "2048 new threads stayed, more than the 2000 a wave of clients may test"
+    )
 
 
 def test_refused_wave_messages_count_as_answered() -> None:

@@ -4,6 +4,8 @@ Los clientes esperan en una cola y los atiende un grupo fijo de hilos trabajador
 menos de MAX_HILOS, cada cliente nuevo crea un trabajador más (y lo atiende el primero que esté
 libre); después, los que ya existen se reparten la cola. Los trabajadores no terminan
 hasta que se detiene el servidor. Cada mensaje es una línea terminada en "\\n".
+
+Uso: python servidor.py [MAX_HILOS]   (por omisión, 32 trabajadores)
 """
 
 import signal
@@ -18,7 +20,7 @@ HOST = "127.0.0.1"
 PORT = 5000
 DB = "chat.db"
 SALIDA = "éxito"
-MAX_HILOS = 32
+MAX_HILOS = int(sys.argv[1]) if len(sys.argv) > 1 else 32
 MAX_LINEA = 65536
 
 detener = threading.Event()
