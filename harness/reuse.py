@@ -149,9 +149,8 @@ def in_words(wave: dict[str, Any]) -> str:
             f"{wave['restless']} of the {stayed} that stayed ran on their own with no client connected"
             " (a timer?), so whether they are a pool is not known"
         )
-    wave_of = f"a second wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
-    if grew:
-        wave_of = f"{_grew_in_words(grew)}; then a wave of {clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+    of = f"{clients} client{'' if clients == 1 else 's'} ({answered} answered)"
+    wave_of = f"{_grew_in_words(grew)}; then a wave of {of}" if grew else f"a second wave of {of}"
     still, helped = wave.get("still") or 0, wave.get("helped") or 0
     if still > helped:
         return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
