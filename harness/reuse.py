@@ -5,8 +5,10 @@ is over) or a pool (idle workers waiting for the next client). Their count canno
 apart. The kernel counts every time a thread is scheduled; the threads the baseline did not have
 are watched for a quiet second, then while a wave of as many clients as they are connects at
 once and holds on until every one is answered (``runner.reuse_wave``). They are a pool when every
-one of them ran for the wave (but as many as idle threads of the baseline served it instead), none
-ran in the quiet second (a timer: undecidable), and the wave, all connected, needed no new thread. Anything else stays a leak, as the count alone said: this
+one of them ran for the wave (but as many as idle threads of the baseline served it instead), and
+the wave, all connected, needed no new thread. A thread that ran in the quiet second runs on a timer:
+it ran for the wave only if it was asleep waiting on a connection while the wave held on
+(``harness/syscalls.py``), and is undecided where that cannot be read. Anything else stays a leak, as the count alone said: this
 only takes back false alarms, for pools that hand every idle worker a client (CPython's
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
 other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
@@ -44,12 +46,14 @@ class Wave:
     stayed: int  # threads that were not there at the baseline and still are after the run
     clients: int = 0  # wave clients (as many as stayed; none above MAX_WAVE)
     answered: int = 0  # wave clients whose message was acknowledged or refused
-    restless: list[int] = field(default_factory=list)  # thread ids that ran while nothing was asked of them
+    restless: list[int] = field(default_factory=list)  # thread ids that ran while nothing was asked of them, undecided
     still: list[int] = field(default_factory=list)  # thread ids that never ran during the wave (and did not end)
     new: int | None = None  # threads beside the server's before the wave, every wave client on (None: unknown)
     helped: int = 0  # threads of the baseline (not the main one) that ran for the wave: idle workers it had too
     # the earlier waves, each of which found a pool still filling up (``filling``): its clients, its new threads
     grew: list[tuple[int, int]] = field(default_factory=list)
+    # thread ids that ran while nothing was asked of them (a timer), judged by what they waited on while the wave held on
+    timers: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (the history's ``resources`` record keeps it; a few thread ids, the counts in full)."""
@@ -58,6 +62,7 @@ class Wave:
             "clients": self.clients,
             "answered": self.answered,
             "restless": len(self.restless),
+            "timers": len(self.timers),
             "still": len(self.still),
             "still_ids": self.still[:5],
             "new": self.new,
@@ -79,16 +84,33 @@ def watched(
     clients: int,
     answered: int,
     others: set[int] = frozenset(),  # type: ignore[assignment]
+    waiting: set[int] | None = None,
 ) -> Wave:
     """The verdict's facts: which of ``stayed`` ran in the quiet interval (``before`` to ``quiet``), which did not
     run during the wave (``quiet`` to ``during``; a thread gone by then ended, which a stuck one does not), and
-    how many of the baseline's ``others`` (its threads but the main one) ran during the wave."""
-    restless = sorted(t for t in stayed if t in before and t in quiet and quiet[t] > before[t])
+    how many of the baseline's ``others`` (its threads but the main one) ran during the wave.
+
+    A thread that ran in the quiet interval runs on a timer, so running proves nothing of it: when ``waiting`` is
+    known (the threads asleep waiting on descriptors all the while every wave client held its answered connection),
+    it served the wave if it was waiting there (a worker holding a wave client's connection waits on it; a stuck
+    thread waits on its lock or its timer), and without ``waiting`` it is undecided (``restless``)."""
+    ticking = {t for t in before if t in quiet and quiet[t] > before[t]}
+    restless = sorted(t for t in stayed if t in ticking)
     if during is None:
         return Wave(len(stayed), clients, answered, restless, sorted(stayed))
-    still = sorted(t for t in stayed if t in during and during[t] <= quiet.get(t, during[t]))
+    timers: list[int] = []
+    if waiting is not None:
+        timers, restless = restless, []
+
+    def served(t: int, runs: Runs) -> bool:
+        """Whether thread ``t``, one that stayed, took part in the wave."""
+        if t in ticking and waiting is not None:
+            return t in waiting
+        return runs[t] > quiet.get(t, runs[t])
+
+    still = sorted(t for t in stayed if t in during and not served(t, during))
     helped = sum(1 for t in others if t in quiet and t in during and during[t] > quiet[t])
-    return Wave(len(stayed), clients, answered, restless, still, helped=helped)
+    return Wave(len(stayed), clients, answered, restless, still, helped=helped, timers=timers)
 
 
 def answered(records: Sequence[Any], first: int, clients: int) -> int:
@@ -151,9 +173,15 @@ def in_words(wave: dict[str, Any]) -> str:
         )
     of = f"{clients} client{'' if clients == 1 else 's'} ({answered} answered)"
     wave_of = f"{_grew_in_words(grew)}; then a wave of {of}" if grew else f"a second wave of {of}"
-    still, helped = wave.get("still") or 0, wave.get("helped") or 0
+    still, helped, timers = wave.get("still") or 0, wave.get("helped") or 0, wave.get("timers") or 0
+    if timers:  # "ran" is then, for those, "waited on a client's connection while the wave held on"
+        which = f"the {stayed}" if timers == stayed else f"{timers} of the {stayed}"
+        wave_of += (
+            f" ({which} that stayed run on a timer, so each counts as running for it only if it waited on a"
+            " client's connection while the wave held on)"
+        )
     if still > helped:
-        return f"{wave_of} left {still} of the {stayed} that stayed without running once: stuck"
+        return f"{wave_of} left {still} of the {stayed} that stayed without running {'for it' if timers else 'once'}: stuck"
     new = wave.get("new")
     if new is None:
         return f"{wave_of} was never all answered and connected at once, so whether they are a pool is not known"

@@ -781,6 +781,7 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
     ctx, patience = _patient(ctx)
     done = threading.Event()
     held: list[int | None] = []
+    waits: list[set[int] | None] = []  # threads waiting on descriptors, halfway through the hold and at its end
 
     def watch() -> None:
         seen, all_at = len(h.records), None
@@ -793,9 +794,12 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
             now = time.monotonic()
             if all_at is None and len(acked) == clients:
                 all_at = now
+            if all_at is not None and not waits and now - all_at >= HOLD / 2:
+                waits.append(srv.descriptor_waits())
             if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
                 if all_at is not None:
                     held.append(srv.threads())  # every wave client connected and answered: the threads now
+                    waits.append(srv.descriptor_waits())
                 ctx.stop.set()  # the clients leave (they pause until this; unanswered ones end as stopped)
                 return
             done.wait(WATCH_EVERY)
@@ -810,6 +814,8 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
         watcher.join(5)
     others = set(baseline or ()) - {srv.pid}  # the baseline's threads but the main one: idle workers, helpers
     during, replies = srv.thread_runs(), answered(h.records, first, clients)
-    result = watched(stayed, before, quiet, during, clients, replies, others)
+    # asleep on descriptors at both looks: a worker holding its client's connection, not one that just passed by
+    waiting = waits[0] & waits[1] if len(waits) == 2 and waits[0] is not None and waits[1] is not None else None
+    result = watched(stayed, before, quiet, during, clients, replies, others, waiting)
     result.new = held[0] - len(before) if held and held[0] is not None else None
     return result

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness import ports
+from harness import ports, syscalls
 from harness.tracebacks import Traceback
 from harness.tracebacks import parse as parse_tracebacks
 
@@ -1016,6 +1016,36 @@ class ServerRun:
             except (OSError, ValueError, IndexError):
                 continue  # it ended meanwhile
         return out
+
+    def descriptor_waits(self) -> set[int] | None:
+        """The server threads asleep in a call that waits on descriptors now: a socket read, or poll or select on some
+        (``harness/syscalls.py``); None when this machine's calls are not known or ``/proc`` will not tell."""
+        machine = os.uname().machine
+        if not syscalls.known(machine):
+            return None
+        try:
+            tids = os.listdir(f"/proc/{self.pid}/task")
+        except OSError:
+            return None
+        out: set[int] = set()
+        for tid in tids:
+            task = f"/proc/{self.pid}/task/{tid}"
+            try:
+                line = Path(f"{task}/syscall").read_text()
+                state = Path(f"{task}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # it ended meanwhile
+            except (OSError, IndexError):  # not ours to read (ptrace rules), or a line this does not know
+                return None
+            if state == "S" and syscalls.waits_on_descriptors(line, machine, self._is_socket):
+                out.add(int(tid))
+        return out
+
+    def _is_socket(self, fd: int) -> bool:
+        try:
+            return os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            return False
 
     def rss_kb(self) -> int | None:
         """The server process's resident memory in kB now (None if unknown)."""

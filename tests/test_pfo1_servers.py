@@ -96,6 +96,9 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool_java", "bandwidth", set()),  # as Java's fixed pool: each new worker takes its client, the idle ones sit out
     ("pool_java", "bad-input", set()),
     ("pool_propio_sin_tope", "bad-input", {"leaks"}),  # a worker per client, always: every wave needs new ones
+    ("pool_sondeo", "bad-input", set()),  # idle workers wake twice a second: each waits on a wave client's connection
+    ("pool_sondeo", "abrupt-disconnect", set()),
+    ("asyncio_sondeo_fuga", "abrupt-disconnect", {"leaks"}),  # threads left per reset wake twice a second, serve none
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
 CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]

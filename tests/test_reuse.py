@@ -65,6 +65,28 @@ def test_a_thread_that_runs_on_its_own_is_not_taken_for_a_pool_worker() -> None:
     assert unread.still == [30, 31] and not reused(unread.to_dict())
 
 
+def test_threads_on_a_timer_ran_for_the_wave_only_if_they_waited_on_its_connections() -> None:
+    # 30 and 31 wake on a timer (they ran in the quiet second); what decides is what they waited on while the wave,
+    # all answered, held on: a worker holding a wave client's connection waits on it, a stuck thread on its lock.
+    before, quiet, during = {30: 4, 31: 4, 2: 9}, {30: 6, 31: 6, 2: 9}, {30: 9, 31: 9, 2: 9}
+    pool = watched({30, 31}, before, quiet, during, 2, 2, waiting={30, 31})
+    assert (pool.restless, pool.timers, pool.still) == ([], [30, 31], [])
+    assert reused({**pool.to_dict(), "new": 0}) and pool.to_dict()["timers"] == 2
+    stuck = watched({30, 31}, before, quiet, during, 2, 2, waiting={30})  # 31 ran as often, waited on no connection
+    assert stuck.still == [31] and not reused({**stuck.to_dict(), "new": 0})
+    words = in_words({**stuck.to_dict(), "new": 0})
+    assert words.endswith("left 1 of the 2 that stayed without running for it: stuck"), words
+    assert "(the 2 that stayed run on a timer, so each counts as running for it only if it waited on a" in words
+    # a thread that does not tick keeps being judged by whether it ran, and so do the baseline's idle threads
+    mixed = watched({30, 31}, {**before, 31: 6}, quiet, during, 2, 2, {2}, waiting={30})
+    assert (mixed.timers, mixed.still, mixed.helped) == ([30], [], 0)
+    helper = watched({30, 31}, before, quiet, {**during, 2: 12}, 2, 2, {2}, waiting={30})
+    assert (helper.still, helper.helped) == ([31], 1) and reused({**helper.to_dict(), "new": 0})
+    # where the calls could not be read, threads on a timer stay undecided, as before
+    unknown = watched({30, 31}, before, quiet, during, 2, 2)
+    assert (unknown.restless, unknown.timers) == ([30, 31], []) and not reused({**unknown.to_dict(), "new": 0})
+
+
 def test_a_wave_smaller_than_what_stayed_or_none_at_all_decides_nothing() -> None:
     pool = watched({30, 31, 32}, {30: 4, 31: 4, 32: 4}, {30: 4, 31: 4, 32: 4}, {30: 5, 31: 5, 32: 5}, 3, 3).to_dict()
     pool["new"] = 0
