@@ -6,10 +6,10 @@ apart. The kernel counts every time a thread is scheduled; the threads the basel
 are watched for a quiet second, then while a wave of as many clients as they are connects at
 once and holds on until every one is answered (``runner.reuse_wave``). They are a pool when every
 one of them ran for the wave (but as many as idle threads of the baseline served it instead), and
-the wave, all connected, needed no new thread. A thread that ran in the quiet second runs on a timer:
-it ran for the wave only if it was asleep waiting on a connection while the wave held on
-(``harness/syscalls.py``), and is undecided where that cannot be read. Anything else stays a leak, as the count alone said: this
-only takes back false alarms, for pools that hand every idle worker a client (CPython's
+the wave, all connected, needed no new thread. A thread that ran in the quiet second runs on a
+timer: it ran for the wave only if it was asleep waiting on a wave client's connection while the
+wave held on (``harness/syscalls.py``), and is undecided where that cannot be read. Anything else
+stays a leak, as the count alone said: this only takes back false alarms, for pools that hand every idle worker a client (CPython's
 ``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
 other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
 baseline's idle threads that served the wave instead. A pool that starts a worker for every client
@@ -91,9 +91,10 @@ def watched(
     how many of the baseline's ``others`` (its threads but the main one) ran during the wave.
 
     A thread that ran in the quiet interval runs on a timer, so running proves nothing of it: when ``waiting`` is
-    known (the threads asleep waiting on descriptors all the while every wave client held its answered connection),
-    it served the wave if it was waiting there (a worker holding a wave client's connection waits on it; a stuck
-    thread waits on its lock or its timer), and without ``waiting`` it is undecided (``restless``)."""
+    known (the threads asleep waiting on a wave client's connection at two looks while every wave client held its
+    answered connection), it served the wave if it was waiting there (a worker holding a wave client's connection
+    waits on it; a stuck thread waits on its lock, its timer or a descriptor of its own), and without ``waiting`` it
+    is undecided (``restless``)."""
     ticking = {t for t in before if t in quiet and quiet[t] > before[t]}
     restless = sorted(t for t in stayed if t in ticking)
     if during is None:
@@ -120,9 +121,9 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 
 
 def filling(wave: Wave) -> bool:
-    """Whether a wave, every client answered, none of the threads that stayed running on its own, needed new threads,
-    and every thread that stayed and sat it out could have had its client taken by a new one or an idle one from
-    before: a pool that starts a worker for each client until it is full, even with others idle (Java's fixed
+    """Whether a wave, every client answered, none of the threads that stayed undecided (``watched``), needed new
+    threads, and every thread that stayed and sat it out could have had its client taken by a new one or an idle
+    one from before: a pool that starts a worker for each client until it is full, even with others idle (Java's fixed
     executor does, handing each new worker its client), or a thread per connection beside threads that are stuck
     or that the wave's traffic wakes. ``keeps_workers`` tells them apart when none of those that stayed ran; else
     another wave, of as many clients as threads then stayed, does: the pool, once full, needs no new thread, the
@@ -141,8 +142,8 @@ def keeps_workers(wave: Wave, stayed_after: int) -> bool:
 
 
 def reused(wave: dict[str, Any] | None) -> bool:
-    """Whether every thread that stayed ran for the wave, none ran on its own, and the wave, all connected, needed
-    no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
+    """Whether every thread that stayed ran for the wave, none is undecided (``watched``), and the wave, all
+    connected, needed no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
     broadcasts at every message run too, while a thread per connection serves the wave beside them.) A pool's
     idle workers from before the run take wave clients too: as many threads that stayed may sit it out."""
     if not wave or not wave.get("clients") or wave.get("new") is None:
@@ -174,11 +175,11 @@ def in_words(wave: dict[str, Any]) -> str:
     of = f"{clients} client{'' if clients == 1 else 's'} ({answered} answered)"
     wave_of = f"{_grew_in_words(grew)}; then a wave of {of}" if grew else f"a second wave of {of}"
     still, helped, timers = wave.get("still") or 0, wave.get("helped") or 0, wave.get("timers") or 0
-    if timers:  # "ran" is then, for those, "waited on a client's connection while the wave held on"
+    if timers:  # "ran" is then, for those, "waited on a wave client's connection while the wave held on"
         which = f"the {stayed}" if timers == stayed else f"{timers} of the {stayed}"
         wave_of += (
             f" ({which} that stayed run on a timer, so each counts as running for it only if it waited on a"
-            " client's connection while the wave held on)"
+            " wave client's connection while the wave held on)"
         )
     if still > helped:
         return f"{wave_of} left {still} of the {stayed} that stayed without running {'for it' if timers else 'once'}: stuck"

@@ -781,25 +781,32 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
     ctx, patience = _patient(ctx)
     done = threading.Event()
     held: list[int | None] = []
-    waits: list[set[int] | None] = []  # threads waiting on descriptors, halfway through the hold and at its end
+    waits: list[set[int] | None] = []  # threads waiting on a wave client's connection: two looks, HOLD / 2 apart
 
     def watch() -> None:
-        seen, all_at = len(h.records), None
+        seen, all_at, looked_at = len(h.records), None, 0.0
         acked: set[int] = set()
+        ports: set[int] = set()  # the wave clients' own ports: the far ends of their connections at the server
         give_up = time.monotonic() + patience
         while not done.is_set():
             new = h.records[seen:]
             seen += len(new)
-            acked.update(r.client for r in new if r.f == "send" and r.type in (OK, FAIL) and r.client in wave)
+            for r in new:
+                if r.client in wave and (r.f == "send" and r.type in (OK, FAIL)):
+                    acked.add(r.client)
+                elif r.client in wave and r.f == "connect" and r.type == OK and isinstance(r.get("port"), int):
+                    ports.add(r.get("port"))
             now = time.monotonic()
             if all_at is None and len(acked) == clients:
                 all_at = now
             if all_at is not None and not waits and now - all_at >= HOLD / 2:
-                waits.append(srv.descriptor_waits())
-            if (all_at is not None and now - all_at >= HOLD) or now >= give_up:
-                if all_at is not None:
+                waits.append(srv.connection_waits(ports))
+                looked_at = time.monotonic()
+            held_on = all_at is not None and now - all_at >= HOLD and waits and now - looked_at >= HOLD / 2
+            if held_on or now >= give_up:
+                if held_on:
                     held.append(srv.threads())  # every wave client connected and answered: the threads now
-                    waits.append(srv.descriptor_waits())
+                    waits.append(srv.connection_waits(ports))
                 ctx.stop.set()  # the clients leave (they pause until this; unanswered ones end as stopped)
                 return
             done.wait(WATCH_EVERY)
@@ -814,7 +821,7 @@ def reuse_wave(ctx: Context, srv: ServerRun, baseline: Runs | None, first: int) 
         watcher.join(5)
     others = set(baseline or ()) - {srv.pid}  # the baseline's threads but the main one: idle workers, helpers
     during, replies = srv.thread_runs(), answered(h.records, first, clients)
-    # asleep on descriptors at both looks: a worker holding its client's connection, not one that just passed by
+    # asleep on a wave client's connection at both looks: a worker holding it, not one that just passed by
     waiting = waits[0] & waits[1] if len(waits) == 2 and waits[0] is not None and waits[1] is not None else None
     result = watched(stayed, before, quiet, during, clients, replies, others, waiting)
     result.new = held[0] - len(before) if held and held[0] is not None else None

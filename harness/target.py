@@ -668,6 +668,12 @@ def _stat(pid: str) -> tuple[int, str, int, int] | None:
         return None
 
 
+def _state(task: str) -> str:
+    """The state letter of a thread (``/proc/PID/task/TID``); raise OSError if it cannot be read."""
+    text = Path(f"{task}/stat").read_text()
+    return text[text.rfind(")") + 2 :].split()[0]
+
+
 def processes() -> list[tuple[int, str, int, int]]:
     """Every process's id, state, parent and process group (Linux's /proc; empty elsewhere)."""
     try:
@@ -1017,35 +1023,61 @@ class ServerRun:
                 continue  # it ended meanwhile
         return out
 
-    def descriptor_waits(self) -> set[int] | None:
-        """The server threads asleep in a call that waits on descriptors now: a socket read, or poll or select on some
-        (``harness/syscalls.py``); None when this machine's calls are not known or ``/proc`` will not tell."""
+    def connection_waits(self, ports: set[int]) -> set[int] | None:
+        """The server threads asleep now waiting on a connection that one of ``ports`` (clients' own ports) opened to
+        it: in a read of its socket, or a poll or select that includes it (``harness/syscalls.py``); None when this
+        machine's calls are not known or ``/proc`` will not tell."""
         machine = os.uname().machine
         if not syscalls.known(machine):
             return None
         try:
+            tables = [Path(f"/proc/{self.pid}/net/{name}").read_text() for name in ("tcp", "tcp6")]
             tids = os.listdir(f"/proc/{self.pid}/task")
         except OSError:
             return None
+        theirs = {f"socket:[{inode}]" for inode in syscalls.connections_from(tables, ports)}
         out: set[int] = set()
-        for tid in tids:
-            task = f"/proc/{self.pid}/task/{tid}"
-            try:
-                line = Path(f"{task}/syscall").read_text()
-                state = Path(f"{task}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except (FileNotFoundError, ProcessLookupError):
-                continue  # it ended meanwhile
-            except (OSError, IndexError):  # not ours to read (ptrace rules), or a line this does not know
+        try:
+            mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)  # noqa: SIM115  (closed below)
+        except OSError:
+            mem = None  # poll and select cannot be read: only socket reads count
+
+        def read_memory(address: int, size: int) -> bytes | None:
+            if mem is None:
                 return None
-            if state == "S" and syscalls.waits_on_descriptors(line, machine, self._is_socket):
-                out.add(int(tid))
+            try:
+                mem.seek(address)
+                return mem.read(size)
+            except (OSError, OverflowError, ValueError):
+                return None
+
+        try:
+            for tid in tids:
+                task = f"/proc/{self.pid}/task/{tid}"
+                try:
+                    asleep = _state(task) == "S"
+                    line = Path(f"{task}/syscall").read_text()
+                    asleep = asleep and _state(task) == "S"  # the call read is the one it sleeps in
+                except (FileNotFoundError, ProcessLookupError):
+                    if os.path.isdir(task):  # no syscall file on this kernel
+                        return None
+                    continue  # it ended meanwhile
+                except (OSError, IndexError):  # not ours to read (ptrace rules), or a line this does not know
+                    return None
+                if asleep and any(
+                    self._fd_target(fd) in theirs for fd in syscalls.waited_descriptors(line, machine, read_memory)
+                ):
+                    out.add(int(tid))
+        finally:
+            if mem is not None:
+                mem.close()
         return out
 
-    def _is_socket(self, fd: int) -> bool:
+    def _fd_target(self, fd: int) -> str:
         try:
-            return os.readlink(f"/proc/{self.pid}/fd/{fd}").startswith("socket:")
+            return os.readlink(f"/proc/{self.pid}/fd/{fd}")
         except OSError:
-            return False
+            return ""
 
     def rss_kb(self) -> int | None:
         """The server process's resident memory in kB now (None if unknown)."""

@@ -1,12 +1,13 @@
 """PFO 1 - Servidor de chat con asyncio (una corrutina por cliente).
 
 Si un cliente se corta de golpe, un hilo aparte espera que vuelva (mirando cada medio segundo si
-llegó un aviso para él), para decirle que sus mensajes quedaron guardados.
+llegó un aviso por el socket de avisos), para decirle que sus mensajes quedaron guardados.
 """
 
 import asyncio
-import queue
+import select
 import signal
+import socket
 import sqlite3
 import threading
 from datetime import datetime
@@ -34,17 +35,15 @@ async def descartar_linea(reader):
             return False
 
 
-avisos = {}  # ip -> cola de avisos para el cliente que se cortó
+avisar, avisos = socket.socketpair()  # por "avisar" se despierta a los hilos que esperan en "avisos"
 
 
-def esperar_regreso(ip, cola):
-    """Espera que el cliente vuelva; mira la cola cada medio segundo."""
+def esperar_regreso(ip):
+    """Espera que el cliente vuelva; mira el socket de avisos cada medio segundo."""
     while True:
-        try:
-            aviso = cola.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        print(f"{ip} volvió: {aviso}", flush=True)
+        listos, _, _ = select.select([avisos], [], [], 0.5)
+        if listos:
+            print(f"{ip} volvió: {avisos.recv(1024)!r}", flush=True)
 
 
 async def atender(reader, writer):
@@ -83,8 +82,7 @@ async def atender(reader, writer):
             writer.write(f"Mensaje recibido: {fecha}\n".encode())
             await writer.drain()
     except ConnectionError:
-        cola = avisos.setdefault(ip, queue.Queue())
-        threading.Thread(target=esperar_regreso, args=(ip, cola), daemon=True).start()
+        threading.Thread(target=esperar_regreso, args=(ip,), daemon=True).start()
     finally:
         writer.close()
 
