@@ -1030,10 +1030,15 @@ class ServerRun:
         machine = os.uname().machine
         if not syscalls.known(machine):
             return None
+        tables = []
+        for name in ("tcp", "tcp6"):  # tcp6 is missing where IPv6 is off
+            with contextlib.suppress(OSError):
+                tables.append(Path(f"/proc/{self.pid}/net/{name}").read_text())
         try:
-            tables = [Path(f"/proc/{self.pid}/net/{name}").read_text() for name in ("tcp", "tcp6")]
             tids = os.listdir(f"/proc/{self.pid}/task")
         except OSError:
+            return None
+        if not tables:
             return None
         theirs = {f"socket:[{inode}]" for inode in syscalls.connections_from(tables, ports)}
         out: set[int] = set()
