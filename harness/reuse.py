@@ -9,10 +9,10 @@ one of them ran for the wave (but as many as idle threads of the baseline served
 the wave, all connected, needed no new thread. A thread that ran in the quiet second runs on a
 timer: it ran for the wave only if it was asleep waiting on a wave client's connection while the
 wave held on (``harness/syscalls.py``), and is undecided where that cannot be read. Anything else
-stays a leak, as the count alone said: this only takes back false alarms, for pools that hand every idle worker a client (CPython's
-``ThreadPoolExecutor``). Stuck threads woken by the wave's traffic (a broadcast) pass only if
-other idle threads serve the whole wave with no new thread; so do as many stuck threads as the
-baseline's idle threads that served the wave instead. A pool that starts a worker for every client
+stays a leak, as the count alone said: this only takes back false alarms, for pools that hand
+every idle worker a client (CPython's ``ThreadPoolExecutor``). Stuck threads woken by the wave's
+traffic (a broadcast) pass only if other idle threads serve the whole wave with no new thread; so
+do as many stuck threads as the baseline's idle threads that served the wave instead. A pool that starts a worker for every client
 until it is full (Java's fixed executor, which hands each new worker its client, so the idle ones
 sit the wave out) needs new threads for each wave until then, and keeps them: a wave that would pass
 but for them, or that new threads served alone while none that stayed ran and then stayed too, is
@@ -123,11 +123,11 @@ def answered(records: Sequence[Any], first: int, clients: int) -> int:
 def filling(wave: Wave) -> bool:
     """Whether a wave, every client answered, none of the threads that stayed undecided (``watched``), needed new
     threads, and every thread that stayed and sat it out could have had its client taken by a new one or an idle
-    one from before: a pool that starts a worker for each client until it is full, even with others idle (Java's fixed
-    executor does, handing each new worker its client), or a thread per connection beside threads that are stuck
-    or that the wave's traffic wakes. ``keeps_workers`` tells them apart when none of those that stayed ran; else
-    another wave, of as many clients as threads then stayed, does: the pool, once full, needs no new thread, the
-    other always does."""
+    one from before: a pool that starts a worker for each client until it is full, even with others idle (Java's
+    fixed executor does, handing each new worker its client), or a thread per connection beside threads that are
+    stuck or that the wave's traffic wakes. ``keeps_workers`` tells them apart when none of those that stayed
+    ran; else another wave, of as many clients as threads then stayed, does: the pool, once full, needs no new
+    thread, the other always does."""
     if not wave.clients or wave.answered != wave.clients or wave.restless or not wave.new:
         return False
     return len(wave.still) <= wave.helped + wave.new
@@ -143,9 +143,9 @@ def keeps_workers(wave: Wave, stayed_after: int) -> bool:
 
 def reused(wave: dict[str, Any] | None) -> bool:
     """Whether every thread that stayed ran for the wave, none is undecided (``watched``), and the wave, all
-    connected, needed no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the server
-    broadcasts at every message run too, while a thread per connection serves the wave beside them.) A pool's
-    idle workers from before the run take wave clients too: as many threads that stayed may sit it out."""
+    connected, needed no new thread: a pool. (Running alone is not enough: stuck threads waiting on a condition the
+    server broadcasts at every message run too, while a thread per connection serves the wave beside them.) A
+    pool's idle workers from before the run take wave clients too: as many threads that stayed may sit it out."""
     if not wave or not wave.get("clients") or wave.get("new") is None:
         return False
     return (
