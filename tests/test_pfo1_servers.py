@@ -27,7 +27,9 @@ ISOLATED = isolation.available() is not None
 # A finding named "-X" must NOT be among them (the server does X right, though it has other defects).
 # A finding named "~X" may be the only ones, when this machine's load decides it: a listen queue shorter
 # than a burst of 1,000 clients drops SYNs, and on a busy machine (tests beside it) a few clients wait
-# past the ack timeout (small-backlog: 2 of these 12 burst runs in the last two full runs of this file).
+# past the ack timeout (small-backlog: 2 of these 12 burst runs in the last two full runs of this file),
+# or a few wait for one of a small pool's busy workers (slow-under-load: pool_previo's 16, 37 of 3,104
+# messages, in one CI run under py313).
 EXPECTED: list[tuple[str, str, set[str]]] = [
     ("hilos_basico", "pipelined", {"no-framing"}),
     ("hilos_basico", "bad-input", {"drops-invalid-bytes", "-truncates"}),  # errors="ignore": no byte of text lost
@@ -50,33 +52,33 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("refusal", "large-message", set()),  # refusing long messages with an error line is fair
     ("refusal", "bad-input", set()),
     ("pool", "abrupt-disconnect", set()),  # its idle workers stay after the clients leave: a pool, not a leak
-    ("pool", "concurrent-burst", {"~small-backlog"}),
+    ("pool", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("pool_fuga", "abrupt-disconnect", {"leaks", "unclean-stop"}),  # a pool too, but a database connection per client
     ("pool_local", "abrupt-disconnect", set()),  # a connection to the log per pool thread (threading.local)
-    ("pool_local", "concurrent-burst", {"~small-backlog"}),
+    ("pool_local", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("pool_fuga_reset", "abrupt-disconnect", {"leaks"}),  # a connection to the log kept for each client that reset
     ("pool_fuga_media", "abrupt-disconnect", {"leaks"}),  # kept for each client that left half a line: no wave does
     ("pool_previo", "abrupt-disconnect", set()),  # workers started with the server, a connection to the log each
-    ("pool_previo", "concurrent-burst", {"~small-backlog"}),
+    ("pool_previo", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("pool_previo_fuga", "abrupt-disconnect", {"leaks"}),  # a connection to the log kept for each client that reset
     # for line in rfile yields the last line without its newline: a half message and its FIN are stored
     ("socketserver_hilos", "abrupt-disconnect", {"stores-half-messages", "-truncates"}),
     ("socketserver_hilos", "restart", {"no-reuseaddr"}),  # socketserver's allow_reuse_address is False
     ("asyncio_corrutinas", "abrupt-disconnect", set()),  # one thread, a coroutine per client
-    ("asyncio_corrutinas", "concurrent-burst", {"~small-backlog"}),
+    ("asyncio_corrutinas", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("asyncio_corrutinas", "large-message", set()),
     # a stop with clients connected: up to 3.11 asyncio.run() cancels their coroutines (3.11.7 prints
     # asyncio's own CancelledError tracebacks, not the server's); from 3.12 on the server waits for them
     ("asyncio_corrutinas", "restart", set() if sys.version_info < (3, 12) else {"stop-keeps-serving"}),
     ("asyncio_fragil", "bad-input", {"thread-crash"}),  # invalid UTF-8 kills that client's coroutine
-    ("asyncio_fragil", "concurrent-burst", {"~small-backlog"}),
+    ("asyncio_fragil", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("difusion", "abrupt-disconnect", set()),  # forwards every message to the others: text it notes, not judges
     ("difusion", "pipelined", set()),
     ("cola_escritor", "crash-recovery", set()),  # one writer thread commits in batches; acks after the commit
     ("cola_escritor", "db-locked", set()),
     ("un_hilo_select", "db-locked", {"crashes", "silent-on-db-error"}),  # OperationalError uncaught in its one loop
     ("un_hilo_select", "sliced-stream", set()),  # a buffer per client: lines whole across reads
-    ("un_hilo_select", "concurrent-burst", {"~small-backlog"}),
+    ("un_hilo_select", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),
     ("procesos", "abrupt-disconnect", set()),  # a process per client (fork), reaped by a SIGCHLD handler
     ("procesos", "shutdown-under-load", set()),  # signals its children and waits for them
     ("procesos_accept", "abrupt-disconnect", set()),  # reaps at its next accept(): zombies wait for one more client
