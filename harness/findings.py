@@ -156,6 +156,7 @@ CATALOGUE = {
             "unanswered",
             "slow-under-load",
             "loses-acked",
+            "drops-idle-clients",
         ),
         _k(
             "not-live",
@@ -278,6 +279,14 @@ CATALOGUE = {
             "Never block on one client while holding a shared lock; give each client its own writer.",
         ),
         _k(
+            "drops-idle-clients",
+            40,
+            "The server hangs up on a client that is silent for a few seconds, as long as a person takes to type "
+            "a message: the user is cut off mid-conversation, and the next message goes nowhere.",
+            "Do not put a short timeout on client sockets (conn.settimeout(5)): wait without one, or for minutes, "
+            "and catch the timeout only to close a client that has really gone, saying why first.",
+        ),
+        _k(
             "limits",
             46,
             "A limit (connections, idle time) is not enforced politely.",
@@ -335,6 +344,7 @@ CHECKS = (  # (part of a check's name, scenario or "", finding)
     ("retrying client", "", "client-down"),
     ("exit word", "", "exit-word"),
     ("ack latency", "", "slow-for-others"),
+    ("between messages stay connected", "", "drops-idle-clients"),
     ("newcomers", "", "limits"),
     ("idle clients", "", "limits"),
     ("every message gets an answer", "db-locked", "silent-on-db-error"),

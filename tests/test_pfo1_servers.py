@@ -101,9 +101,24 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool_sondeo", "bad-input", set()),  # idle workers wake twice a second: each waits on a wave client's connection
     ("pool_sondeo", "abrupt-disconnect", set()),
     ("asyncio_sondeo_fuga", "abrupt-disconnect", {"leaks"}),  # threads left per reset wake twice a second, serve none
-    ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
+    ("multiproceso", "random", set()),
+    ("inactividad", "slow-clients", {"drops-idle-clients"}),  # conn.settimeout(5): a user who pauses is hung up on
+    ("un_mensaje", "slow-clients", set()),  # it closes after every answer: a session's end, not an idle timeout
+    ("enter_salir", "shutdown-under-load", {"no-reuseaddr", "-unclean-stop", "-stop-hangs"}),  # Enter (stdin) stops it
+    ("enter_salir", "flaky-network", {"thread-crash"}),  # its sendall() raises for a client that reset: a traceback
+    ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
+    ("sin_candado", "db-locked", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
-CORRECT = ["pipelined", "sliced-stream", "bad-input", "shutdown-under-load", "restart", "db-locked", "port-in-use"]
+CORRECT = [
+    "pipelined",
+    "sliced-stream",
+    "bad-input",
+    "slow-clients",
+    "shutdown-under-load",
+    "restart",
+    "db-locked",
+    "port-in-use",
+]
 
 
 def run(server: str, scenario: str, seed: int = 11) -> tuple[ScenarioResult, list[dict]]:  # type: ignore[type-arg]
