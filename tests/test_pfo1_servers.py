@@ -105,7 +105,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("inactividad", "slow-clients", {"drops-idle-clients"}),  # conn.settimeout(5): a user who pauses is hung up on
     ("un_mensaje", "slow-clients", set()),  # it closes after every answer: a session's end, not an idle timeout
     ("enter_salir", "shutdown-under-load", {"no-reuseaddr", "-unclean-stop", "-stop-hangs"}),  # Enter (stdin) stops it
-    ("enter_salir", "flaky-network", {"thread-crash"}),  # its sendall() raises for a client that reset: a traceback
+    ("enter_salir", "port-in-use", {"busy-port"}),  # it prints why, but exits 0
     ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
     ("sin_candado", "db-locked", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
 ]
