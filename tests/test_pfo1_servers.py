@@ -101,13 +101,13 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool_sondeo", "bad-input", set()),  # idle workers wake twice a second: each waits on a wave client's connection
     ("pool_sondeo", "abrupt-disconnect", set()),
     ("asyncio_sondeo_fuga", "abrupt-disconnect", {"leaks"}),  # threads left per reset wake twice a second, serve none
-    ("multiproceso", "random", set()),
+    ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
     ("inactividad", "slow-clients", {"drops-idle-clients"}),  # conn.settimeout(5): a user who pauses is hung up on
     ("un_mensaje", "slow-clients", set()),  # it closes after every answer: a session's end, not an idle timeout
     ("enter_salir", "shutdown-under-load", {"no-reuseaddr", "-unclean-stop", "-stop-hangs"}),  # Enter (stdin) stops it
     ("enter_salir", "port-in-use", {"busy-port"}),  # it prints why, but exits 0
     ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
-    ("sin_candado", "db-locked", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
+    ("sin_candado", "db-locked", set()),  # a failed INSERT gets an error line
 ]
 CORRECT = [
     "pipelined",
