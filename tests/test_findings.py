@@ -355,7 +355,7 @@ def test_every_anomaly_kind_the_checker_can_report_has_a_finding() -> None:
 
 
 def test_a_server_that_hangs_up_on_silent_clients_is_named_for_it() -> None:
-    from scenarios.slow_clients import SILENT
+    from scenarios.idle_clients import SILENT
 
-    assert findings.of_check(SILENT, "slow-clients") == "drops-idle-clients"
+    assert findings.of_check(SILENT, "idle-clients") == "drops-idle-clients"
     assert findings.CATALOGUE["crashes"].explains >= {"drops-idle-clients"}  # a dead server hangs up on everyone

@@ -102,8 +102,8 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("pool_sondeo", "abrupt-disconnect", set()),
     ("asyncio_sondeo_fuga", "abrupt-disconnect", {"leaks"}),  # threads left per reset wake twice a second, serve none
     ("multiproceso", "random", set()),  # multiprocessing holds a process's pipes until the next start(): not a leak
-    ("inactividad", "slow-clients", {"drops-idle-clients"}),  # conn.settimeout(5): a user who pauses is hung up on
-    ("un_mensaje", "slow-clients", set()),  # it closes after every answer: a session's end, not an idle timeout
+    ("inactividad", "idle-clients", {"drops-idle-clients"}),  # conn.settimeout(5): a user who pauses is hung up on
+    ("un_mensaje", "idle-clients", set()),  # it closes after every answer: a session's end, not an idle timeout
     ("enter_salir", "shutdown-under-load", {"no-reuseaddr", "-unclean-stop", "-stop-hangs"}),  # Enter (stdin) stops it
     ("enter_salir", "port-in-use", {"busy-port"}),  # it prints why, but exits 0
     ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
@@ -113,7 +113,7 @@ CORRECT = [
     "pipelined",
     "sliced-stream",
     "bad-input",
-    "slow-clients",
+    "idle-clients",
     "shutdown-under-load",
     "restart",
     "db-locked",

@@ -5,7 +5,7 @@ from typing import Any
 
 from chat import server
 
-SCENARIO = "slow-clients"
+SCENARIO = "idle-clients"
 CAUGHT_BY = ("check:between messages stay connected",)
 SHORT = 3.0
 
