@@ -9,17 +9,24 @@ make one ``audit`` record (``visible: true``, their ``rows`` and ``tokens``). Th
 wait for a lock: a log locked by its writer is asked again at the next batch, for at most
 ``patience`` seconds. Acks without a row id (``pfo1``) are audited by token, at most
 ``token_rate`` per second, on a thread of their own, since that query scans the table.
+
+With ``watch`` (a run's auditor: ``LOG_WATCH``), a thread also reads the log's largest id every
+``watch`` seconds, acks or not, without waiting for a lock: when a client gave up on an answer,
+that says whether the server had stored the message yet (``log-read`` records), even while a
+stalled server sends no acks to audit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from harness.history import INFO, History
 from harness.log import LogBusy, LogError, LogReader
 
+LOG_WATCH = 0.1  # seconds between a run auditor's own reads of the log's largest id
 SPAN_PER_ACK = 4  # ids a batch's range may span per ack for one count over it (more: a lookup per id)
 RowAck = tuple[str, int, float, int, int]  # token, row, acked at, client, connection
 TokenAck = tuple[str, float, int, int]  # token, acked at, client, connection
@@ -36,6 +43,7 @@ class Auditor:
         token_rate: float = 20.0,
         batch_every: float = 0.002,
         patience: float = 5.0,
+        watch: float = 0.0,
     ) -> None:
         """Audit rows above id ``after`` in ``reader``'s log, recording into ``history``; ``stop`` ends it."""
         self.reader = reader
@@ -54,6 +62,11 @@ class Auditor:
         self._last_token_audit = -1e9
         self._token_thread: ThreadPoolExecutor | None = None
         self._stopped = False
+        self._watch_done = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if watch > 0:
+            self._watcher = threading.Thread(target=self._watch, args=(watch,), name="log-watch", daemon=True)
+            self._watcher.start()
 
     def acked(self, token: str, row: int | None, client: int, conn: int) -> None:
         """An ack for ``token`` (row ``row`` if the ack said so) was just received."""
@@ -77,6 +90,9 @@ class Auditor:
         Call it once the event loop that heard the acks has ended.
         """
         self._stopped = True
+        self._watch_done.set()
+        if self._watcher is not None:
+            self._watcher.join(5.0)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -91,6 +107,24 @@ class Auditor:
                 self._by_token = []
         finally:
             self.kept.close()
+
+    def _watch(self, every: float) -> None:
+        """Read the log's largest id every ``every`` seconds until ``stop`` (a locked or missing log: skipped)."""
+        reader = LogReader(self.reader.path, self.reader.m, timeout=0.0, keep_open=True)
+        try:
+            while True:
+                stopping = self._watch_done.wait(every)  # and one last read at the stop: after every wait ended
+                at = self.history.now()  # the read comes after: a row it does not count was not committed then
+                try:
+                    top = reader.max_id()
+                except LogError:
+                    top = 0
+                if top > 0:
+                    self.history.add(INFO, "log-read", max_id=top, max_id_at=at)
+                if stopping:
+                    return
+        finally:
+            reader.close()
 
     def _tick(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self._timer = None

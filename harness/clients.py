@@ -72,6 +72,7 @@ class Options:
     give_up_seconds: float = 15.0  # ... provided they cost it this long (short timeouts under a fault do not)
     short_ack_timeout: float = 1.0  # every client's ack timeout once one client gave up on the server
     reset_after_server_close: bool | None = None  # answer a server's close with RST (None: on fixed ports)
+    held_to: float | None = None  # the answer time the server is held to, when the ack timeout is shorter
 
 
 @dataclass

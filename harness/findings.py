@@ -163,6 +163,9 @@ CATALOGUE = {
             28,
             "After the run, a new client was not served.",
             "Keep accepting connections whatever happens to one client.",
+            "unanswered",
+            "slow-under-load",
+            "leaks",  # a stuck server's threads, the probe's among them, are still there when counted
         ),
         _k(
             "silent-on-db-error",

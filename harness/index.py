@@ -143,6 +143,7 @@ class RunIndex:
         self.relay = str(self.settings.get("relay", "none"))
         self.protocol = str(self.settings.get("protocol", "chat"))
         self.ack_timeout = float(self.settings.get("ack_timeout", 10.0))
+        self.held_to = float(self.settings.get("held_to") or self.ack_timeout)  # longer: the wait is a device
         words = self.settings.get("exit_words")
         self.exit_words: tuple[str, ...] = tuple(words) if words else CHAT_EXIT_WORDS
         token = rf"\[({re.escape(self.run_id)}\.\d+\.\d+)\]" if self.run_id else r"\[([0-9a-z]+\.\d+\.\d+)\]"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from harness import wire as wires
-from harness.audit import Auditor
+from harness.audit import LOG_WATCH, Auditor
 from harness.checker import CheckResult, judge
 from harness.clients import Context, Options, SimClient, drive, execute
 from harness.faults import FaultProxy, parse_schedule, run_schedule
@@ -353,6 +353,7 @@ def run_plan(
             framing=target.pfo1.framing if target.protocol == "pfo1" else "newline",
             exit_words=list(target.exit_words),
             ack_timeout=options.ack_timeout,
+            held_to=max(options.ack_timeout, options.held_to or 0.0),
             relay=target.relay,
             normalize=target.normalize,
             baseline_id=baseline,
@@ -369,7 +370,7 @@ def run_plan(
         wire = wires.for_target(target)
         if config.pipelining is not None:
             wire.pipelining = config.pipelining
-        auditor = Auditor(reader, history, baseline) if config.audit else None
+        auditor = Auditor(reader, history, baseline, watch=LOG_WATCH) if config.audit else None
         nctx = NemesisContext(live, target, history, threading.Event())
         helpers = []
         if config.nemesis is not None:

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from harness.audit import Auditor
+from harness.audit import LOG_WATCH, Auditor
 from harness.clients import Context, Options, SimClient, drive
 from harness.history import History, load
 from harness.log import LogReader
@@ -66,7 +66,7 @@ def _work(shard: Shard, pipe: Connection) -> None:
         try:
             if shard.audit is not None:
                 db, mapping, baseline = shard.audit
-                auditor = Auditor(LogReader(db, mapping), history, baseline)
+                auditor = Auditor(LogReader(db, mapping), history, baseline, watch=LOG_WATCH)
             ctx = Context(shard.host, shard.port, shard.wire, history, shard.run_id, shard.options, auditor)
             ctx._conns = itertools.count((shard.number + 1) * CONNS_PER_WORKER)
             clients = [SimClient(i, plan, ctx) for i, plan in shard.clients]

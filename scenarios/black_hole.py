@@ -26,11 +26,11 @@ class BlackHole(AnyTarget):
     description = "a black hole on half the connections for 1.5 s: late data, timeouts, resends"
 
     def run(self, ctx: ScenarioContext) -> ScenarioResult:
-        """Clients wait 1 s for an ack before they give up on a connection."""
+        """Clients wait 1 s for an ack before they give up on a connection: the server is still held to the usual wait."""
         t0 = self.begin(ctx)
         steps = fault("hole", "timeout", at=START, until=UNTIL, probability=0.5)
         plan = Plan(chatter(ctx.n(12), messages=40, pause=0.07, rng=ctx.rng(self.name)), ctx.seed, self.name, steps)
-        options = Options(ack_timeout=1.0, close_timeout=1.0)
+        options = Options(ack_timeout=1.0, close_timeout=1.0, held_to=ctx.config.options.ack_timeout)
         outcome = run(ctx, plan, "black-hole", options=options)
         return conclude(self, ctx, t0, [outcome], [acked_after(outcome, UNTIL + 1.5, "the hole closes")])
 

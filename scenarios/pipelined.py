@@ -33,7 +33,7 @@ class Pipelined(AnyTarget):
                 ops.append(Op(SEND, f"burst {burst} message 4 «{c}»"))
             clients.append(ClientPlan(ops, start=round(0.01 * c, 3)))
         # A merged pair leaves its second message unanswered forever: do not wait 10 s for each.
-        options = replace(ctx.config.options, ack_timeout=3.0)
+        options = replace(ctx.config.options, ack_timeout=3.0, held_to=ctx.config.options.ack_timeout)
         outcome = run(ctx, Plan(clients, seed=ctx.seed, name=self.name), "bursts", pipelining=True, options=options)
         return conclude(self, ctx, t0, [outcome])
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,41 @@ def test_a_reader_never_creates_the_log_it_reads(tmp_path: Path, monkeypatch: py
         LogReader(db, LogMapping()).rows_after(0)
     monkeypatch.undo()
     assert not db.exists()
+
+
+def test_a_watching_auditor_reads_the_largest_id_without_acks_and_skips_a_locked_log(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 3)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0, watch=0.02)
+    writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    try:
+        deadline = time.monotonic() + 10.0
+        while not any(r.f == "log-read" for r in history) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        writer.execute("BEGIN EXCLUSIVE")  # a locked log: the watch skips its reads, it never waits
+        writer.execute("INSERT INTO mensajes (id, contenido) VALUES (4, 'm4')")
+        time.sleep(0.1)
+        writer.execute("COMMIT")
+        while not any(r.f == "log-read" and r.get("max_id") == 4 for r in history) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        auditor.stop()
+        writer.close()
+    reads = [(r.get("max_id"), r.get("max_id_at")) for r in history if r.f == "log-read"]
+    assert reads and reads[0][0] == 3
+    assert any(top == 4 for top, _ in reads)
+    assert not auditor._watcher or not auditor._watcher.is_alive()
+    assert not [r for r in history if r.f == "audit-error"]
+
+
+def test_an_auditor_without_watch_reads_nothing_on_its_own(tmp_path: Path) -> None:
+    db = tmp_path / "log.db"
+    make_log(db, 3)
+    history = History()
+    auditor = Auditor(LogReader(db, LogMapping()), history, 0)
+    try:
+        assert auditor._watcher is None
+    finally:
+        auditor.stop()
+    assert not [r for r in history if r.f == "log-read"]

@@ -12,6 +12,7 @@ import pytest
 
 from harness import findings
 from harness.checker import CheckResult, check, merge, merge_notes
+from harness.checks.answers import HELD_LATE
 from harness.history import FAIL, INFO, INVOKE, OK, History, load, write
 from harness.index import RunIndex
 from harness.log import LogReader, Row
@@ -24,14 +25,14 @@ RUN = "abc123"
 class Fab:
     """Fabricates a history and a log the way a run would produce them."""
 
-    def __init__(self, tmp: Path, relay: str = "others") -> None:
+    def __init__(self, tmp: Path, relay: str = "others", **settings: Any) -> None:
         self.h = History(start=0.0)
         self.db = tmp / "log.db"
         self.conn = sqlite3.connect(self.db, isolation_level=None)
         self.conn.execute(
             "CREATE TABLE mensajes (id INTEGER PRIMARY KEY AUTOINCREMENT, contenido TEXT, fecha_envio TEXT)"
         )
-        self.h.add(INFO, "run", run_id=RUN, relay=relay, normalize="exact", baseline_id=0, db=str(self.db))
+        self.h.add(INFO, "run", run_id=RUN, relay=relay, normalize="exact", baseline_id=0, db=str(self.db), **settings)
         self.t = 0.0
 
     def tick(self) -> float:
@@ -883,6 +884,40 @@ def test_a_missing_answer_whose_row_was_stored_after_the_wait_ended_may_only_be_
             " 10.05 s after the message was sent, past the 10 s ack timeout), so this one may have come after it:"
             " the server is too slow under this load"
         ), a.message
+
+
+@pytest.mark.parametrize(
+    ("held_to", "found_at", "judged"),
+    [
+        (10.0, 2.0, False),  # not in the log 1.05 s after the send, in it at 2 s: late, not missing
+        (10.0, 0.5, True),  # stored within the 1 s wait, yet not answered: unanswered
+        (10.0, 12.0, True),  # stored only after the 10 s the server is held to: unanswered (slow)
+        (None, 2.0, True),  # a run whose wait is the one the server is held to: unanswered (slow)
+    ],
+)
+def test_a_missing_answer_stored_after_a_wait_the_scenario_shortened_is_late_not_missing(
+    tmp_path: Path, held_to: float | None, found_at: float, judged: bool
+) -> None:
+    fab = Fab(tmp_path, relay="none", ack_timeout=1.0, held_to=held_to)
+    fab.connected(0, 0)
+    _, first = fab.sent_acked_stored(0, 1)
+    late, text = fab.message(0, 2)
+    fab.rec(INVOKE, "send", 0, 0, token=late, text=text)
+    sent = fab.t
+    fab.t = sent + 1.0
+    fab.rec(INFO, "send", 0, 0, token=late, error="ack-timeout", end="ack-timeout")
+    fab.ended(0, 0, 0.0, [], reason="ack-timeout")
+    row = fab.store(text)
+    reads = [(first, 1.05), (row, found_at)] if found_at > 1.0 else [(row, found_at), (row, 1.05)]
+    for top, at in reads:
+        fab.rec(INFO, "log-read", -1, -1, max_id=top, max_id_at=sent + at)
+    result = fab.result()
+    if judged:
+        [a] = result.anomalies
+        assert a.kind == "unanswered" and a.token == late
+    else:
+        assert result.valid is True and result.not_judged[11] == {HELD_LATE: 1}, result.anomalies
+        assert any("were stored only after it: late, not missing, for a server held to 10 s" in n for n in result.notes)
 
 
 def test_a_stop_that_leaves_its_children_running_is_unclean(fab: Fab) -> None:

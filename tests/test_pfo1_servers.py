@@ -108,6 +108,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("enter_salir", "port-in-use", {"busy-port"}),  # it prints why, but exits 0
     ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
     ("sin_candado", "db-locked", set()),  # a failed INSERT gets an error line
+    ("respaldo", "black-hole", set()),  # answers wait behind a backup past the clients' 1 s: late, not missing
 ]
 CORRECT = [
     "pipelined",

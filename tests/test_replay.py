@@ -16,8 +16,8 @@ from scenarios.registry import load as scenarios
 
 # scenario -> what its plan must carry
 CARRIED = {
-    "pipelined": {"client": {"options": {"ack_timeout": 3.0}, "pipelining": True}},
-    "black-hole": {"client": {"options": {"ack_timeout": 1.0, "close_timeout": 1.0}}},
+    "pipelined": {"client": {"options": {"ack_timeout": 3.0, "held_to": 10.0}, "pipelining": True}},
+    "black-hole": {"client": {"options": {"ack_timeout": 1.0, "close_timeout": 1.0, "held_to": 10.0}}},
     "max-clients": {"target_options": {"max_clients": 5}},
     "idle-clients": {"target_options": {"idle_timeout": 1.0}},
 }
@@ -44,7 +44,7 @@ def test_replaying_a_scenario_plan_is_the_same_experiment(tmp_path: Path, name: 
             assert saved[key][field] == value, saved.get(key)
     again = run_plan(reference(), Plan.load(plan_file), tmp_path / "replay", config=RunConfig())
     a, b = run_record(first.rundir / "history.jsonl"), run_record(again.rundir / "history.jsonl")
-    assert a["ack_timeout"] == b["ack_timeout"]
+    assert a["ack_timeout"] == b["ack_timeout"] and a["held_to"] == b["held_to"]
     # The same kinds of refusal: how many is timing (under load an active client's 0.3 s pause can pass the
     # 1 s idle timeout too: CI once saw 3 more "idle" in one of the two runs)
     assert set(server_said(first.rundir / "history.jsonl")) == set(server_said(again.rundir / "history.jsonl"))

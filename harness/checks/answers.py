@@ -7,13 +7,17 @@ its row yet when the wait ended: then the answer may only be late). It is not ju
 fault or a nemesis touched the connection meanwhile, when the client broke the connection itself,
 when the server dropped the connection saying why (idle, slow, shutdown), or when the message was
 stored run together with another or in pieces (a framing defect, reported as such). A bad line
-may also be answered by closing the connection.
+may also be answered by closing the connection. Nor is it when the scenario shortened the clients'
+wait below the time the server is held to (``held_to``: black-hole's 1 s makes clients give up and
+resend) and the server stored the message within that time, but only after the client stopped waiting.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
+from functools import cached_property
 from itertools import accumulate
+from typing import NamedTuple
 
 from harness.checks.base import MAX_EVIDENCE, Judgement, invariant
 from harness.ends import End
@@ -25,14 +29,14 @@ SYN_RETRY = 0.9  # a loopback connect this slow had its SYN dropped (Linux resen
 BACKLOG = "the server's listen queue was full"
 SLOW = 0.5  # of the ack timeout: a run whose answers took this long may have answered after it
 LATE = "so this one may have come after it: the server is too slow under this load"
+HELD_LATE = "stored, answered late (the clients' wait was shortened)"
 
 
 @invariant(11, "every message answered")
 def every_message_answered(ix: RunIndex) -> Judgement:
     """Every send on an untouched connection is acknowledged or refused within the ack timeout."""
     j = Judgement()
-    slowest: list[float] = []  # the run's slowest answer, once an unanswered message needs it
-    reads: list[tuple[list[int], list[float]]] = []  # the auditor's reads of the log's largest id, likewise
+    ev = LateEvidence(ix)  # what the run says of late answers, built once an unanswered message needs it
     for rec in ix.of("send"):
         if rec.type != INVOKE:
             continue
@@ -55,8 +59,18 @@ def every_message_answered(ix: RunIndex) -> Judgement:
         if why:
             j.skip(why)
             continue
-        _unanswered(ix, j, m, rec, outcome, until, c, slowest, reads)
+        if held_late(ev, m, rec):
+            j.skip(HELD_LATE)
+            continue
+        _unanswered(ix, j, m, rec, outcome, until, c, ev)
     _stray_lines(ix, j)
+    late = j.not_judged.get(HELD_LATE)
+    if late:
+        j.notes.append(
+            f"{late} message(s) got no answer within the clients' {ix.ack_timeout:g} s wait (this scenario's, "
+            f"to make them give up and resend) and were stored only after it: late, not missing, for a server "
+            f"held to {ix.held_to:g} s"
+        )
     abandoned = ix.of("abandon")
     if abandoned:
         j.notes.append(
@@ -102,21 +116,24 @@ def _unanswered(
     outcome: Record | None,
     until: float,
     c: Connection | None,
-    slowest: list[float],
-    reads: list[tuple[list[int], list[float]]],
+    ev: LateEvidence,
 ) -> None:
     said = [u for u in ix.unexpected.get(rec.conn, []) if rec.time <= u.time <= until + 0.001]
     quote = [said[0].index] if said else []
     how = str(outcome.get("error")) if outcome is not None else "the run ended first"
-    ev = {"token": m.token, "client": m.client, "history": [rec.index, *quote] + ([outcome.index] if outcome else [])}
-    late = _late(ix, slowest) if said else ""
+    evidence = {
+        "token": m.token,
+        "client": m.client,
+        "history": [rec.index, *quote] + ([outcome.index] if outcome else []),
+    }
+    late = _late(ev) if said else ""
     if said and late:  # text the target does not describe (a broadcast, say) and an answer that came too late
         j.add(
             "unanswered",
             11,
             f"message {m.token} got no ack and no error on connection {rec.conn} ({how}); meanwhile the server "
             f"sent only text the target file describes as neither, e.g. {said[0].get('line')!r}{late}",
-            **ev,
+            **evidence,
         )
     elif said:
         j.add(
@@ -124,7 +141,7 @@ def _unanswered(
             11,
             f"message {m.token} got the reply {said[0].get('line')!r}, which is neither an ack nor an error "
             f"the target file describes ({how})",
-            **ev,
+            **evidence,
         )
     else:
         slow = c.connect_seconds if c is not None and c.link is None else None
@@ -132,55 +149,106 @@ def _unanswered(
             f"; opening the connection took {slow:.1f} s (its SYN was dropped and resent: {BACKLOG}), so the "
             "server probably never accepted it in time"
             if slow is not None and slow >= SYN_RETRY
-            else _late(ix, slowest) or _stored_late(ix, m, rec, reads)
+            else _late(ev) or _stored_late(ev, m, rec)
         )
         j.add(
             "unanswered",
             11,
             f"message {m.token} got no answer (no ack, no error) on connection {rec.conn}, which no fault or "
             f"nemesis touched: {how}{queue}",
-            **ev,
+            **evidence,
         )
 
 
-def _late(ix: RunIndex, slowest: list[float]) -> str:
+class Reads(NamedTuple):
+    """The auditor's reads of the log's largest id, by that id (integer ids only)."""
+
+    ids: list[int]  # sorted
+    latest: list[float]  # latest[k]: the latest read whose largest id was ids[k] or smaller
+    earliest: list[float]  # earliest[k]: the earliest read whose largest id was ids[k] or larger
+
+
+class LateEvidence:
+    """What one run says of late answers, each part built on first use (once per check)."""
+
+    def __init__(self, ix: RunIndex) -> None:
+        """Gather from ``ix`` when asked."""
+        self.ix = ix
+
+    @cached_property
+    def slowest(self) -> float:
+        """The run's slowest answer, in seconds from its send."""
+        return max((w for _, w, _ in latencies(self.ix.records, refusals=True)), default=0.0)
+
+    @cached_property
+    def reads(self) -> Reads:
+        """The auditor's reads of the log's largest id."""
+        seen = sorted(
+            (int(a.value["max_id"]), float(a.value["max_id_at"]))
+            for a in (*self.ix.of("audit"), *self.ix.of("log-read"))
+            # 0 is also what a log whose ids are not integers reads: such a read says nothing
+            if isinstance(a.get("max_id"), int) and a.value["max_id"] > 0 and isinstance(a.get("max_id_at"), float)
+        )
+        times = [t for _, t in seen]
+        return Reads([i for i, _ in seen], list(accumulate(times, max)), list(accumulate(reversed(times), min))[::-1])
+
+
+def held_late(ev: LateEvidence, m: Message, rec: Record) -> bool:
+    """Whether a missing answer may only have come after a wait shorter than the server is held to.
+
+    Only when the scenario shortened the clients' wait (``held_to`` longer than the ack timeout),
+    and the server stored the message whole within ``held_to`` of its sending but only after the
+    wait had ended (a read of the log's largest id after it did not count its row): it was still
+    busy storing it, so its answer could only come later. A message stored in time but not
+    answered stays unanswered.
+    """
+    ix = ev.ix
+    if ix.held_to <= ix.ack_timeout or ix.log_error:
+        return False
+    st = ix.framing.of(m.token)
+    if len(st.whole) != 1 or st.pieces:
+        return False
+    r = ev.reads
+    k = bisect_left(r.ids, st.whole[0])  # the first read that found the row, else the end of the run
+    if (r.earliest[k] if k < len(r.ids) else ix.end_of_run()) > rec.time + ix.held_to:
+        return False
+    return bool(_stored_late(ev, m, rec))
+
+
+def _late(ev: LateEvidence) -> str:
     """Why a missing answer may only be late: other answers of the run came near the ack timeout ("" if none did)."""
-    if not slowest:
-        slowest.append(max((w for _, w, _ in latencies(ix.records, refusals=True)), default=0.0))
-    if slowest[0] < SLOW * ix.ack_timeout:
+    ix = ev.ix
+    if ev.slowest < SLOW * ix.ack_timeout:
         return ""
-    return f"; other answers in this run took up to {slowest[0]:.1f} s of the {ix.ack_timeout:g} s ack timeout, {LATE}"
+    return f"; other answers in this run took up to {ev.slowest:.1f} s of the {ix.ack_timeout:g} s ack timeout, {LATE}"
 
 
-def _stored_late(ix: RunIndex, m: Message, rec: Record, reads: list[tuple[list[int], list[float]]]) -> str:
+def _due(ix: RunIndex, m: Message, rec: Record) -> float:
+    """When the answer to ``rec``'s message was due: the ack timeout after its last byte."""
+    return rec.time + float(rec.get("trickle") or 0.0) * len(m.text.encode("utf-8")) + ix.ack_timeout
+
+
+def _stored_late(ev: LateEvidence, m: Message, rec: Record) -> str:
     """Why a missing answer may only be late: its row was not in the log yet when the wait ended ("" if unknown).
 
     The auditor's reads of the log's largest id say when a row was not committed yet (an id larger
     than every one in the log is not in it); one read at or after the end of the wait that still did
     not find this message's row means the server stored it only after the client had stopped waiting.
     """
+    ix = ev.ix
     if ix.log_error:
         return ""
     st = ix.framing.of(m.token)
     if len(st.whole) != 1 or st.pieces:
         return ""
     row = st.whole[0]
-    due = rec.time + float(rec.get("trickle") or 0.0) * len(m.text.encode("utf-8")) + ix.ack_timeout
-    if not reads:  # once per check: the reads by largest id, and the latest time each id or a smaller one was read
-        seen = sorted(
-            (int(a.value["max_id"]), float(a.value["max_id_at"]))
-            for a in ix.of("audit")
-            # 0 is also what a log whose ids are not integers reads: such a read says nothing
-            if isinstance(a.get("max_id"), int) and a.value["max_id"] > 0 and isinstance(a.get("max_id_at"), float)
-        )
-        reads.append(([i for i, _ in seen], list(accumulate((t for _, t in seen), max))))
-    ids, latest = reads[0]
-    n = bisect_left(ids, row)  # the reads whose largest id is below the row's
-    if not n or latest[n - 1] < due:
+    r = ev.reads
+    n = bisect_left(r.ids, row)  # the reads whose largest id is below the row's
+    if not n or r.latest[n - 1] < _due(ix, m, rec):
         return ""
     return (
         f"; the server stored it only after the client had stopped waiting (row {row} was not in the log yet "
-        f"{latest[n - 1] - rec.time:.2f} s after the message was sent, past the {ix.ack_timeout:g} s ack timeout), {LATE}"
+        f"{r.latest[n - 1] - rec.time:.2f} s after the message was sent, past the {ix.ack_timeout:g} s ack timeout), {LATE}"
     )
 
 
