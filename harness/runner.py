@@ -370,7 +370,6 @@ def run_plan(
         wire = wires.for_target(target)
         if config.pipelining is not None:
             wire.pipelining = config.pipelining
-        auditor = Auditor(reader, history, baseline, watch=LOG_WATCH) if config.audit else None
         nctx = NemesisContext(live, target, history, threading.Event())
         helpers = []
         if config.nemesis is not None:
@@ -393,6 +392,7 @@ def run_plan(
 
             helpers.append(threading.Thread(target=schedule, name="fault-schedule", daemon=True))
         live.held = False
+        auditor = Auditor(reader, history, baseline, watch=LOG_WATCH) if config.audit else None  # stopped below
         ctx = Context(
             proxy.host if proxy else srv.host,
             proxy.port if proxy else srv.port,
@@ -426,14 +426,14 @@ def run_plan(
                 proxy.close()
             progress.done.set()
             progress.join(2)
+            if auditor is not None:
+                auditor.stop()
         if stuck:
             history.add(
                 INFO, "harness-error", error=f"{len(stuck)} client(s) still running after {config.client_timeout} s"
             )
         if any(helper.is_alive() for helper in helpers):
             history.add(INFO, "harness-error", error="the nemesis or the fault schedule did not finish")
-        if auditor is not None:
-            auditor.stop()
         srv = live.run
         assert srv is not None
         if nctx.server_down:
