@@ -336,6 +336,18 @@ def test_one_defect_seen_in_many_scenarios_is_one_finding_and_its_consequences_p
     assert all(f["title"] and f["hint"] for f in found)
 
 
+def test_a_server_not_live_after_a_run_explains_its_leftover_threads_there_but_not_elsewhere() -> None:
+    leak = ("resource-leak", "server threads: 2 before the clients, still 3 5 s after they left")
+    scenarios = [
+        scenario("slow-clients", [("not-live", "a fresh probe client was not served"), leak]),
+        scenario("abrupt-disconnect", [leak]),
+    ]
+    found = findings.annotate(scenarios)
+    assert [f["id"] for f in found] == ["not-live", "leaks"]
+    assert scenarios[0]["anomalies"][1]["consequence_of"] == "not-live"  # the stuck server holds the probe's thread
+    assert "consequence_of" not in scenarios[1]["anomalies"][0] and found[1]["scenarios"] == ["abrupt-disconnect"]
+
+
 def test_every_anomaly_kind_the_checker_can_report_has_a_finding() -> None:
     import re
     from pathlib import Path
