@@ -30,7 +30,7 @@ class IdleClients(AnyTarget):
 
     name = "idle-clients"
     description = (
-        f"a declared idle timeout is enforced politely (an error line, then a close), active clients unaffected; "
+        "a declared idle timeout is enforced politely (an error line, then a close), active clients unaffected; "
         f"users silent for {THINK:g} s between two messages keep their connections"
     )
 

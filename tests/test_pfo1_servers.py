@@ -109,6 +109,7 @@ EXPECTED: list[tuple[str, str, set[str]]] = [
     ("sin_candado", "concurrent-burst", {"~small-backlog", "~slow-under-load"}),  # a connection per message, no lock
     ("sin_candado", "db-locked", set()),  # a failed INSERT gets an error line
     ("respaldo", "black-hole", set()),  # answers wait behind a backup past the clients' 1 s: late, not missing
+    ("respaldo", "slow-clients", {"not-live", "-leaks"}),  # a copy of over 10 s; the probe's thread is its consequence
 ]
 CORRECT = [
     "pipelined",
