@@ -169,7 +169,7 @@ def test_a_reader_never_creates_the_log_it_reads(tmp_path: Path, monkeypatch: py
     assert not db.exists()
 
 
-def test_a_watching_auditor_reads_the_largest_id_without_acks_and_skips_a_locked_log(tmp_path: Path) -> None:
+def test_a_watching_auditor_reads_the_largest_id_without_acks_and_goes_on_past_a_locked_log(tmp_path: Path) -> None:
     db = tmp_path / "log.db"
     make_log(db, 3)
     history = History()

@@ -203,16 +203,12 @@ def held_late(ev: LateEvidence, m: Message, rec: Record) -> bool:
     answered stays unanswered.
     """
     ix = ev.ix
-    if ix.held_to <= ix.ack_timeout or ix.log_error:
-        return False
-    st = ix.framing.of(m.token)
-    if len(st.whole) != 1 or st.pieces:
+    row = _whole_row(ix, m)
+    if ix.held_to <= ix.ack_timeout or row is None or not _stored_late(ev, m, rec):
         return False
     r = ev.reads
-    k = bisect_left(r.ids, st.whole[0])  # the first read that found the row, else the end of the run
-    if (r.earliest[k] if k < len(r.ids) else ix.end_of_run()) > rec.time + ix.held_to:
-        return False
-    return bool(_stored_late(ev, m, rec))
+    k = bisect_left(r.ids, row)  # the first read that found the row, else the end of the run
+    return (r.earliest[k] if k < len(r.ids) else ix.end_of_run()) <= rec.time + ix.held_to
 
 
 def _late(ev: LateEvidence) -> str:
@@ -221,6 +217,14 @@ def _late(ev: LateEvidence) -> str:
     if ev.slowest < SLOW * ix.ack_timeout:
         return ""
     return f"; other answers in this run took up to {ev.slowest:.1f} s of the {ix.ack_timeout:g} s ack timeout, {LATE}"
+
+
+def _whole_row(ix: RunIndex, m: Message) -> int | None:
+    """The one row that holds ``m`` whole (None when the log is unreadable or it is stored otherwise)."""
+    if ix.log_error:
+        return None
+    st = ix.framing.of(m.token)
+    return st.whole[0] if len(st.whole) == 1 and not st.pieces else None
 
 
 def _due(ix: RunIndex, m: Message, rec: Record) -> float:
@@ -236,12 +240,9 @@ def _stored_late(ev: LateEvidence, m: Message, rec: Record) -> str:
     not find this message's row means the server stored it only after the client had stopped waiting.
     """
     ix = ev.ix
-    if ix.log_error:
+    row = _whole_row(ix, m)
+    if row is None:
         return ""
-    st = ix.framing.of(m.token)
-    if len(st.whole) != 1 or st.pieces:
-        return ""
-    row = st.whole[0]
     r = ev.reads
     n = bisect_left(r.ids, row)  # the reads whose largest id is below the row's
     if not n or r.latest[n - 1] < _due(ix, m, rec):
